@@ -1,0 +1,1 @@
+"""Operator tooling: the ``fhirplug`` command and the local stack it starts."""

@@ -1,0 +1,344 @@
+"""Starts and stops the local stack: Redis, the FHIR store, the proxy and the forwarding worker.
+
+One code path picks how the store runs: when a Docker engine answers, docker compose runs the
+production images; otherwise the embedded HAPI launcher in store/ runs as a local Java process.
+Every start is idempotent: what already answers is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STORE_DIR = ROOT / "store"
+STORE_JAR = STORE_DIR / "target" / "fhirplug-store.jar"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def say(msg: str) -> None:
+    print(f"fhirplug: {msg}", flush=True)
+
+
+@dataclass
+class StackConfig:
+    var_dir: Path = ROOT / "var"
+    host: str = "127.0.0.1"
+    proxy_port: int = 8080
+    store_port: int = 8090
+    redis_port: int = 6379
+    redis_url: str | None = None  # set: use that Redis, start none
+    h2_url: str | None = None  # None: H2 files under var/h2
+    store_heap: str = "1g"
+    store_boot_timeout: float = 300.0
+    proxy_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        return cls(
+            var_dir=Path(os.environ.get("FHIRPLUG_VAR_DIR", ROOT / "var")),
+            proxy_port=int(os.environ.get("FHIRPLUG_PORT", "8080")),
+            store_port=int(os.environ.get("FHIRPLUG_STORE_PORT", "8090")),
+            redis_port=int(os.environ.get("FHIRPLUG_REDIS_PORT", "6379")),
+            redis_url=os.environ.get("REDIS_URL") or None,
+            store_heap=os.environ.get("FHIRPLUG_STORE_HEAP", "1g"),
+        )
+
+    @property
+    def store_url(self) -> str:
+        return f"http://{self.host}:{self.store_port}/fhir"
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://{self.host}:{self.proxy_port}"
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or f"redis://{self.host}:{self.redis_port}/0"
+
+    def path(self, *parts: str) -> Path:
+        p = self.var_dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+# ---------------------------------------------------------------- processes
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child still "exists"; treat it as gone
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
+        return state != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _read_pid(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def _spawn(cmd: list[str], log: Path, pidfile: Path, env: dict[str, str] | None = None,
+           cwd: Path | None = None) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=cwd or ROOT, env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+    pidfile.write_text(str(proc.pid))
+    return proc
+
+
+def _stop(name: str, pidfile: Path, timeout: float = 30.0) -> None:
+    pid = _read_pid(pidfile)
+    if pid is None:
+        pidfile.unlink(missing_ok=True)
+        return
+    say(f"stopping {name} (pid {pid})")
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(pid):
+        _reap(pid)
+        time.sleep(0.2)
+    if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        _reap(pid)
+    pidfile.unlink(missing_ok=True)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return 200 <= r.status < 300
+    except Exception:
+        return False
+
+
+def _wait(what: str, check, timeout: float, pid: int | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if pid is not None and not _pid_alive(pid):
+            tail = _tail(log) if log else ""
+            raise StackError(f"{what} exited while starting. Last lines of {log}:\n{tail}")
+        time.sleep(0.5)
+    tail = _tail(log) if log else ""
+    raise StackError(f"{what} did not answer within {timeout:.0f} s. Last lines of {log}:\n{tail}")
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _apt_install(*packages: str) -> None:
+    if shutil.which("apt-get") is None:
+        raise StackError(f"{', '.join(packages)} missing and no apt-get to install it; install it first")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    say(f"installing {' '.join(packages)} from Debian's packages")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", *packages], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+# ---------------------------------------------------------------- Docker
+
+
+def docker_engine_answers() -> bool:
+    """True when a Docker engine answers; then the production compose file runs the store."""
+    if os.environ.get("FHIRPLUG_STORE_MODE") == "embedded":
+        return False
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------- Redis
+
+
+def start_redis(cfg: StackConfig) -> str:
+    if cfg.redis_url:
+        say(f"Redis: using REDIS_URL {cfg.redis_url}")
+        return cfg.redis_url
+    if _redis_ping(cfg.host, cfg.redis_port):
+        return cfg.effective_redis_url
+    if shutil.which("redis-server") is None:
+        _apt_install("redis-server")
+        # Debian's package starts a system Redis on 6379; ours is separate and under var/
+        subprocess.run(["service", "redis-server", "stop"], capture_output=True)
+        if _redis_ping(cfg.host, cfg.redis_port):
+            return cfg.effective_redis_url
+    data = cfg.path("redis", "x").parent
+    log, pidfile = cfg.path("log", "redis.log"), cfg.path("run", "redis.pid")
+    proc = _spawn(
+        ["redis-server", "--port", str(cfg.redis_port), "--bind", cfg.host, "--dir", str(data),
+         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
+         "--protected-mode", "yes"],
+        log, pidfile,
+    )
+    _wait("Redis", lambda: _redis_ping(cfg.host, cfg.redis_port), 30, proc.pid, log)
+    return cfg.effective_redis_url
+
+
+def _redis_ping(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- the embedded store
+
+
+def _newest_source_mtime() -> float:
+    files = [STORE_DIR / "pom.xml", *STORE_DIR.joinpath("src").rglob("*")]
+    return max(f.stat().st_mtime for f in files if f.is_file())
+
+
+def build_store(force: bool = False) -> Path:
+    """Build the launcher jar when it is missing or older than its sources."""
+    if not force and STORE_JAR.exists() and STORE_JAR.stat().st_mtime >= _newest_source_mtime():
+        return STORE_JAR
+    if shutil.which("java") is None:
+        _apt_install("openjdk-17-jre-headless")
+    if shutil.which("mvn") is None:
+        _apt_install("maven")
+    say("building the embedded store launcher (first build downloads HAPI from Maven Central)")
+    t0 = time.monotonic()
+    result = subprocess.run(["mvn", "-B", "-q", "-DskipTests", "package"], cwd=STORE_DIR)
+    if result.returncode != 0 or not STORE_JAR.exists():
+        raise StackError("building store/ failed; run `cd store && mvn -B package` to see why")
+    STORE_JAR.touch()
+    say(f"store launcher built in {time.monotonic() - t0:.0f} s")
+    return STORE_JAR
+
+
+def start_store(cfg: StackConfig) -> str:
+    if _http_ok(cfg.store_url + "/metadata?_summary=true", timeout=5):
+        return cfg.store_url
+    jar = build_store()
+    log, pidfile = cfg.path("log", "store.log"), cfg.path("run", "store.pid")
+    h2 = cfg.h2_url or f"jdbc:h2:file:{cfg.path('h2', 'fhirplug')};DB_CLOSE_ON_EXIT=FALSE"
+    cmd = [
+        "java", f"-Xmx{cfg.store_heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        "-jar", str(jar),
+        f"--server.port={cfg.store_port}", f"--server.address={cfg.host}",
+        f"--spring.datasource.url={h2}",
+    ]
+    say(f"starting the embedded FHIR store on {cfg.store_url} (log: {log})")
+    t0 = time.monotonic()
+    proc = _spawn(cmd, log, pidfile, cwd=cfg.var_dir)
+    _wait("the FHIR store", lambda: _http_ok(cfg.store_url + "/metadata?_summary=true", 5),
+          cfg.store_boot_timeout, proc.pid, log)
+    say(f"FHIR store ready in {time.monotonic() - t0:.0f} s")
+    return cfg.store_url
+
+
+# ---------------------------------------------------------------- proxy and worker
+
+
+def proxy_env(cfg: StackConfig) -> dict[str, str]:
+    return {
+        "FHIRPLUG_BIND": f"{cfg.host}:{cfg.proxy_port}",
+        "FHIRPLUG_STORE_URL": cfg.store_url,
+        "REDIS_URL": cfg.effective_redis_url,
+        **cfg.proxy_env,
+    }
+
+
+def start_proxy(cfg: StackConfig) -> str:
+    if _http_ok(cfg.proxy_url + "/healthz"):
+        return cfg.proxy_url
+    log, pidfile = cfg.path("log", "proxy.log"), cfg.path("run", "proxy.pid")
+    cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "proxy" / "gunicorn_conf.py"),
+           "proxy.wsgi:app"]
+    proc = _spawn(cmd, log, pidfile, env=proxy_env(cfg))
+    _wait("the proxy", lambda: _http_ok(cfg.proxy_url + "/healthz"), 60, proc.pid, log)
+    return cfg.proxy_url
+
+
+def start_worker(cfg: StackConfig) -> None:
+    pidfile = cfg.path("run", "worker.pid")
+    if _read_pid(pidfile) is not None:
+        return
+    log = cfg.path("log", "worker.log")
+    _spawn([sys.executable, "-m", "worker"], log, pidfile, env=proxy_env(cfg))
+
+
+# ---------------------------------------------------------------- the whole stack
+
+
+def up(cfg: StackConfig) -> None:
+    if docker_engine_answers():
+        say("a Docker engine answers: starting the production stack with docker compose")
+        subprocess.run(["docker", "compose", "up", "-d", "--wait"], cwd=ROOT, check=True)
+        say("proxy on http://127.0.0.1:8080/fhir (see docker-compose.yml)")
+        return
+    redis = start_redis(cfg)
+    store = start_store(cfg)
+    proxy = start_proxy(cfg)
+    start_worker(cfg)
+    say("stack is up (embedded store)")
+    print(f"  proxy (FHIR base)  {proxy}/fhir")
+    print(f"  FHIR store         {store}   (internal: only the proxy calls it)")
+    print(f"  Redis              {redis}")
+    print(f"  forwarding worker  pid {_read_pid(cfg.path('run', 'worker.pid'))}")
+    print(f"  logs               {cfg.var_dir / 'log'}")
+
+
+def down(cfg: StackConfig) -> None:
+    if docker_engine_answers():
+        subprocess.run(["docker", "compose", "down"], cwd=ROOT, check=True)
+        return
+    for name in ("worker", "proxy", "store", "redis"):
+        _stop(name, cfg.path("run", f"{name}.pid"))
+    say("stack is down")
+
+
+def status(cfg: StackConfig) -> dict[str, bool]:
+    return {
+        "redis": _redis_ping(cfg.host, cfg.redis_port) if not cfg.redis_url else True,
+        "store": _http_ok(cfg.store_url + "/metadata?_summary=true", 5),
+        "proxy": _http_ok(cfg.proxy_url + "/healthz"),
+        "worker": _read_pid(cfg.path("run", "worker.pid")) is not None,
+    }

@@ -1,0 +1,125 @@
+"""The Flask app factory: routes every request through the plugin pipeline."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+
+from flask import Flask, Response, request
+
+from proxy import pipeline
+from proxy.config import Settings
+from proxy.context import Interaction, RequestContext, make_request_view
+from proxy.errors import FhirError
+from proxy.fhir_routes import FhirPassthrough
+from proxy.interactions import parse_interaction
+from proxy.logs import configure_logging
+from proxy.plugin_manager import build_plugin_manager
+from proxy.response import ProxyResponse
+from proxy.upstream import StoreClient
+
+log = logging.getLogger("fhirplug.app")
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+COMPRESSIBLE = ("json", "xml", "text", "html")
+
+
+def create_app(settings: Settings | None = None, extra_plugins: list[object] = ()) -> Flask:
+    configure_logging()
+    settings = settings or Settings.from_env()
+    app = Flask("fhirplug")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    pm = build_plugin_manager(settings.plugins, list(extra_plugins))
+    store = StoreClient(settings.store_url, settings.store_connect_timeout,
+                        settings.store_read_timeout, settings.store_pool_size)
+    fhir = FhirPassthrough(pm, store, settings.max_body_bytes)
+    app.extensions["fhirplug"] = {"settings": settings, "plugins": pm, "store": store}
+
+    def serve(interaction_of, handler):
+        ctx, route_error = _context(settings, interaction_of)
+        if route_error is not None:
+            def handler(ctx, error=route_error):  # still run the hooks (request id, log), then refuse
+                raise error
+        response = pipeline.run(pm, ctx, handler)
+        out = _to_flask(response, settings.gzip_min_bytes)
+        out.call_on_close(lambda: pipeline.finished(pm, ctx, out.status_code))
+        return out
+
+    @app.route("/fhir", methods=METHODS, defaults={"path": ""}, strict_slashes=False)
+    @app.route("/fhir/<path:path>", methods=METHODS)
+    def fhir_route(path: str):
+        def interaction_of(headers):
+            return parse_interaction(request.method, path, bool(request.args), headers)
+
+        def handler(ctx):
+            raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+            return fhir.handle(ctx, raw, request.headers.get("Content-Encoding"))
+
+        return serve(interaction_of, handler)
+
+    @app.get("/healthz")
+    def healthz():
+        return serve(lambda h: Interaction("health", "GET"),
+                     lambda ctx: ProxyResponse.from_resource(200, {"status": "ok"}))
+
+    @app.get("/readyz")
+    def readyz():
+        def handler(ctx):
+            if not store.ping():
+                raise FhirError(503, "The FHIR store is not answering", code="transient")
+            return ProxyResponse.from_resource(200, {"status": "ready"})
+
+        return serve(lambda h: Interaction("health", "GET"), handler)
+
+    @app.route("/", methods=METHODS, defaults={"path": ""})
+    @app.route("/<path:path>", methods=METHODS)
+    def unknown(path: str):
+        def handler(ctx):
+            raise FhirError(404, f"Unknown route: /{path}")
+
+        return serve(lambda h: Interaction("unknown", request.method), handler)
+
+    return app
+
+
+def _context(settings: Settings, interaction_of) -> tuple[RequestContext, FhirError | None]:
+    public = settings.public_base_url or request.host_url.rstrip("/") + "/fhir"
+    headers = {k: v for k, v in request.headers.items()}
+    view = make_request_view(
+        request.method,
+        request.path,
+        request.view_args.get("path", "") if request.view_args else "",
+        list(request.args.items(multi=True)),
+        headers,
+        request.content_type,
+        request.remote_addr,
+    )
+    try:
+        interaction, error = interaction_of(view.headers), None
+    except FhirError as exc:
+        interaction, error = Interaction("unknown", request.method), exc
+    return RequestContext(request=view, interaction=interaction, public_base=public), error
+
+
+def _to_flask(response: ProxyResponse, gzip_min: int) -> Response:
+    headers = dict(response.headers)
+    body = response.iter_body()
+    ctype = headers.get("Content-Type", "")
+    accepts_gzip = "gzip" in request.headers.get("Accept-Encoding", "").lower()
+    length = headers.get("Content-Length")
+    if (accepts_gzip and request.method != "HEAD" and any(t in ctype for t in COMPRESSIBLE)
+            and (length is None or int(length) >= gzip_min)):
+        headers.pop("Content-Length", None)
+        headers["Content-Encoding"] = "gzip"
+        headers["Vary"] = "Accept-Encoding"
+        body = _gzip(body)
+    return Response(body, status=response.status, headers=headers)
+
+
+def _gzip(chunks):
+    z = zlib.compressobj(6, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        out = z.compress(chunk)
+        if out:
+            yield out
+    yield z.flush()
+

@@ -1,0 +1,136 @@
+"""Reads request bodies: media type, size, gzip, JSON, and the resources a write carries."""
+
+from __future__ import annotations
+
+import zlib
+
+import simplejson
+
+from proxy.context import Interaction, WriteEntry
+from proxy.errors import FhirError
+from proxy.response import loads
+
+JSON_TYPES = {"application/fhir+json", "application/json"}
+JSON_PATCH = "application/json-patch+json"
+FORM = "application/x-www-form-urlencoded"
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """Undo a gzip Content-Encoding without letting a small bomb expand past ``limit``."""
+    enc = (content_encoding or "identity").strip().lower()
+    if enc in ("", "identity"):
+        return raw
+    if enc not in ("gzip", "x-gzip"):
+        raise FhirError(415, f"Content-Encoding {enc} is not supported; send gzip or identity")
+    d = zlib.decompressobj(wbits=47)  # gzip or zlib header
+    try:
+        out = d.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise FhirError(400, f"The gzip body could not be decompressed: {exc}") from exc
+    if len(out) > limit or d.unconsumed_tail:
+        raise FhirError(413, f"The decompressed body is larger than the {limit}-byte limit")
+    return out
+
+
+def parse_json(raw: bytes):
+    try:
+        return loads(raw)
+    except simplejson.JSONDecodeError as exc:
+        raise FhirError(
+            400, f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            code="structure",
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise FhirError(400, "The body is not UTF-8 encoded JSON", code="structure") from exc
+
+
+def check_body_media_type(interaction: Interaction, content_type: str | None, has_body: bool) -> str:
+    """Which media types each interaction takes. XML writes are refused: every write passes the
+    plugins, and the plugins read JSON (the README says so)."""
+    mt = media_type(content_type)
+    kind = interaction.kind
+    if kind in ("search-type", "search-system"):
+        if has_body and mt not in (FORM, ""):
+            raise FhirError(415, f"POST _search takes {FORM}, not {mt}")
+        return mt
+    if not has_body:
+        return mt
+    if kind == "patch" and mt == JSON_PATCH:
+        return mt
+    if mt in JSON_TYPES:
+        return mt
+    if not mt:
+        raise FhirError(415, "A body was sent without a Content-Type; use application/fhir+json")
+    raise FhirError(415, f"Content-Type {mt} is not accepted here; use application/fhir+json"
+                    + (" or application/json-patch+json" if kind == "patch" else ""))
+
+
+def resource_entries(interaction: Interaction, path: str, query: str, body, mt: str) -> list[WriteEntry]:
+    """The resources a write carries, checked for the shape the URL promises."""
+    kind = interaction.kind
+    url = path + (f"?{query}" if query else "")
+    if kind in ("create", "update"):
+        _require_resource(body)
+        if body["resourceType"] != interaction.resource_type:
+            raise FhirError(
+                400,
+                f"The body is a {body['resourceType']} but the URL names {interaction.resource_type}",
+                ["resourceType"],
+            )
+        if kind == "update" and interaction.id and body.get("id") not in (None, interaction.id):
+            raise FhirError(
+                400, f"The body's id {body.get('id')!r} does not match the URL's id {interaction.id!r}",
+                [f"{interaction.resource_type}.id"],
+            )
+        return [WriteEntry(interaction.method, url, body, content_type=mt)]
+    if kind == "patch":
+        if mt == JSON_PATCH:
+            if not isinstance(body, list):
+                raise FhirError(400, "A JSON Patch body must be a JSON array of operations")
+        else:
+            _require_resource(body)
+            if body["resourceType"] != "Parameters":
+                raise FhirError(400, "A FHIRPath Patch body must be a Parameters resource", ["resourceType"])
+        return [WriteEntry("PATCH", url, body, content_type=mt)]
+    if kind == "delete":
+        return [WriteEntry("DELETE", url, None)]
+    return []
+
+
+def bundle_entries(body) -> tuple[str, list[WriteEntry]]:
+    """Bundle.type and the write entries of a transaction or batch posted to the base."""
+    _require_resource(body)
+    if body["resourceType"] != "Bundle":
+        raise FhirError(400, f"POST to the base takes a transaction or batch Bundle, not a "
+                        f"{body['resourceType']}", ["resourceType"])
+    btype = body.get("type")
+    if btype not in ("transaction", "batch"):
+        raise FhirError(400, f"POST to the base takes a Bundle of type transaction or batch, not {btype!r}",
+                        ["Bundle.type"])
+    entries = body.get("entry") or []
+    if not isinstance(entries, list):
+        raise FhirError(400, "Bundle.entry must be an array", ["Bundle.entry"])
+    out = []
+    for i, e in enumerate(entries):
+        where = f"Bundle.entry[{i}]"
+        req = e.get("request") if isinstance(e, dict) else None
+        if not isinstance(req, dict) or not req.get("method") or not req.get("url"):
+            raise FhirError(400, f"Entry {i} needs request.method and request.url", [f"{where}.request"])
+        method = str(req["method"]).upper()
+        if method not in WRITE_METHODS:
+            continue
+        res = e.get("resource")
+        if method in ("POST", "PUT", "PATCH") and not isinstance(res, dict):
+            raise FhirError(400, f"Entry {i} ({method}) has no resource", [f"{where}.resource"])
+        out.append(WriteEntry(method, str(req["url"]), res, index=i, full_url=e.get("fullUrl")))
+    return btype, out
+
+
+def _require_resource(body) -> None:
+    if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+        raise FhirError(400, "The body is not a FHIR resource: it has no resourceType", ["resourceType"])

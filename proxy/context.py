@@ -1,0 +1,144 @@
+"""What every hook is given: one small, Flask-free object per request.
+
+Plugins read the client, the interaction and the request from here, and may leave notes for
+each other in ``state``. Only ``upstream_headers`` and ``state`` are meant to be written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who is calling. Filled in by authentication; anonymous until then."""
+
+    id: str | None = None
+    ods: str | None = None
+    role: str | None = None
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def authenticated(self) -> bool:
+        return self.id is not None
+
+
+ANONYMOUS = Client()
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """A FHIR REST interaction, as the proxy understood the URL and method.
+
+    ``kind`` is one of the FHIR RESTful interaction names: read, vread, update, patch, delete,
+    history-instance, history-type, history-system, create, search-type, search-system,
+    capabilities, transaction, batch, operation, page (a search page continuation).
+    """
+
+    kind: str
+    method: str
+    resource_type: str | None = None
+    id: str | None = None
+    version: str | None = None
+    operation: str | None = None  # "$validate" etc. for kind == "operation"
+    conditional: bool = False  # conditional create/update/patch/delete
+
+    @property
+    def is_write(self) -> bool:
+        return self.kind in {"create", "update", "patch", "delete", "transaction", "batch"}
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """Read-only view of the incoming HTTP request."""
+
+    method: str
+    full_path: str  # as received: "/fhir/Patient/1/_history"
+    path: str  # below the FHIR base, without a leading slash: "Patient/1/_history"
+    query: tuple[tuple[str, str], ...]
+    headers: Mapping[str, str]
+    content_type: str | None
+    remote_addr: str | None
+
+    def param(self, name: str) -> str | None:
+        return next((v for k, v in self.query if k == name), None)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+def make_request_view(
+    method: str,
+    full_path: str,
+    path: str,
+    query: list[tuple[str, str]],
+    headers: Mapping[str, str],
+    content_type: str | None,
+    remote_addr: str | None,
+) -> RequestView:
+    lowered = MappingProxyType({k.lower(): v for k, v in headers.items()})
+    return RequestView(method, full_path, path, tuple(query), lowered, content_type, remote_addr)
+
+
+@dataclass
+class RequestContext:
+    """One request's context. ``request_id`` is set by the request-id plugin (or generated)."""
+
+    request: RequestView
+    interaction: Interaction
+    client: Client = ANONYMOUS
+    request_id: str | None = None
+    public_base: str = ""
+    upstream_headers: dict[str, str] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.perf_counter)
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started_at) * 1000.0
+
+
+@dataclass
+class WriteEntry:
+    """One resource being written: a plain REST write, or one entry of a transaction or batch.
+
+    Hooks may amend ``resource`` in place; the proxy serialises what it holds after the hooks.
+    """
+
+    method: str
+    url: str  # "Patient", "Patient/1", "Patient?identifier=x"
+    resource: dict | None
+    index: int | None = None  # position in Bundle.entry; None for a plain REST write
+    full_url: str | None = None
+    content_type: str | None = None  # for PATCH: JSON Patch or FHIRPath Patch
+
+    @property
+    def resource_type(self) -> str | None:
+        if self.resource and self.method != "PATCH":
+            return self.resource.get("resourceType")
+        return self.url.split("?", 1)[0].split("/", 1)[0] or None
+
+    @property
+    def expression_root(self) -> str:
+        """Where this resource stands in the request body, as FHIRPath."""
+        if self.index is None:
+            return self.resource_type or "Resource"
+        return f"Bundle.entry[{self.index}].resource"
+
+
+@dataclass(frozen=True)
+class StorageOutcome:
+    """What the store answered for one WriteEntry."""
+
+    status: int
+    location: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    resource: dict | None = None  # the stored resource, or an OperationOutcome, when returned
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300

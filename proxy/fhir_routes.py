@@ -1,0 +1,134 @@
+"""The FHIR pass-through: checks a request, runs the storage hooks, and relays it to the store."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from proxy import bodies
+from proxy.context import RequestContext, StorageOutcome, WriteEntry
+from proxy.errors import FhirError
+from proxy.pipeline import call_guarded
+from proxy.response import ProxyResponse, dumps
+from proxy.rewrite import replace_base, stream_replace
+from proxy.upstream import CAPITALISED, REQUEST_HEADERS, RESPONSE_HEADERS, StoreClient
+
+log = logging.getLogger("fhirplug.fhir")
+CHUNK = 64 * 1024
+
+
+class FhirPassthrough:
+    def __init__(self, pm, store: StoreClient, max_body_bytes: int):
+        self.pm = pm
+        self.store = store
+        self.max_body_bytes = max_body_bytes
+
+    def handle(self, ctx: RequestContext, raw: bytes, content_encoding: str | None) -> ProxyResponse:
+        req = ctx.request
+        inter = ctx.interaction
+        public, internal = ctx.public_base, self.store.base_url
+        raw = bodies.decode_body(raw, content_encoding, self.max_body_bytes)
+        has_body = bool(raw.strip())
+        mt = bodies.check_body_media_type(inter, req.content_type, has_body)
+        if inter.kind in ("create", "update", "transaction") and not has_body:
+            raise FhirError(400, f"{inter.kind} needs a body")
+
+        body = None
+        entries: list[WriteEntry] = []
+        query_text = "&".join(f"{k}={v}" for k, v in req.query)
+        if has_body and mt != bodies.FORM:
+            body = bodies.parse_json(raw)
+            if inter.kind == "transaction":
+                btype, entries = bodies.bundle_entries(body)
+                ctx.interaction = inter = dataclasses.replace(inter, kind=btype)
+            else:
+                entries = bodies.resource_entries(inter, req.path, query_text, body, mt)
+        elif inter.kind == "delete":
+            entries = bodies.resource_entries(inter, req.path, query_text, None, mt)
+
+        for entry in entries:
+            refusal = call_guarded(self.pm.hook.fhirplug_before_storage, "fhirplug_before_storage",
+                                   ctx=ctx, entry=entry)
+            if refusal is not None:
+                if not isinstance(refusal, FhirError):
+                    raise FhirError(500, "A plugin refused the write with an unexpected value")
+                raise refusal.rebased(entry.expression_root) if entry.index is not None else refusal
+
+        out_body = dumps(body) if body is not None else (raw if has_body else None)
+        if out_body and public:
+            # callers write our public base into fullUrls and references; the store knows its own
+            out_body = out_body.replace(public.encode(), internal.encode())
+
+        headers = {h: v for h in REQUEST_HEADERS if (v := req.header(h)) is not None}
+        if body is not None:
+            headers["content-type"] = (mt if mt == bodies.JSON_PATCH else "application/fhir+json") \
+                + "; charset=utf-8"
+        headers.update(ctx.upstream_headers)
+        query = [(k, replace_base(v, public, internal)) for k, v in req.query]
+
+        upstream = self.store.send(req.method, req.path, query, headers, out_body)
+        out_headers = {}
+        for h in RESPONSE_HEADERS:
+            v = upstream.headers.get(h)
+            if v is not None:
+                out_headers[CAPITALISED[h]] = replace_base(v, internal, public)
+
+        if entries:
+            # writes are small and the storage hooks need the answer whole
+            try:
+                data = upstream.read()
+            finally:
+                upstream.release_conn()
+            data = data.replace(internal.encode(), public.encode())
+            response = ProxyResponse(upstream.status, out_headers, (data,))
+            self._after_storage(ctx, entries, response)
+            return response
+
+        return ProxyResponse(upstream.status, out_headers,
+                             stream_replace(_stream(upstream), internal.encode(), public.encode()))
+
+    def _after_storage(self, ctx: RequestContext, entries: list[WriteEntry], response: ProxyResponse):
+        try:
+            outcomes = _outcomes(entries, response)
+        except Exception:
+            log.exception("could not read the store's answer for after-storage hooks")
+            return
+        for entry, outcome in zip(entries, outcomes, strict=True):
+            try:
+                self.pm.hook.fhirplug_after_storage(ctx=ctx, entry=entry, outcome=outcome)
+            except Exception:
+                # the write is durable: a 5xx now would invite a duplicate resubmission
+                log.exception("plugin failed in fhirplug_after_storage",
+                              extra={"fields": {"request_id": ctx.request_id}})
+
+
+def _outcomes(entries: list[WriteEntry], response: ProxyResponse) -> list[StorageOutcome]:
+    parsed = response.resource if response.is_json else None
+    if entries[0].index is None or response.status >= 300 or not parsed:
+        h = response.headers
+        one = StorageOutcome(response.status, h.get("Location") or h.get("Content-Location"),
+                             h.get("ETag"), h.get("Last-Modified"), parsed)
+        return [one for _ in entries]
+    resp_entries = parsed.get("entry") or []
+    out = []
+    for entry in entries:
+        e = resp_entries[entry.index] if entry.index < len(resp_entries) else {}
+        r = e.get("response") or {}
+        status = int(str(r.get("status", "500")).split(" ", 1)[0] or 500)
+        out.append(StorageOutcome(status, r.get("location"), r.get("etag"), r.get("lastModified"),
+                                  e.get("resource") or r.get("outcome")))
+    return out
+
+
+def _stream(upstream):
+    complete = False
+    try:
+        yield from upstream.stream(CHUNK, decode_content=True)
+        complete = True
+    finally:
+        if complete:
+            upstream.release_conn()
+        else:
+            # the caller went away mid-body: this connection is in an unknown state, drop it
+            upstream.close()
+

@@ -1,0 +1,70 @@
+"""The hook contract: every moment in a request's life where a plugin may act.
+
+This module is the whole contract. A plugin is a module (or object) that implements any
+subset of these functions, decorated with ``@hookimpl`` and taking any subset of the named
+arguments. The proxy calls them by keyword, in the order FHIRPLUG_PLUGINS lists the plugins.
+
+Life of a request::
+
+    fhirplug_request ─> fhirplug_before_storage (per written resource) ─> [store]
+        ─> fhirplug_after_storage (per written resource) ─> fhirplug_response ─> fhirplug_request_finished
+
+A plugin that raises refuses the request: the caller gets a 500 OperationOutcome and nothing
+reaches the store. The one exception is ``fhirplug_after_storage``: the write is already
+durable there, and a 5xx would invite a duplicate resubmission, so its failures are logged.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "fhirplug"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec(firstresult=True)
+def fhirplug_request(ctx):
+    """Decide about a request before anything else happens.
+
+    Return ``None`` to let it continue, or a ``proxy.response.ProxyResponse`` (or raise
+    ``proxy.errors.FhirError``) to answer it directly: a denial, or a response served without
+    the store. The first plugin that answers ends the call. Plugins may set ``ctx.request_id``,
+    ``ctx.client`` and add ``ctx.upstream_headers`` here.
+    """
+
+
+@hookspec(firstresult=True)
+def fhirplug_before_storage(ctx, entry):
+    """Inspect one resource about to be written; ``entry`` is a ``proxy.context.WriteEntry``.
+
+    Called for a plain create, update, patch or delete, and for each write entry of a
+    transaction or batch, before anything is sent to the store. Amend ``entry.resource`` in
+    place to change what is stored. Return a ``FhirError`` (or raise it) to refuse: the whole
+    request is answered with its OperationOutcome and nothing is stored. Expressions in the
+    error are relative to the resource; the proxy rebases them onto the Bundle entry.
+    """
+
+
+@hookspec
+def fhirplug_after_storage(ctx, entry, outcome):
+    """See what the store answered for one written resource (``outcome``: ``StorageOutcome``).
+
+    For side effects only, such as recording an intent to forward. Never changes what was
+    stored or what the caller is told; exceptions are logged, not raised to the caller.
+    """
+
+
+@hookspec
+def fhirplug_response(ctx, response):
+    """See, narrow or rewrite the ``ProxyResponse`` before it leaves.
+
+    Set headers on ``response.headers``; read or replace the body through
+    ``response.resource`` (which buffers a streamed body on first use).
+    """
+
+
+@hookspec
+def fhirplug_request_finished(ctx, status):
+    """Observe a finished request (``status`` is the HTTP status sent): logs and metrics."""

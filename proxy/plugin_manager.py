@@ -1,0 +1,60 @@
+"""Finds, orders and registers plugins; the only place that knows how plugins are loaded."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from importlib.metadata import entry_points
+
+import pluggy
+
+from proxy import hookspecs
+
+ENTRY_POINT_GROUP = "fhirplug.plugins"
+log = logging.getLogger("fhirplug.plugins")
+
+
+class PluginLoadError(RuntimeError):
+    pass
+
+
+def _resolve(name: str):
+    """A plugin by entry-point name, or by ``package.module`` path for plugins not installed."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep.load()
+    if "." in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise PluginLoadError(f"plugin {name!r}: {exc}") from exc
+        return getattr(module, attr) if attr else module
+    known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    raise PluginLoadError(f"unknown plugin {name!r}; installed: {', '.join(known) or 'none'}")
+
+
+def build_plugin_manager(names: list[str], extra: list[object] = ()) -> pluggy.PluginManager:
+    """Register ``names`` so that hooks run in the listed order (first listed runs first).
+
+    ``extra`` objects (used by tests) run after the named plugins. Fails at start on an unknown
+    plugin or a misspelt hook, so a typo can never silently disable a rule.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    plugins = [(n, _resolve(n)) for n in names] + [(f"extra-{i}", p) for i, p in enumerate(extra)]
+    # pluggy calls the most recently registered implementation first, so register in reverse.
+    for name, plugin in reversed(plugins):
+        pm.register(plugin, name=name)
+    pm.check_pending()
+    log.info(
+        "plugins resolved",
+        extra={"fields": {"event": "plugins_resolved", "order": [n for n, _ in plugins]}},
+    )
+    return pm
+
+
+def plugin_order(pm: pluggy.PluginManager, hook: str) -> list[str]:
+    """Names of the plugins implementing ``hook``, in calling order."""
+    impls = getattr(pm.hook, hook).get_hookimpls()
+    return [impl.plugin_name for impl in reversed(impls)]
