@@ -99,12 +99,18 @@ def _read_pid(pidfile: Path) -> int | None:
     return pid if _pid_alive(pid) else None
 
 
-def _spawn(cmd: list[str], log: Path, pidfile: Path, env: dict[str, str] | None = None,
-           cwd: Path | None = None) -> subprocess.Popen:
+def _spawn(
+    cmd: list[str], log: Path, pidfile: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=cwd or ROOT, env={**os.environ, **(env or {})}, start_new_session=True,
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd or ROOT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
     pidfile.write_text(str(proc.pid))
     return proc
@@ -169,8 +175,9 @@ def _apt_install(*packages: str) -> None:
     say(f"installing {' '.join(packages)} from Debian's packages")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(sudo + ["apt-get", "install", "-y", "-qq", *packages], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        sudo + ["apt-get", "install", "-y", "-qq", *packages], check=True, env=env, stdout=subprocess.DEVNULL
+    )
 
 
 # ---------------------------------------------------------------- Docker
@@ -207,10 +214,27 @@ def start_redis(cfg: StackConfig) -> str:
     data = cfg.path("redis", "x").parent
     log, pidfile = cfg.path("log", "redis.log"), cfg.path("run", "redis.pid")
     proc = _spawn(
-        ["redis-server", "--port", str(cfg.redis_port), "--bind", cfg.host, "--dir", str(data),
-         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
-         "--protected-mode", "yes"],
-        log, pidfile,
+        [
+            "redis-server",
+            "--port",
+            str(cfg.redis_port),
+            "--bind",
+            cfg.host,
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+        ],
+        log,
+        pidfile,
     )
     _wait("Redis", lambda: _redis_ping(cfg.host, cfg.redis_port), 30, proc.pid, log)
     return cfg.effective_redis_url
@@ -260,16 +284,26 @@ def start_store(cfg: StackConfig) -> str:
     log, pidfile = cfg.path("log", "store.log"), cfg.path("run", "store.pid")
     h2 = cfg.h2_url or f"jdbc:h2:file:{cfg.path('h2', 'fhirplug')};DB_CLOSE_ON_EXIT=FALSE"
     cmd = [
-        "java", f"-Xmx{cfg.store_heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-        "-jar", str(jar),
-        f"--server.port={cfg.store_port}", f"--server.address={cfg.host}",
+        "java",
+        f"-Xmx{cfg.store_heap}",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        "-jar",
+        str(jar),
+        f"--server.port={cfg.store_port}",
+        f"--server.address={cfg.host}",
         f"--spring.datasource.url={h2}",
     ]
     say(f"starting the embedded FHIR store on {cfg.store_url} (log: {log})")
     t0 = time.monotonic()
     proc = _spawn(cmd, log, pidfile, cwd=cfg.var_dir)
-    _wait("the FHIR store", lambda: _http_ok(cfg.store_url + "/metadata?_summary=true", 5),
-          cfg.store_boot_timeout, proc.pid, log)
+    _wait(
+        "the FHIR store",
+        lambda: _http_ok(cfg.store_url + "/metadata?_summary=true", 5),
+        cfg.store_boot_timeout,
+        proc.pid,
+        log,
+    )
     say(f"FHIR store ready in {time.monotonic() - t0:.0f} s")
     return cfg.store_url
 
@@ -286,15 +320,34 @@ def proxy_env(cfg: StackConfig) -> dict[str, str]:
     }
 
 
-def start_proxy(cfg: StackConfig) -> str:
-    if _http_ok(cfg.proxy_url + "/healthz"):
-        return cfg.proxy_url
-    log, pidfile = cfg.path("log", "proxy.log"), cfg.path("run", "proxy.pid")
-    cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "proxy" / "gunicorn_conf.py"),
-           "proxy.wsgi:app"]
-    proc = _spawn(cmd, log, pidfile, env=proxy_env(cfg))
-    _wait("the proxy", lambda: _http_ok(cfg.proxy_url + "/healthz"), 60, proc.pid, log)
-    return cfg.proxy_url
+def start_proxy(
+    cfg: StackConfig, name: str = "proxy", port: int | None = None, env: dict[str, str] | None = None
+) -> str:
+    """Start a proxy under gunicorn; ``name``/``port``/``env`` let tests run extra ones."""
+    port = port or cfg.proxy_port
+    url = f"http://{cfg.host}:{port}"
+    if _http_ok(url + "/healthz"):
+        return url
+    log, pidfile = cfg.path("log", f"{name}.log"), cfg.path("run", f"{name}.pid")
+    cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "proxy" / "gunicorn_conf.py"), "proxy.wsgi:app"]
+    full_env = {**proxy_env(cfg), "FHIRPLUG_BIND": f"{cfg.host}:{port}", **(env or {})}
+    proc = _spawn(cmd, log, pidfile, env=full_env)
+    _wait(f"the proxy {name}", lambda: _http_ok(url + "/healthz"), 60, proc.pid, log)
+    return url
+
+
+def stop(cfg: StackConfig, name: str) -> None:
+    _stop(name, cfg.path("run", f"{name}.pid"))
+
+
+def stop_all(cfg: StackConfig) -> None:
+    """Stop every process this stack's var dir has a pid file for, workers and proxies first."""
+    pidfiles = sorted(
+        cfg.path("run", "x").parent.glob("*.pid"),
+        key=lambda p: ["redis", "store"].index(p.stem) if p.stem in ("redis", "store") else -1,
+    )
+    for pidfile in pidfiles:
+        _stop(pidfile.stem, pidfile)
 
 
 def start_worker(cfg: StackConfig) -> None:
@@ -330,8 +383,7 @@ def down(cfg: StackConfig) -> None:
     if docker_engine_answers():
         subprocess.run(["docker", "compose", "down"], cwd=ROOT, check=True)
         return
-    for name in ("worker", "proxy", "store", "redis"):
-        _stop(name, cfg.path("run", f"{name}.pid"))
+    stop_all(cfg)
     say("stack is down")
 
 

@@ -23,22 +23,31 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 COMPRESSIBLE = ("json", "xml", "text", "html")
 
 
-def create_app(settings: Settings | None = None, extra_plugins: list[object] = ()) -> Flask:
+def create_app(
+    settings: Settings | None = None, extra_plugins: list[object] = (), store: StoreClient | None = None
+) -> Flask:
+    """Build the proxy. ``extra_plugins`` and ``store`` let unit tests run it without a server."""
     configure_logging()
     settings = settings or Settings.from_env()
     app = Flask("fhirplug")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     pm = build_plugin_manager(settings.plugins, list(extra_plugins))
-    store = StoreClient(settings.store_url, settings.store_connect_timeout,
-                        settings.store_read_timeout, settings.store_pool_size)
+    store = store or StoreClient(
+        settings.store_url,
+        settings.store_connect_timeout,
+        settings.store_read_timeout,
+        settings.store_pool_size,
+    )
     fhir = FhirPassthrough(pm, store, settings.max_body_bytes)
     app.extensions["fhirplug"] = {"settings": settings, "plugins": pm, "store": store}
 
     def serve(interaction_of, handler):
         ctx, route_error = _context(settings, interaction_of)
         if route_error is not None:
+
             def handler(ctx, error=route_error):  # still run the hooks (request id, log), then refuse
                 raise error
+
         response = pipeline.run(pm, ctx, handler)
         out = _to_flask(response, settings.gzip_min_bytes)
         out.call_on_close(lambda: pipeline.finished(pm, ctx, out.status_code))
@@ -58,8 +67,10 @@ def create_app(settings: Settings | None = None, extra_plugins: list[object] = (
 
     @app.get("/healthz")
     def healthz():
-        return serve(lambda h: Interaction("health", "GET"),
-                     lambda ctx: ProxyResponse.from_resource(200, {"status": "ok"}))
+        return serve(
+            lambda h: Interaction("health", "GET"),
+            lambda ctx: ProxyResponse.from_resource(200, {"status": "ok"}),
+        )
 
     @app.get("/readyz")
     def readyz():
@@ -106,8 +117,12 @@ def _to_flask(response: ProxyResponse, gzip_min: int) -> Response:
     ctype = headers.get("Content-Type", "")
     accepts_gzip = "gzip" in request.headers.get("Accept-Encoding", "").lower()
     length = headers.get("Content-Length")
-    if (accepts_gzip and request.method != "HEAD" and any(t in ctype for t in COMPRESSIBLE)
-            and (length is None or int(length) >= gzip_min)):
+    if (
+        accepts_gzip
+        and request.method != "HEAD"
+        and any(t in ctype for t in COMPRESSIBLE)
+        and (length is None or int(length) >= gzip_min)
+    ):
         headers.pop("Content-Length", None)
         headers["Content-Encoding"] = "gzip"
         headers["Vary"] = "Accept-Encoding"
@@ -122,4 +137,3 @@ def _gzip(chunks):
         if out:
             yield out
     yield z.flush()
-

@@ -42,7 +42,8 @@ def parse_json(raw: bytes):
         return loads(raw)
     except simplejson.JSONDecodeError as exc:
         raise FhirError(
-            400, f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            400,
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             code="structure",
         ) from exc
     except UnicodeDecodeError as exc:
@@ -66,8 +67,11 @@ def check_body_media_type(interaction: Interaction, content_type: str | None, ha
         return mt
     if not mt:
         raise FhirError(415, "A body was sent without a Content-Type; use application/fhir+json")
-    raise FhirError(415, f"Content-Type {mt} is not accepted here; use application/fhir+json"
-                    + (" or application/json-patch+json" if kind == "patch" else ""))
+    raise FhirError(
+        415,
+        f"Content-Type {mt} is not accepted here; use application/fhir+json"
+        + (" or application/json-patch+json" if kind == "patch" else ""),
+    )
 
 
 def resource_entries(interaction: Interaction, path: str, query: str, body, mt: str) -> list[WriteEntry]:
@@ -84,7 +88,8 @@ def resource_entries(interaction: Interaction, path: str, query: str, body, mt: 
             )
         if kind == "update" and interaction.id and body.get("id") not in (None, interaction.id):
             raise FhirError(
-                400, f"The body's id {body.get('id')!r} does not match the URL's id {interaction.id!r}",
+                400,
+                f"The body's id {body.get('id')!r} does not match the URL's id {interaction.id!r}",
                 [f"{interaction.resource_type}.id"],
             )
         return [WriteEntry(interaction.method, url, body, content_type=mt)]
@@ -106,12 +111,18 @@ def bundle_entries(body) -> tuple[str, list[WriteEntry]]:
     """Bundle.type and the write entries of a transaction or batch posted to the base."""
     _require_resource(body)
     if body["resourceType"] != "Bundle":
-        raise FhirError(400, f"POST to the base takes a transaction or batch Bundle, not a "
-                        f"{body['resourceType']}", ["resourceType"])
+        raise FhirError(
+            400,
+            f"POST to the base takes a transaction or batch Bundle, not a {body['resourceType']}",
+            ["resourceType"],
+        )
     btype = body.get("type")
     if btype not in ("transaction", "batch"):
-        raise FhirError(400, f"POST to the base takes a Bundle of type transaction or batch, not {btype!r}",
-                        ["Bundle.type"])
+        raise FhirError(
+            400,
+            f"POST to the base takes a Bundle of type transaction or batch, not {btype!r}",
+            ["Bundle.type"],
+        )
     entries = body.get("entry") or []
     if not isinstance(entries, list):
         raise FhirError(400, "Bundle.entry must be an array", ["Bundle.entry"])

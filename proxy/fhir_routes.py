@@ -47,8 +47,9 @@ class FhirPassthrough:
             entries = bodies.resource_entries(inter, req.path, query_text, None, mt)
 
         for entry in entries:
-            refusal = call_guarded(self.pm.hook.fhirplug_before_storage, "fhirplug_before_storage",
-                                   ctx=ctx, entry=entry)
+            refusal = call_guarded(
+                self.pm.hook.fhirplug_before_storage, "fhirplug_before_storage", ctx=ctx, entry=entry
+            )
             if refusal is not None:
                 if not isinstance(refusal, FhirError):
                     raise FhirError(500, "A plugin refused the write with an unexpected value")
@@ -61,12 +62,18 @@ class FhirPassthrough:
 
         headers = {h: v for h in REQUEST_HEADERS if (v := req.header(h)) is not None}
         if body is not None:
-            headers["content-type"] = (mt if mt == bodies.JSON_PATCH else "application/fhir+json") \
-                + "; charset=utf-8"
+            headers["content-type"] = (
+                mt if mt == bodies.JSON_PATCH else "application/fhir+json"
+            ) + "; charset=utf-8"
         headers.update(ctx.upstream_headers)
         query = [(k, replace_base(v, public, internal)) for k, v in req.query]
 
         upstream = self.store.send(req.method, req.path, query, headers, out_body)
+        status = upstream.status
+        if status == 409 and req.header("if-match"):
+            # HAPI reports a stale If-Match as 409 Conflict; FHIR R4 (http.html#concurrency)
+            # says 412 Precondition Failed, which is what callers' retry logic keys on.
+            status = 412
         out_headers = {}
         for h in RESPONSE_HEADERS:
             v = upstream.headers.get(h)
@@ -80,12 +87,13 @@ class FhirPassthrough:
             finally:
                 upstream.release_conn()
             data = data.replace(internal.encode(), public.encode())
-            response = ProxyResponse(upstream.status, out_headers, (data,))
+            response = ProxyResponse(status, out_headers, (data,))
             self._after_storage(ctx, entries, response)
             return response
 
-        return ProxyResponse(upstream.status, out_headers,
-                             stream_replace(_stream(upstream), internal.encode(), public.encode()))
+        return ProxyResponse(
+            status, out_headers, stream_replace(_stream(upstream), internal.encode(), public.encode())
+        )
 
     def _after_storage(self, ctx: RequestContext, entries: list[WriteEntry], response: ProxyResponse):
         try:
@@ -98,16 +106,23 @@ class FhirPassthrough:
                 self.pm.hook.fhirplug_after_storage(ctx=ctx, entry=entry, outcome=outcome)
             except Exception:
                 # the write is durable: a 5xx now would invite a duplicate resubmission
-                log.exception("plugin failed in fhirplug_after_storage",
-                              extra={"fields": {"request_id": ctx.request_id}})
+                log.exception(
+                    "plugin failed in fhirplug_after_storage",
+                    extra={"fields": {"request_id": ctx.request_id}},
+                )
 
 
 def _outcomes(entries: list[WriteEntry], response: ProxyResponse) -> list[StorageOutcome]:
     parsed = response.resource if response.is_json else None
     if entries[0].index is None or response.status >= 300 or not parsed:
         h = response.headers
-        one = StorageOutcome(response.status, h.get("Location") or h.get("Content-Location"),
-                             h.get("ETag"), h.get("Last-Modified"), parsed)
+        one = StorageOutcome(
+            response.status,
+            h.get("Location") or h.get("Content-Location"),
+            h.get("ETag"),
+            h.get("Last-Modified"),
+            parsed,
+        )
         return [one for _ in entries]
     resp_entries = parsed.get("entry") or []
     out = []
@@ -115,8 +130,15 @@ def _outcomes(entries: list[WriteEntry], response: ProxyResponse) -> list[Storag
         e = resp_entries[entry.index] if entry.index < len(resp_entries) else {}
         r = e.get("response") or {}
         status = int(str(r.get("status", "500")).split(" ", 1)[0] or 500)
-        out.append(StorageOutcome(status, r.get("location"), r.get("etag"), r.get("lastModified"),
-                                  e.get("resource") or r.get("outcome")))
+        out.append(
+            StorageOutcome(
+                status,
+                r.get("location"),
+                r.get("etag"),
+                r.get("lastModified"),
+                e.get("resource") or r.get("outcome"),
+            )
+        )
     return out
 
 
@@ -131,4 +153,3 @@ def _stream(upstream):
         else:
             # the caller went away mid-body: this connection is in an unknown state, drop it
             upstream.close()
-

@@ -10,8 +10,13 @@ from proxy.errors import FhirError
 _TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _ALLOWED = {
-    "read": "GET", "vread": "GET", "history-instance": "GET", "history-type": "GET",
-    "history-system": "GET", "capabilities": "GET", "search-compartment": "GET",
+    "read": "GET",
+    "vread": "GET",
+    "history-instance": "GET",
+    "history-type": "GET",
+    "history-system": "GET",
+    "capabilities": "GET",
+    "search-compartment": "GET",
 }
 
 
@@ -57,9 +62,7 @@ def parse_interaction(method: str, path: str, has_query: bool, headers) -> Inter
             return Interaction("create", method, rtype, conditional="if-none-exist" in headers)
         if method in ("PUT", "PATCH", "DELETE"):
             if not has_query:
-                raise FhirError(
-                    400, f"{method} /fhir/{rtype} needs an id or search criteria", code="invalid"
-                )
+                raise FhirError(400, f"{method} /fhir/{rtype} needs an id or search criteria", code="invalid")
             kind = {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
             return Interaction(kind, method, rtype, conditional=True)
         raise _not_allowed(method, path)

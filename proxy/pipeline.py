@@ -24,9 +24,13 @@ def error_response(err: FhirError) -> ProxyResponse:
 def _plugin_failure(ctx: RequestContext, hook: str) -> ProxyResponse:
     # The traceback goes to the log; the caller learns only that the request was refused.
     log.exception("plugin failed in %s", hook, extra={"fields": {"request_id": ctx.request_id}})
-    return error_response(FhirError(
-        500, f"The request was refused because a fhirplug plugin failed ({hook}); "
-        f"request id {ctx.request_id}", code="exception"))
+    return error_response(
+        FhirError(
+            500,
+            f"The request was refused because a fhirplug plugin failed ({hook}); request id {ctx.request_id}",
+            code="exception",
+        )
+    )
 
 
 def run(pm: pluggy.PluginManager, ctx: RequestContext, handler: Handler) -> ProxyResponse:
@@ -42,8 +46,9 @@ def run(pm: pluggy.PluginManager, ctx: RequestContext, handler: Handler) -> Prox
         response = _plugin_failure(ctx, pf.hook)
     except Exception:
         log.exception("internal error", extra={"fields": {"request_id": ctx.request_id}})
-        response = error_response(FhirError(
-            500, f"Internal error in the proxy; request id {ctx.request_id}", code="exception"))
+        response = error_response(
+            FhirError(500, f"Internal error in the proxy; request id {ctx.request_id}", code="exception")
+        )
 
     try:
         pm.hook.fhirplug_response(ctx=ctx, response=response)

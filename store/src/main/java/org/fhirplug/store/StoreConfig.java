@@ -78,6 +78,14 @@ public class StoreConfig {
 	@Value("${hapi.fhir.max_page_size:200}")
 	private int maxPageSize;
 
+	/**
+	 * Absolute references in these bases are this server's own resources. The proxy turns its
+	 * public base into the store's address on the way in, so without this HAPI would index such
+	 * a reference as external and searches by it would miss.
+	 */
+	@Value("${hapi.fhir.local_base_urls:http://127.0.0.1:${server.port}/fhir,http://localhost:${server.port}/fhir}")
+	private java.util.List<String> localBaseUrls;
+
 	/** Empty: links use the address the request came in on (the proxy rewrites it to its own). */
 	@Value("${hapi.fhir.server_address:}")
 	private String serverAddress;
@@ -98,6 +106,7 @@ public class StoreConfig {
 		s.setAllowMultipleDelete(allowMultipleDelete);
 		s.setExpungeEnabled(expungeEnabled);
 		s.setAllowExternalReferences(true);
+		s.setTreatBaseUrlsAsLocal(new java.util.HashSet<>(localBaseUrls));
 		return s;
 	}
 

@@ -1,0 +1,64 @@
+"""Test-run fixtures. The real stack (store, Redis, proxy) starts once per run, on free ports,
+with its own in-memory H2 database, and only when an integration test asks for it."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import requests
+
+from ops import stack as stackmod
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    def __init__(self, cfg: stackmod.StackConfig):
+        self.cfg = cfg
+        self.store_url = cfg.store_url  # direct, for checks that must bypass the proxy
+        self.proxy = cfg.proxy_url
+        self.fhir = cfg.proxy_url + "/fhir"
+        self.redis_url = cfg.effective_redis_url
+        self._extra = 0
+
+    def start_proxy(self, env: dict[str, str]) -> str:
+        """Another proxy on the same store with other settings (plugins, limits, store URL)."""
+        self._extra += 1
+        env = {"FHIRPLUG_WORKERS": "1", "FHIRPLUG_THREADS": "4", **env}
+        return stackmod.start_proxy(self.cfg, name=f"proxy-extra-{self._extra}", port=free_port(), env=env)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Stack:
+    cfg = stackmod.StackConfig(
+        var_dir=tmp_path_factory.mktemp("stack"),
+        proxy_port=free_port(),
+        store_port=free_port(),
+        redis_port=free_port(),
+        h2_url="jdbc:h2:mem:fhirplug-test;DB_CLOSE_DELAY=-1",
+        store_boot_timeout=float(os.environ.get("FHIRPLUG_TEST_STORE_TIMEOUT", "300")),
+        proxy_env={"FHIRPLUG_WORKERS": "2", "FHIRPLUG_THREADS": "8"},
+    )
+    try:
+        stackmod.start_redis(cfg)
+        stackmod.start_store(cfg)
+        stackmod.start_proxy(cfg)
+    except stackmod.StackError as exc:
+        stackmod.stop_all(cfg)
+        pytest.fail(f"could not start the test stack: {exc}", pytrace=False)
+    yield Stack(cfg)
+    stackmod.stop_all(cfg)
+
+
+@pytest.fixture
+def http() -> requests.Session:
+    s = requests.Session()
+    s.headers["Accept"] = "application/fhir+json"
+    yield s
+    s.close()
