@@ -7,7 +7,7 @@ import zlib
 
 from flask import Flask, Response, request
 
-from proxy import pipeline
+from proxy import bodies, pipeline
 from proxy.config import Settings
 from proxy.context import Interaction, RequestContext, make_request_view
 from proxy.errors import FhirError
@@ -30,7 +30,6 @@ def create_app(
     configure_logging()
     settings = settings or Settings.from_env()
     app = Flask("fhirplug")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     pm = build_plugin_manager(settings.plugins, list(extra_plugins))
     store = store or StoreClient(
         settings.store_url,
@@ -60,7 +59,7 @@ def create_app(
             return parse_interaction(request.method, path, bool(request.args), headers)
 
         def handler(ctx):
-            raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+            raw = bodies.read_limited(request.stream, request.content_length, settings.max_body_bytes)
             return fhir.handle(ctx, raw, request.headers.get("Content-Encoding"))
 
         return serve(interaction_of, handler)

@@ -20,6 +20,22 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def read_limited(stream, content_length: int | None, limit: int) -> bytes:
+    """Read a request body, refusing with 413 as soon as it passes ``limit``.
+
+    Chunked bodies have no Content-Length to check up front, so the count is kept while reading.
+    """
+    too_big = FhirError(413, f"The body is larger than the {limit}-byte limit (FHIRPLUG_MAX_BODY_BYTES)")
+    if content_length is not None and content_length > limit:
+        raise too_big
+    buf = bytearray()
+    while chunk := stream.read(64 * 1024):
+        buf += chunk
+        if len(buf) > limit:
+            raise too_big
+    return bytes(buf)
+
+
 def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
     """Undo a gzip Content-Encoding without letting a small bomb expand past ``limit``."""
     enc = (content_encoding or "identity").strip().lower()

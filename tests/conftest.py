@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import requests
@@ -27,11 +28,15 @@ class Stack:
         self.redis_url = cfg.effective_redis_url
         self._extra = 0
 
-    def start_proxy(self, env: dict[str, str]) -> str:
-        """Another proxy on the same store with other settings (plugins, limits, store URL)."""
+    def start_proxy(self, env: dict[str, str]) -> tuple[str, Path]:
+        """Another proxy on the same store with other settings (plugins, limits, store URL).
+
+        Returns its FHIR base and its log file."""
         self._extra += 1
+        name = f"proxy-extra-{self._extra}"
         env = {"FHIRPLUG_WORKERS": "1", "FHIRPLUG_THREADS": "4", **env}
-        return stackmod.start_proxy(self.cfg, name=f"proxy-extra-{self._extra}", port=free_port(), env=env)
+        url = stackmod.start_proxy(self.cfg, name=name, port=free_port(), env=env)
+        return url + "/fhir", self.cfg.var_dir / "log" / f"{name}.log"
 
 
 @pytest.fixture(scope="session")

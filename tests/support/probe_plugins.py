@@ -5,7 +5,8 @@ Behaviour is driven by request headers so one proxy can show every path:
 - X-Probe-Deny: <plugin>      that plugin answers 403 itself in fhirplug_request
 - X-Probe-Raise: <hook>       probe_a raises RuntimeError in that hook
 - a resource tagged probe|refuse is refused by probe_a in fhirplug_before_storage (422)
-- every written resource gets the tag probe|amended-by-<plugin> (amend in place)
+- every written resource gets a tag probe|<trail> naming the plugins that amended it, in the
+  order they ran (e.g. "probe_b>probe_a"; one tag, since the store does not keep tag order)
 - X-Probe-Order (response) lists the plugins in the order their response hooks ran
 """
 
@@ -53,9 +54,12 @@ class Probe:
         tags = res.get("meta", {}).get("tag", [])
         if self.name == "probe_a" and any(t.get("code") == "refuse" for t in tags):
             return FhirError(422, "refused by probe_a", [f"{res['resourceType']}.meta.tag"])
-        res.setdefault("meta", {}).setdefault("tag", []).append(
-            {"system": TAG_SYSTEM, "code": f"amended-by-{self.name}"}
-        )
+        tags = res.setdefault("meta", {}).setdefault("tag", [])
+        trail = next((t for t in tags if t.get("system") == TAG_SYSTEM), None)
+        if trail is None:
+            tags.append({"system": TAG_SYSTEM, "code": self.name})
+        else:
+            trail["code"] += f">{self.name}"
         return None
 
     @hookimpl

@@ -100,7 +100,7 @@ def test_before_storage_sees_each_write_entry_of_a_transaction_and_may_amend():
     client.post("/fhir", json=bundle, headers=FHIR_JSON)
     assert a.before_storage_calls == [(0, "POST"), (2, "PUT")]
     sent = store.calls[0]["body"]["entry"]
-    assert sent[0]["resource"]["meta"]["tag"][0]["code"] == "amended-by-probe_a"
+    assert sent[0]["resource"]["meta"]["tag"][0]["code"] == "probe_a"
 
 
 def test_refusal_of_one_entry_refuses_the_transaction_and_points_at_the_entry():
