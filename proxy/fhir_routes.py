@@ -91,9 +91,18 @@ class FhirPassthrough:
             self._after_storage(ctx, entries, response)
             return response
 
-        return ProxyResponse(
-            status, out_headers, stream_replace(_stream(upstream), internal.encode(), public.encode())
-        )
+        # Most answers fit in one piece: send those whole, with a Content-Length, in one write.
+        # Only a body larger than that is relayed as it arrives.
+        first = upstream.read(CHUNK)
+        more = upstream.read(CHUNK) if first else b""
+        if not more:
+            upstream.release_conn()
+            data = first.replace(internal.encode(), public.encode())
+            if req.method != "HEAD":
+                out_headers["Content-Length"] = str(len(data))
+            return ProxyResponse(status, out_headers, (data,))
+        chunks = _stream(upstream, (first, more))
+        return ProxyResponse(status, out_headers, stream_replace(chunks, internal.encode(), public.encode()))
 
     def _after_storage(self, ctx: RequestContext, entries: list[WriteEntry], response: ProxyResponse):
         try:
@@ -142,10 +151,12 @@ def _outcomes(entries: list[WriteEntry], response: ProxyResponse) -> list[Storag
     return out
 
 
-def _stream(upstream):
+def _stream(upstream, head: tuple[bytes, ...]):
     complete = False
     try:
-        yield from upstream.stream(CHUNK, decode_content=True)
+        yield from head
+        while chunk := upstream.read(CHUNK):
+            yield chunk
         complete = True
     finally:
         if complete:

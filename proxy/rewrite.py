@@ -31,9 +31,13 @@ def stream_replace(chunks: Iterable[bytes], old: bytes, new: bytes) -> Iterator[
 
 def _partial_suffix(data: bytes, old: bytes) -> int:
     """Length of the longest suffix of ``data`` that is a proper prefix of ``old``."""
-    for k in range(min(len(old) - 1, len(data)), 0, -1):
-        if data.endswith(old[:k]):
-            return k
+    first = old[:1]
+    start = max(len(data) - len(old) + 1, 0)
+    i = data.find(first, start)
+    while i != -1:  # candidates start with old's first byte; the earliest match is the longest
+        if old.startswith(data[i:]):
+            return len(data) - i
+        i = data.find(first, i + 1)
     return 0
 
 

@@ -1,0 +1,15 @@
+# The proxy and the forwarding worker share this image (docker-compose.yml picks the command).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY proxy ./proxy
+COPY plugins ./plugins
+COPY worker ./worker
+COPY ops ./ops
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 fhirplug
+USER fhirplug
+EXPOSE 8080
+ENV FHIRPLUG_BIND=0.0.0.0:8080
+CMD ["gunicorn", "-c", "/app/proxy/gunicorn_conf.py", "proxy.wsgi:app"]

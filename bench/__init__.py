@@ -1,0 +1,1 @@
+"""Benchmarks: the proxy against direct HAPI, interleaved in the same run."""

@@ -1,0 +1,285 @@
+"""Proxy vs direct HAPI: read-by-id, search, create and a 10-entry transaction.
+
+    python -m bench --proxy http://127.0.0.1:8080/fhir --direct http://127.0.0.1:8090/fhir
+
+Each scenario runs at concurrency 1 and 8. Load comes from wrk (C, epoll) so that the load
+generator is not what limits either side on a small machine; a Python client was (it measured
+mostly itself). Rounds alternate proxy and direct so that drift on the machine (JIT warm-up,
+GC, the other core's load) falls on both alike; the first round of each is a warm-up and is
+not counted. Latency figures are the median over rounds of each round's p50 and p95. Both
+sides are asked for identity encoding, so the ratio measures the proxy's work, not gzip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import requests
+
+HEADERS = {"Accept": "application/fhir+json", "Accept-Encoding": "identity"}
+JSON = {**HEADERS, "Content-Type": "application/fhir+json"}
+
+
+@dataclass
+class Sample:
+    latencies: list[float] = field(default_factory=list)
+    wall: float = 0.0
+    errors: int = 0
+
+    def add(self, other: Sample) -> None:
+        self.latencies += other.latencies
+        self.wall += other.wall
+        self.errors += other.errors
+
+    def median_ms(self) -> float:
+        return statistics.median(self.latencies) * 1000
+
+    def p95_ms(self) -> float:
+        return statistics.quantiles(self.latencies, n=20)[18] * 1000
+
+    def rps(self) -> float:
+        return len(self.latencies) / self.wall if self.wall else 0.0
+
+
+WRK_SCRIPT = r"""
+local ids = {%(ids)s}
+local kind = "%(kind)s"
+local body = [[%(body)s]]
+local prefix = "%(prefix)s"
+local tag = "%(tag)s"
+request = function()
+  local h = {["Accept"] = "application/fhir+json", ["Accept-Encoding"] = "identity"}
+  if kind == "read" then
+    return wrk.format("GET", prefix .. "/Patient/" .. ids[math.random(#ids)], h)
+  elseif kind == "search" then
+    return wrk.format("GET", prefix .. "/Patient?family=" .. tag .. "&_count=10", h)
+  end
+  h["Content-Type"] = "application/fhir+json"
+  if kind == "create" then
+    return wrk.format("POST", prefix .. "/Patient", h, body)
+  end
+  return wrk.format("POST", prefix, h, body)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p95_us":%%d,"errors":%%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+@dataclass
+class Round:
+    requests: int
+    duration_s: float
+    p50_ms: float
+    p95_ms: float
+    errors: int
+
+
+@dataclass
+class Side:
+    rounds: list[Round] = field(default_factory=list)
+
+    def median_ms(self) -> float:
+        return statistics.median(r.p50_ms for r in self.rounds)
+
+    def p95_ms(self) -> float:
+        return statistics.median(r.p95_ms for r in self.rounds)
+
+    def rps(self) -> float:
+        return sum(r.requests for r in self.rounds) / sum(r.duration_s for r in self.rounds)
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.rounds)
+
+
+def seed(base: str, tag: str, n: int = 50) -> list[str]:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "name": [{"family": tag, "given": [f"G{i}"]}],
+                    "birthDate": "1970-01-01",
+                    "gender": "female",
+                },
+                "request": {"method": "POST", "url": "Patient"},
+            }
+            for i in range(n)
+        ],
+    }
+    r = requests.post(base, json=bundle, headers=JSON, timeout=120)
+    r.raise_for_status()
+    return [e["response"]["location"].split("/")[1] for e in r.json()["entry"]]
+
+
+def transaction_bundle(tag: str) -> dict:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": {"resourceType": "Patient", "name": [{"family": tag}]},
+                "request": {"method": "POST", "url": "Patient"},
+            }
+            for _ in range(10)
+        ],
+    }
+
+
+SCENARIOS = {
+    "read": "read",
+    "search": "search",
+    "create": "create",
+    "transaction (10 entries)": "transaction",
+}
+
+
+def wrk_round(
+    base: str, kind: str, ids: list[str], tag: str, concurrency: int, seconds: float, script_dir: str
+) -> Round:
+    url = urlsplit(base)
+    if kind == "create":
+        body = json.dumps({"resourceType": "Patient", "name": [{"family": f"{tag}-new"}]})
+    elif kind == "transaction":
+        body = json.dumps(transaction_bundle(f"{tag}-tx"))
+    else:
+        body = ""
+    script = os.path.join(script_dir, f"{kind}.lua")
+    with open(script, "w") as f:
+        f.write(
+            WRK_SCRIPT
+            % {
+                "ids": ",".join(f'"{i}"' for i in ids),
+                "kind": kind,
+                "body": body,
+                "prefix": url.path.rstrip("/"),
+                "tag": tag,
+            }
+        )
+    threads = min(concurrency, 2)
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "30s",
+            "-s",
+            script,
+            f"{url.scheme}://{url.netloc}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    d = json.loads(line[7:])
+    return Round(d["requests"], d["duration_us"] / 1e6, d["p50_us"] / 1000, d["p95_us"] / 1000, d["errors"])
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((x.split(":", 1)[1].strip() for x in f if x.startswith("model name")), cpu)
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--proxy", required=True, help="the proxy's FHIR base")
+    ap.add_argument("--direct", required=True, help="HAPI's FHIR base")
+    ap.add_argument("--rounds", type=int, default=4, help="counted rounds per side (plus one warm-up)")
+    ap.add_argument("--seconds", type=float, default=4, help="length of one round")
+    ap.add_argument("--concurrency", default="1,8")
+    ap.add_argument("--write", help="write a Markdown report to this file")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench needs wrk (Debian package wrk): apt-get install wrk", file=sys.stderr)
+        return 2
+
+    tag = f"Bench{uuid.uuid4().hex[:8]}"
+    ids = seed(args.direct, tag)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, kind in SCENARIOS.items():
+            for conc in (int(c) for c in args.concurrency.split(",")):
+                sides = {"proxy": Side(), "direct": Side()}
+                for rnd in range(args.rounds + 1):
+                    order = [("proxy", args.proxy), ("direct", args.direct)]
+                    if rnd % 2:
+                        order.reverse()
+                    for label, base in order:
+                        r = wrk_round(base, kind, ids, tag, conc, args.seconds, tmp)
+                        if rnd:  # round 0 warms both sides up
+                            sides[label].rounds.append(r)
+                p, d = sides["proxy"], sides["direct"]
+                row = (name, conc, p, d, p.median_ms() / d.median_ms())
+                rows.append(row)
+                print(
+                    f"{name:26} c={conc}  proxy median {p.median_ms():7.2f} ms p95 {p.p95_ms():7.2f} "
+                    f"{p.rps():7.1f}/s | direct median {d.median_ms():7.2f} ms p95 {d.p95_ms():7.2f} "
+                    f"{d.rps():7.1f}/s | ratio {row[4]:.2f}  errors {p.errors}/{d.errors}",
+                    flush=True,
+                )
+    if args.write:
+        write_report(args, rows)
+    return 0
+
+
+def write_report(args, rows) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmark: fhirplug proxy vs direct HAPI",
+        "",
+        f"- Date: {now}",
+        f"- Machine: {machine()}",
+        f"- Proxy: `{args.proxy}` · direct HAPI: `{args.direct}` (embedded HAPI 8.8.0 on H2, same machine)",
+        f"- Method: `python -m bench` (wrk as the load generator, see `bench/__main__.py`); "
+        f"{args.rounds} counted rounds of {args.seconds:g} s per side after one warm-up round, proxy and "
+        "direct alternating; latency = median over rounds of each round's p50/p95; identity encoding.",
+        "- Target for this step: proxy/direct median ratio ≤ 1.25 for read and search at concurrency 8.",
+        "",
+        "| interaction | conc. | proxy median ms | proxy p95 ms | proxy req/s | direct median ms "
+        "| direct p95 ms | direct req/s | median ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, conc, p, d, ratio in rows:
+        lines.append(
+            f"| {name} | {conc} | {p.median_ms():.2f} | {p.p95_ms():.2f} | {p.rps():.0f} "
+            f"| {d.median_ms():.2f} | {d.p95_ms():.2f} | {d.rps():.0f} | **{ratio:.2f}** |"
+        )
+    errors = sum(p.errors + d.errors for _, _, p, d, _ in rows)
+    lines += ["", f"Failed requests during the run: {errors}.", ""]
+    with open(args.write, "w") as f:
+        f.write("\n".join(lines))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
