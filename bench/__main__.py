@@ -253,6 +253,9 @@ def main() -> int:
     return 0
 
 
+NOTES = "## Analysis"
+
+
 def write_report(args, rows) -> None:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -277,8 +280,14 @@ def write_report(args, rows) -> None:
         )
     errors = sum(p.errors + d.errors for _, _, p, d, _ in rows)
     lines += ["", f"Failed requests during the run: {errors}.", ""]
+    notes = ""
+    if os.path.exists(args.write):  # the hand-written analysis below the table survives a re-run
+        with open(args.write) as f:
+            old = f.read()
+        if NOTES in old:
+            notes = old[old.index(NOTES) :]
     with open(args.write, "w") as f:
-        f.write("\n".join(lines))
+        f.write("\n".join(lines) + ("\n" + notes if notes else ""))
 
 
 if __name__ == "__main__":
