@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ops import stack
+from ops import clients_cli, stack
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,7 +13,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="group", required=True)
     st = sub.add_parser("stack", help="start, stop or inspect the local stack")
     st.add_argument("action", choices=["up", "down", "status", "build-store"])
+    clients_cli.add_parsers(sub)
+    tok = sub.add_parser("token", help="get an access token from a token endpoint (ours or a partner's)")
+    tok.add_argument("--token-url", required=True, help="e.g. http://127.0.0.1:8080/oauth2/token")
+    tok.add_argument("--client-id", required=True)
+    tok.add_argument("--key", required=True, help="the private JWK file from `fhirplug keys generate`")
+    tok.add_argument("--scope", help="ask for fewer scopes than registered")
     args = parser.parse_args(argv)
+
+    if args.group == "clients":
+        return clients_cli.run_clients(args)
+    if args.group == "keys":
+        return clients_cli.run_keys(args)
+    if args.group == "token":
+        return _token(args)
 
     cfg = stack.StackConfig.from_env()
     try:
@@ -29,6 +42,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:8} {'up' if ok else 'down'}")
             return 0 if all(states.values()) else 1
     except stack.StackError as exc:
+        print(f"fhirplug: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _token(args) -> int:
+    from proxy.auth.outbound import PartnerCredentials, PartnerTokenClient, TokenRequestError
+
+    creds = PartnerCredentials.from_files(args.token_url, args.client_id, args.key, args.scope)
+    try:
+        print(PartnerTokenClient(creds).token())
+    except TokenRequestError as exc:
         print(f"fhirplug: {exc}", file=sys.stderr)
         return 1
     return 0

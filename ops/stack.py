@@ -316,6 +316,7 @@ def proxy_env(cfg: StackConfig) -> dict[str, str]:
         "FHIRPLUG_BIND": f"{cfg.host}:{cfg.proxy_port}",
         "FHIRPLUG_STORE_URL": cfg.store_url,
         "REDIS_URL": cfg.effective_redis_url,
+        "FHIRPLUG_KEYS_DIR": str(cfg.var_dir / "keys"),
         **cfg.proxy_env,
     }
 

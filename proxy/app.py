@@ -8,6 +8,9 @@ import zlib
 from flask import Flask, Response, request
 
 from proxy import bodies, pipeline
+from proxy.auth import routes as oauth_routes
+from proxy.auth.enforcement import AuthEnforcer
+from proxy.auth.server import AuthServer
 from proxy.config import Settings
 from proxy.context import Interaction, RequestContext, make_request_view
 from proxy.errors import FhirError
@@ -24,13 +27,23 @@ COMPRESSIBLE = ("json", "xml", "text", "html")
 
 
 def create_app(
-    settings: Settings | None = None, extra_plugins: list[object] = (), store: StoreClient | None = None
+    settings: Settings | None = None,
+    extra_plugins: list[object] = (),
+    store: StoreClient | None = None,
+    redis=None,
 ) -> Flask:
-    """Build the proxy. ``extra_plugins`` and ``store`` let unit tests run it without a server."""
+    """Build the proxy. ``extra_plugins``, ``store`` and ``redis`` let unit tests run it without
+    servers."""
     configure_logging()
     settings = settings or Settings.from_env()
     app = Flask("fhirplug")
-    pm = build_plugin_manager(settings.plugins, list(extra_plugins))
+    auth = None
+    if settings.auth:
+        auth = AuthServer.build(settings.redis_url, settings.keys_dir, settings.token_lifetime_s, redis)
+    else:
+        log.warning("FHIRPLUG_AUTH=off: every caller is an administrator; never do this in production")
+    enforcer = AuthEnforcer(auth.tokens if auth else None, lambda ctx: ctx.public_base.removesuffix("/fhir"))
+    pm = build_plugin_manager(settings.plugins, list(extra_plugins), builtins=[("auth", enforcer)])
     store = store or StoreClient(
         settings.store_url,
         settings.store_connect_timeout,
@@ -38,7 +51,7 @@ def create_app(
         settings.store_pool_size,
     )
     fhir = FhirPassthrough(pm, store, settings.max_body_bytes)
-    app.extensions["fhirplug"] = {"settings": settings, "plugins": pm, "store": store}
+    app.extensions["fhirplug"] = {"settings": settings, "plugins": pm, "store": store, "auth": auth}
 
     def serve(interaction_of, handler):
         ctx, route_error = _context(settings, interaction_of)
@@ -63,6 +76,8 @@ def create_app(
             return fhir.handle(ctx, raw, request.headers.get("Content-Encoding"))
 
         return serve(interaction_of, handler)
+
+    oauth_routes.register(app, auth, lambda: _public_base(settings).removesuffix("/fhir"), serve)
 
     @app.get("/healthz")
     def healthz():
@@ -91,8 +106,12 @@ def create_app(
     return app
 
 
+def _public_base(settings: Settings) -> str:
+    return settings.public_base_url or request.host_url.rstrip("/") + "/fhir"
+
+
 def _context(settings: Settings, interaction_of) -> tuple[RequestContext, FhirError | None]:
-    public = settings.public_base_url or request.host_url.rstrip("/") + "/fhir"
+    public = _public_base(settings)
     headers = {k: v for k, v in request.headers.items()}
     view = make_request_view(
         request.method,

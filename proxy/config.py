@@ -25,6 +25,9 @@ class Settings:
     store_pool_size: int = 32
     gzip_min_bytes: int = 1024
     redis_url: str = "redis://127.0.0.1:6379/0"
+    auth: bool = True  # False only for benchmarks: every caller is then an administrator
+    keys_dir: str = "var/keys"
+    token_lifetime_s: int = 300
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,4 +41,29 @@ class Settings:
             store_pool_size=int(_env("FHIRPLUG_STORE_POOL_SIZE", "32")),
             gzip_min_bytes=int(_env("FHIRPLUG_GZIP_MIN_BYTES", "1024")),
             redis_url=_env("REDIS_URL", cls.redis_url),
+            auth=_auth_switch(_env("FHIRPLUG_AUTH", "on")),
+            keys_dir=_env("FHIRPLUG_KEYS_DIR", cls.keys_dir),
+            token_lifetime_s=_lifetime(_env("FHIRPLUG_TOKEN_LIFETIME", "300")),
         )
+
+    @property
+    def issuer(self) -> str:
+        """This server's OAuth issuer: the public base without its /fhir (empty: per request)."""
+        return self.public_base_url.removesuffix("/fhir")
+
+
+def _auth_switch(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("on", "true", "1", "yes"):
+        return True
+    if v in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(f"FHIRPLUG_AUTH must be on or off, not {value!r}")
+
+
+def _lifetime(value: str) -> int:
+    seconds = int(value)
+    if not 30 <= seconds <= 600:
+        # the NHS pattern: access tokens live at most 10 minutes
+        raise ValueError("FHIRPLUG_TOKEN_LIFETIME must be between 30 and 600 seconds")
+    return seconds

@@ -12,15 +12,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from proxy.auth.scopes import ScopeSet
+
 
 @dataclass(frozen=True)
 class Client:
     """Who is calling. Filled in by authentication; anonymous until then."""
 
     id: str | None = None
-    ods: str | None = None
-    role: str | None = None
-    scopes: frozenset[str] = frozenset()
+    ods: str | None = None  # the client's organisation (ODS code): its tenant
+    role: str | None = None  # spoke, hub, validator, reader or admin
+    scopes: ScopeSet | None = None  # what its access token allows (SMART system scopes)
 
     @property
     def authenticated(self) -> bool:

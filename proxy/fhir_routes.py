@@ -6,6 +6,7 @@ import dataclasses
 import logging
 
 from proxy import bodies
+from proxy.auth.enforcement import authorize_entries
 from proxy.context import RequestContext, StorageOutcome, WriteEntry
 from proxy.errors import FhirError
 from proxy.pipeline import call_guarded
@@ -41,6 +42,7 @@ class FhirPassthrough:
             if inter.kind == "transaction":
                 btype, entries = bodies.bundle_entries(body)
                 ctx.interaction = inter = dataclasses.replace(inter, kind=btype)
+                authorize_entries(ctx, body)
             else:
                 entries = bodies.resource_entries(inter, req.path, query_text, body, mt)
         elif inter.kind == "delete":

@@ -34,15 +34,23 @@ def _resolve(name: str):
     raise PluginLoadError(f"unknown plugin {name!r}; installed: {', '.join(known) or 'none'}")
 
 
-def build_plugin_manager(names: list[str], extra: list[object] = ()) -> pluggy.PluginManager:
+def build_plugin_manager(
+    names: list[str], extra: list[object] = (), builtins: list[tuple[str, object]] = ()
+) -> pluggy.PluginManager:
     """Register ``names`` so that hooks run in the listed order (first listed runs first).
 
+    ``builtins`` (authentication) run before everything and cannot be configured away;
     ``extra`` objects (used by tests) run after the named plugins. Fails at start on an unknown
     plugin or a misspelt hook, so a typo can never silently disable a rule.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    plugins = [(n, _resolve(n)) for n in names] + [(f"extra-{i}", p) for i, p in enumerate(extra)]
+    taken = {n for n, _ in builtins}
+    if clash := taken.intersection(names):
+        raise PluginLoadError(f"plugin name(s) {sorted(clash)} are built in and always on")
+    plugins = (
+        list(builtins) + [(n, _resolve(n)) for n in names] + [(f"extra-{i}", p) for i, p in enumerate(extra)]
+    )
     # pluggy calls the most recently registered implementation first, so register in reverse.
     for name, plugin in reversed(plugins):
         pm.register(plugin, name=name)

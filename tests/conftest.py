@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from ops import stack as stackmod
+from tests.support import oauth
 
 
 def free_port() -> int:
@@ -26,7 +27,22 @@ class Stack:
         self.proxy = cfg.proxy_url
         self.fhir = cfg.proxy_url + "/fhir"
         self.redis_url = cfg.effective_redis_url
+        self.keys_dir = cfg.var_dir / "test-client-keys"
         self._extra = 0
+        self._clients: dict[str, oauth.TestClient] = {}
+
+    def client(self, client_id: str, role: str, ods: str = "", scopes: str | None = None) -> oauth.TestClient:
+        """A registered OAuth client with its own key pair, made once per run and id."""
+        if client_id not in self._clients:
+            self._clients[client_id] = oauth.make_client(
+                self.redis_url, self.keys_dir, client_id, role, ods, scopes
+            )
+        return self._clients[client_id]
+
+    def session(self, fhir_base: str | None = None, client: oauth.TestClient | None = None, scope=None):
+        """An HTTP session with a Bearer token from ``fhir_base``'s own token endpoint (admin by default)."""
+        client = client or self.client("test-admin", "admin")
+        return oauth.session_for(fhir_base or self.fhir, client, scope)
 
     def start_proxy(self, env: dict[str, str]) -> tuple[str, Path]:
         """Another proxy on the same store with other settings (plugins, limits, store URL).
@@ -62,7 +78,16 @@ def stack(tmp_path_factory) -> Stack:
 
 
 @pytest.fixture
-def http() -> requests.Session:
+def http(stack) -> requests.Session:
+    """An administrator's session on the main proxy."""
+    s = stack.session()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def anon() -> requests.Session:
+    """A session without any token."""
     s = requests.Session()
     s.headers["Accept"] = "application/fhir+json"
     yield s

@@ -48,25 +48,30 @@ def small_limit_proxy(stack):
     return stack.start_proxy({"FHIRPLUG_MAX_BODY_BYTES": "4096"})[0]
 
 
-def test_body_over_the_limit_is_413(stack, small_limit_proxy):
+@pytest.fixture(scope="module")
+def small_http(stack, small_limit_proxy):
+    return stack.session(small_limit_proxy)
+
+
+def test_body_over_the_limit_is_413(stack, small_limit_proxy, small_http):
     body = json.dumps({"resourceType": "Patient", "name": [{"family": "x" * 8000}]})
-    r = requests.post(f"{small_limit_proxy}/Patient", data=body, headers=FHIR_JSON)
+    r = small_http.post(f"{small_limit_proxy}/Patient", data=body, headers=FHIR_JSON)
     assert_outcome(r, 413)
 
 
-def test_chunked_body_over_the_limit_is_413(stack, small_limit_proxy):
+def test_chunked_body_over_the_limit_is_413(stack, small_limit_proxy, small_http):
     def chunks():
         yield b'{"resourceType": "Patient", "name": [{"family": "'
         for _ in range(10):
             yield b"x" * 1000
         yield b'"}]}'
 
-    r = requests.post(f"{small_limit_proxy}/Patient", data=chunks(), headers=FHIR_JSON)
+    r = small_http.post(f"{small_limit_proxy}/Patient", data=chunks(), headers=FHIR_JSON)
     assert_outcome(r, 413)
 
 
-def test_body_under_the_limit_passes(stack, small_limit_proxy):
-    r = requests.post(f"{small_limit_proxy}/Patient", json={"resourceType": "Patient"}, headers=FHIR_JSON)
+def test_body_under_the_limit_passes(stack, small_limit_proxy, small_http):
+    r = small_http.post(f"{small_limit_proxy}/Patient", json={"resourceType": "Patient"}, headers=FHIR_JSON)
     assert r.status_code == 201
 
 
@@ -91,7 +96,7 @@ def test_store_unreachable_is_503_quickly(stack):
         dead = s.getsockname()[1]
     proxy, _ = stack.start_proxy({"FHIRPLUG_STORE_URL": f"http://127.0.0.1:{dead}/fhir"})
     t0 = time.monotonic()
-    r = requests.get(f"{proxy}/Patient/1", timeout=30)
+    r = stack.session(proxy).get(f"{proxy}/Patient/1", timeout=30)
     assert_outcome(r, 503)
     assert time.monotonic() - t0 < 5
     assert r.headers.get("Retry-After")
@@ -109,7 +114,9 @@ def test_store_that_never_answers_is_503_within_the_timeout(stack):
             }
         )
         t0 = time.monotonic()
-        r = requests.post(f"{proxy}/Patient", json={"resourceType": "Patient"}, headers=FHIR_JSON, timeout=30)
+        r = stack.session(proxy).post(
+            f"{proxy}/Patient", json={"resourceType": "Patient"}, headers=FHIR_JSON, timeout=30
+        )
         elapsed = time.monotonic() - t0
     assert_outcome(r, 503)
     assert 1.5 < elapsed < 10

@@ -17,6 +17,12 @@ def probe_proxy(stack):
     return stack.start_proxy({"FHIRPLUG_PLUGINS": plugins})
 
 
+@pytest.fixture(scope="module")
+def ph(stack, probe_proxy):
+    """An administrator's session on the probe proxy."""
+    return stack.session(probe_proxy[0])
+
+
 def family() -> str:
     return f"Hook{uuid.uuid4().hex[:12]}"
 
@@ -25,20 +31,21 @@ def count(stack, fam: str) -> int:
     return requests.get(f"{stack.store_url}/Patient", params={"family": fam}).json()["total"]
 
 
-def test_response_hooks_run_in_configured_order(probe_proxy):
-    r = requests.get(f"{probe_proxy[0]}/metadata")
+def test_response_hooks_run_in_configured_order(probe_proxy, ph):
+    r = ph.get(f"{probe_proxy[0]}/metadata")
     assert r.headers["X-Probe-Order"] == "probe_b,probe_a"
 
 
 def test_resolved_order_is_logged_at_start(probe_proxy):
     lines = [json.loads(x) for x in probe_proxy[1].read_text().splitlines() if x.startswith("{")]
     resolved = next(x for x in lines if x.get("event") == "plugins_resolved")
-    assert resolved["order"] == ["request_id", f"{PROBE}:probe_b", f"{PROBE}:probe_a", "access_log"]
+    # the built-in auth plugin always runs first, then the configured ones in their order
+    assert resolved["order"] == ["auth", "request_id", f"{PROBE}:probe_b", f"{PROBE}:probe_a", "access_log"]
 
 
-def test_a_request_hook_answer_short_circuits_the_store(stack, probe_proxy):
+def test_a_request_hook_answer_short_circuits_the_store(stack, probe_proxy, ph):
     fam = family()
-    r = requests.post(
+    r = ph.post(
         f"{probe_proxy[0]}/Patient",
         json={"resourceType": "Patient", "name": [{"family": fam}]},
         headers={**FHIR_JSON, "X-Probe-Deny": "probe_b"},
@@ -47,7 +54,7 @@ def test_a_request_hook_answer_short_circuits_the_store(stack, probe_proxy):
     assert count(stack, fam) == 0
 
 
-def test_before_storage_amends_each_entry_of_a_transaction_in_order(stack, probe_proxy):
+def test_before_storage_amends_each_entry_of_a_transaction_in_order(stack, probe_proxy, ph):
     fam = family()
     bundle = {
         "resourceType": "Bundle",
@@ -60,7 +67,7 @@ def test_before_storage_amends_each_entry_of_a_transaction_in_order(stack, probe
             for _ in range(3)
         ],
     }
-    r = requests.post(probe_proxy[0], json=bundle, headers=FHIR_JSON)
+    r = ph.post(probe_proxy[0], json=bundle, headers=FHIR_JSON)
     assert r.status_code == 200, r.text
     stored = requests.get(f"{stack.store_url}/Patient", params={"family": fam}).json()
     assert stored["total"] == 3
@@ -69,7 +76,7 @@ def test_before_storage_amends_each_entry_of_a_transaction_in_order(stack, probe
         assert codes == ["probe_b>probe_a"]
 
 
-def test_before_storage_refusal_of_one_entry_stores_nothing(stack, probe_proxy):
+def test_before_storage_refusal_of_one_entry_stores_nothing(stack, probe_proxy, ph):
     fam = family()
     entries = [
         {
@@ -79,7 +86,7 @@ def test_before_storage_refusal_of_one_entry_stores_nothing(stack, probe_proxy):
         for _ in range(3)
     ]
     entries[2]["resource"]["meta"] = {"tag": [{"code": "refuse"}]}
-    r = requests.post(
+    r = ph.post(
         probe_proxy[0],
         json={"resourceType": "Bundle", "type": "transaction", "entry": entries},
         headers=FHIR_JSON,
@@ -90,9 +97,9 @@ def test_before_storage_refusal_of_one_entry_stores_nothing(stack, probe_proxy):
 
 
 @pytest.mark.parametrize("hook", ["fhirplug_request", "fhirplug_before_storage"])
-def test_a_raising_plugin_fails_closed_and_stores_nothing(stack, probe_proxy, hook):
+def test_a_raising_plugin_fails_closed_and_stores_nothing(stack, probe_proxy, hook, ph):
     fam = family()
-    r = requests.post(
+    r = ph.post(
         f"{probe_proxy[0]}/Patient",
         json={"resourceType": "Patient", "name": [{"family": fam}]},
         headers={**FHIR_JSON, "X-Probe-Raise": hook},
@@ -102,16 +109,16 @@ def test_a_raising_plugin_fails_closed_and_stores_nothing(stack, probe_proxy, ho
     assert count(stack, fam) == 0
 
 
-def test_a_raising_response_hook_never_lets_the_response_out(probe_proxy):
-    r = requests.get(f"{probe_proxy[0]}/metadata", headers={"X-Probe-Raise": "fhirplug_response"})
+def test_a_raising_response_hook_never_lets_the_response_out(probe_proxy, ph):
+    r = ph.get(f"{probe_proxy[0]}/metadata", headers={"X-Probe-Raise": "fhirplug_response"})
     assert r.status_code == 500
     assert r.json()["resourceType"] == "OperationOutcome"
 
 
-def test_one_json_access_log_line_per_request(probe_proxy):
+def test_one_json_access_log_line_per_request(probe_proxy, ph):
     rid = f"log-{uuid.uuid4().hex}"
-    requests.get(f"{probe_proxy[0]}/metadata", headers={"X-Request-ID": rid})
-    requests.get(f"{probe_proxy[0]}/Patient/nope", headers={"X-Request-ID": rid})
+    ph.get(f"{probe_proxy[0]}/metadata", headers={"X-Request-ID": rid})
+    ph.get(f"{probe_proxy[0]}/Patient/nope", headers={"X-Request-ID": rid})
     lines = [json.loads(x) for x in probe_proxy[1].read_text().splitlines() if x.startswith("{")]
     mine = [x for x in lines if x.get("event") == "access" and x.get("request_id") == rid]
     assert [(x["path"], x["status"]) for x in mine] == [("/fhir/metadata", 200), ("/fhir/Patient/nope", 404)]

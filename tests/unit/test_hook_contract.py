@@ -17,7 +17,7 @@ FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 def make(plugins=("request_id",), extra=(), store=None):
     store = store or FakeStore()
-    app = create_app(Settings(plugins=list(plugins)), extra_plugins=list(extra), store=store)
+    app = create_app(Settings(plugins=list(plugins), auth=False), extra_plugins=list(extra), store=store)
     return app.test_client(), store
 
 

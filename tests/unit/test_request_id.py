@@ -5,7 +5,7 @@ from tests.support.fake_store import FakeStore
 
 
 def client(store):
-    return create_app(Settings(plugins=["request_id"]), store=store).test_client()
+    return create_app(Settings(plugins=["request_id"], auth=False), store=store).test_client()
 
 
 def test_callers_request_id_is_kept_sent_to_the_store_and_returned():

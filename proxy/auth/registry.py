@@ -1,0 +1,132 @@
+"""Who may ask for tokens: client records in Redis, so a change made by the ``fhirplug clients``
+command takes effect at once in every proxy process, without a restart."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import requests
+from joserfc.jwk import KeySet
+
+from proxy.auth.scopes import ScopeSet
+
+log = logging.getLogger("fhirplug.auth")
+
+ROLES = ("spoke", "hub", "validator", "reader", "admin")
+KEY = "fhirplug:clients"  # one Redis hash: client_id -> JSON record
+_HUB_SPOKE = "Task MedicationRequest MedicationDispense Patient Organization Provenance AuditEvent"
+# What each role gets when `fhirplug clients add` is given no --scopes.
+DEFAULT_SCOPES = {
+    "spoke": " ".join(f"system/{t}.cruds" for t in _HUB_SPOKE.split()),
+    "hub": " ".join(f"system/{t}.cruds" for t in _HUB_SPOKE.split()),
+    "validator": " ".join(
+        f"system/{t}.cruds" for t in ("StructureDefinition", "ValueSet", "CodeSystem", "ImplementationGuide")
+    ),
+    "reader": "system/*.rs",
+    "admin": "system/*.cruds",
+}
+
+
+@dataclass
+class ClientRecord:
+    client_id: str
+    ods: str
+    role: str
+    scopes: list[str]
+    jwks: dict | None = None  # an inline JWK set (public keys)
+    jwks_uri: str | None = None
+    enabled: bool = True
+    created_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> ClientRecord:
+        return cls(**json.loads(raw))
+
+
+class ClientRegistry:
+    """Client records, with their public keys, read fresh for every token request."""
+
+    JWKS_TIMEOUT = 5.0
+    JWKS_REFRESH_MIN_INTERVAL = 60.0  # an unknown kid triggers at most one refetch a minute
+
+    def __init__(self, redis):
+        self.redis = redis
+        self._jwks_cache: dict[str, tuple[float, dict]] = {}
+        self._lock = threading.Lock()
+
+    # -- records
+    def get(self, client_id: str) -> ClientRecord | None:
+        raw = self.redis.hget(KEY, client_id)
+        return ClientRecord.from_json(raw) if raw else None
+
+    def put(self, record: ClientRecord) -> None:
+        if record.role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if not (record.jwks or record.jwks_uri):
+            raise ValueError("a client needs --jwks or --jwks-uri")
+        if record.role in ("spoke", "hub") and not record.ods:
+            raise ValueError("a spoke or hub client needs its organisation's ODS code (--ods)")
+        ScopeSet.parse(" ".join(record.scopes))  # refuse a scope the server would not understand
+        if record.jwks_uri and not record.jwks_uri.startswith(("https://", "http://")):
+            raise ValueError("--jwks-uri must be an http(s) URL")
+        if record.jwks:
+            KeySet.import_key_set(record.jwks)  # refuse a malformed key set now, not at first use
+        self.redis.hset(KEY, record.client_id, record.to_json())
+
+    def all(self) -> list[ClientRecord]:
+        return sorted((ClientRecord.from_json(v) for v in self.redis.hvals(KEY)), key=lambda c: c.client_id)
+
+    def remove(self, client_id: str) -> bool:
+        return bool(self.redis.hdel(KEY, client_id))
+
+    def set_enabled(self, client_id: str, enabled: bool) -> bool:
+        rec = self.get(client_id)
+        if rec is None:
+            return False
+        rec.enabled = enabled
+        self.redis.hset(KEY, client_id, rec.to_json())
+        return True
+
+    # -- keys
+    def key_set(self, record: ClientRecord, kid: str) -> KeySet | None:
+        """The client's public keys, holding ``kid``; None when no registered key has that kid."""
+        if record.jwks:
+            ks = KeySet.import_key_set(record.jwks)
+            return ks if _has_kid(ks, kid) else None
+        uri = record.jwks_uri
+        now = time.monotonic()
+        cached = self._jwks_cache.get(uri)
+        if cached:
+            fetched_at, doc = cached
+            ks = KeySet.import_key_set(doc)
+            if _has_kid(ks, kid) or now - fetched_at < self.JWKS_REFRESH_MIN_INTERVAL:
+                return ks if _has_kid(ks, kid) else None
+        doc = self._fetch(uri)
+        if doc is None:
+            return None
+        self._jwks_cache[uri] = (now, doc)
+        ks = KeySet.import_key_set(doc)
+        return ks if _has_kid(ks, kid) else None
+
+    def _fetch(self, uri: str) -> dict | None:
+        with self._lock:
+            try:
+                r = requests.get(uri, timeout=self.JWKS_TIMEOUT, allow_redirects=False)
+                r.raise_for_status()
+                doc = r.json()
+                KeySet.import_key_set(doc)
+                return doc
+            except Exception as exc:  # an unreachable or broken JWKS is the client's problem
+                log.warning("could not fetch JWKS %s: %s", uri, exc)
+                return None
+
+
+def _has_kid(ks: KeySet, kid: str) -> bool:
+    return any(k.kid == kid for k in ks.keys)

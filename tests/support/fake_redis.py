@@ -1,0 +1,34 @@
+"""An in-memory stand-in for the few Redis commands the auth code uses (unit tests only)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class FakeRedis:
+    def __init__(self):
+        self.hashes: dict[str, dict[str, bytes]] = {}
+        self.values: dict[str, tuple[bytes, float | None]] = {}
+        self._lock = threading.Lock()
+
+    def hget(self, key, field):
+        return self.hashes.get(key, {}).get(field)
+
+    def hset(self, key, field, value):
+        self.hashes.setdefault(key, {})[field] = value.encode() if isinstance(value, str) else value
+        return 1
+
+    def hvals(self, key):
+        return list(self.hashes.get(key, {}).values())
+
+    def hdel(self, key, field):
+        return 1 if self.hashes.get(key, {}).pop(field, None) is not None else 0
+
+    def set(self, key, value, nx=False, ex=None):
+        with self._lock:
+            held = self.values.get(key)
+            if held and (held[1] is None or held[1] > time.time()) and nx:
+                return None
+            self.values[key] = (value, time.time() + ex if ex else None)
+            return True
