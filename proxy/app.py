@@ -19,6 +19,7 @@ from proxy.interactions import parse_interaction
 from proxy.logs import configure_logging
 from proxy.plugin_manager import build_plugin_manager
 from proxy.response import ProxyResponse
+from proxy.store_reader import StoreReader
 from proxy.upstream import StoreClient
 
 log = logging.getLogger("fhirplug.app")
@@ -42,7 +43,11 @@ def create_app(
         auth = AuthServer.build(settings.redis_url, settings.keys_dir, settings.token_lifetime_s, redis)
     else:
         log.warning("FHIRPLUG_AUTH=off: every caller is an administrator; never do this in production")
-    enforcer = AuthEnforcer(auth.tokens if auth else None, lambda ctx: ctx.public_base.removesuffix("/fhir"))
+    enforcer = AuthEnforcer(
+        auth.tokens if auth else None,
+        lambda ctx: ctx.public_base.removesuffix("/fhir"),
+        tenant_scoping="tenancy" in settings.plugins,
+    )
     pm = build_plugin_manager(settings.plugins, list(extra_plugins), builtins=[("auth", enforcer)])
     store = store or StoreClient(
         settings.store_url,
@@ -54,7 +59,7 @@ def create_app(
     app.extensions["fhirplug"] = {"settings": settings, "plugins": pm, "store": store, "auth": auth}
 
     def serve(interaction_of, handler):
-        ctx, route_error = _context(settings, interaction_of)
+        ctx, route_error = _context(settings, store, interaction_of)
         if route_error is not None:
 
             def handler(ctx, error=route_error):  # still run the hooks (request id, log), then refuse
@@ -69,7 +74,8 @@ def create_app(
     @app.route("/fhir/<path:path>", methods=METHODS)
     def fhir_route(path: str):
         def interaction_of(headers):
-            return parse_interaction(request.method, path, bool(request.args), headers)
+            paging = "_getpages" in request.args
+            return parse_interaction(request.method, path, bool(request.args), headers, paging)
 
         def handler(ctx):
             raw = bodies.read_limited(request.stream, request.content_length, settings.max_body_bytes)
@@ -110,7 +116,7 @@ def _public_base(settings: Settings) -> str:
     return settings.public_base_url or request.host_url.rstrip("/") + "/fhir"
 
 
-def _context(settings: Settings, interaction_of) -> tuple[RequestContext, FhirError | None]:
+def _context(settings: Settings, store, interaction_of) -> tuple[RequestContext, FhirError | None]:
     public = _public_base(settings)
     headers = {k: v for k, v in request.headers.items()}
     view = make_request_view(
@@ -126,7 +132,9 @@ def _context(settings: Settings, interaction_of) -> tuple[RequestContext, FhirEr
         interaction, error = interaction_of(view.headers), None
     except FhirError as exc:
         interaction, error = Interaction("unknown", request.method), exc
-    return RequestContext(request=view, interaction=interaction, public_base=public), error
+    ctx = RequestContext(request=view, interaction=interaction, public_base=public)
+    ctx.store = StoreReader(store, lambda: ctx.request_id)
+    return ctx, error
 
 
 def _to_flask(response: ProxyResponse, gzip_min: int) -> Response:

@@ -154,7 +154,16 @@ def bundle_entries(body) -> tuple[str, list[WriteEntry]]:
         res = e.get("resource")
         if method in ("POST", "PUT", "PATCH") and not isinstance(res, dict):
             raise FhirError(400, f"Entry {i} ({method}) has no resource", [f"{where}.resource"])
-        out.append(WriteEntry(method, str(req["url"]), res, index=i, full_url=e.get("fullUrl")))
+        out.append(
+            WriteEntry(
+                method,
+                str(req["url"]),
+                res,
+                index=i,
+                full_url=e.get("fullUrl"),
+                if_none_exist=req.get("ifNoneExist"),
+            )
+        )
     return btype, out
 
 

@@ -18,7 +18,7 @@ def _list(value: str) -> list[str]:
 class Settings:
     store_url: str = "http://127.0.0.1:8090/fhir"
     public_base_url: str = ""  # empty: derived from each request's Host
-    plugins: list[str] = field(default_factory=lambda: ["request_id", "access_log"])
+    plugins: list[str] = field(default_factory=lambda: ["request_id", "tenancy", "access_log"])
     max_body_bytes: int = 10 * 1024 * 1024
     store_connect_timeout: float = 3.0
     store_read_timeout: float = 30.0
@@ -34,7 +34,7 @@ class Settings:
         return cls(
             store_url=_env("FHIRPLUG_STORE_URL", cls.store_url).rstrip("/"),
             public_base_url=_env("FHIRPLUG_PUBLIC_BASE_URL", "").rstrip("/"),
-            plugins=_list(_env("FHIRPLUG_PLUGINS", "request_id,access_log")),
+            plugins=_list(_env("FHIRPLUG_PLUGINS", "request_id,tenancy,access_log")),
             max_body_bytes=int(_env("FHIRPLUG_MAX_BODY_BYTES", str(cls.max_body_bytes))),
             store_connect_timeout=float(_env("FHIRPLUG_STORE_CONNECT_TIMEOUT", "3")),
             store_read_timeout=float(_env("FHIRPLUG_STORE_READ_TIMEOUT", "30")),

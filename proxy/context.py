@@ -96,8 +96,14 @@ class RequestContext:
     request_id: str | None = None
     public_base: str = ""
     upstream_headers: dict[str, str] = field(default_factory=dict)
+    # query parameters added to what the store is sent (e.g. a tenant's narrowing of a search)
+    upstream_query: list[tuple[str, str]] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     started_at: float = field(default_factory=time.perf_counter)
+    # the parsed write body (a resource, a Bundle, a JSON Patch), once read; read it, don't change it
+    body: Any = None
+    # look-ups in the store on a plugin's behalf (``proxy.store_reader.StoreReader``)
+    store: Any = None
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started_at) * 1000.0
@@ -111,11 +117,22 @@ class WriteEntry:
     """
 
     method: str
-    url: str  # "Patient", "Patient/1", "Patient?identifier=x"
+    url: str  # "Patient", "Patient/1", "Patient?identifier=x"; hooks may narrow a conditional url
     resource: dict | None
     index: int | None = None  # position in Bundle.entry; None for a plain REST write
     full_url: str | None = None
     content_type: str | None = None  # for PATCH: JSON Patch or FHIRPath Patch
+    if_none_exist: str | None = None  # a conditional create's criteria; hooks may narrow them
+
+    @property
+    def resource_id(self) -> str | None:
+        """The id in the url (``Task/1``), None for a create or a conditional write."""
+        path = self.url.split("?", 1)[0].split("/")
+        return path[1] if len(path) >= 2 and path[1] else None
+
+    @property
+    def conditional(self) -> bool:
+        return "?" in self.url
 
     @property
     def resource_type(self) -> str | None:

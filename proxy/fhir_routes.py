@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from urllib.parse import parse_qsl, urlencode
 
 from proxy import bodies
 from proxy.auth.enforcement import authorize_entries
@@ -36,26 +37,50 @@ class FhirPassthrough:
 
         body = None
         entries: list[WriteEntry] = []
-        query_text = "&".join(f"{k}={v}" for k, v in req.query)
+        query_text = urlencode(list(req.query))
         if has_body and mt != bodies.FORM:
-            body = bodies.parse_json(raw)
+            body = ctx.body = bodies.parse_json(raw)
             if inter.kind == "transaction":
                 btype, entries = bodies.bundle_entries(body)
                 ctx.interaction = inter = dataclasses.replace(inter, kind=btype)
                 authorize_entries(ctx, body)
+                refusal = call_guarded(
+                    self.pm.hook.fhirplug_before_bundle, "fhirplug_before_bundle", ctx=ctx, bundle=body
+                )
+                if refusal is not None:
+                    raise refusal if isinstance(refusal, FhirError) else FhirError(500, "Unexpected refusal")
+                for entry in entries:  # the bundle hook may have amended request urls
+                    entry.url = str(body["entry"][entry.index]["request"]["url"])
             else:
                 entries = bodies.resource_entries(inter, req.path, query_text, body, mt)
         elif inter.kind == "delete":
             entries = bodies.resource_entries(inter, req.path, query_text, None, mt)
+        if inter.kind == "create" and entries:
+            entries[0].if_none_exist = req.header("if-none-exist")
+        original_urls = [e.url for e in entries]
 
         for entry in entries:
-            refusal = call_guarded(
-                self.pm.hook.fhirplug_before_storage, "fhirplug_before_storage", ctx=ctx, entry=entry
-            )
+            try:
+                refusal = call_guarded(
+                    self.pm.hook.fhirplug_before_storage, "fhirplug_before_storage", ctx=ctx, entry=entry
+                )
+            except FhirError as raised:
+                refusal = raised
             if refusal is not None:
                 if not isinstance(refusal, FhirError):
                     raise FhirError(500, "A plugin refused the write with an unexpected value")
                 raise refusal.rebased(entry.expression_root) if entry.index is not None else refusal
+
+        path, query_pairs = req.path, list(req.query)
+        for entry, url in zip(entries, original_urls, strict=True):
+            if entry.index is not None:  # hooks may have narrowed a conditional url or ifNoneExist
+                request = body["entry"][entry.index]["request"]
+                request["url"] = entry.url
+                if entry.if_none_exist is not None:
+                    request["ifNoneExist"] = entry.if_none_exist
+            elif entry.url != url:
+                path, _, q = entry.url.partition("?")
+                query_pairs = parse_qsl(q, keep_blank_values=True)
 
         out_body = dumps(body) if body is not None else (raw if has_body else None)
         if out_body and public:
@@ -67,10 +92,13 @@ class FhirPassthrough:
             headers["content-type"] = (
                 mt if mt == bodies.JSON_PATCH else "application/fhir+json"
             ) + "; charset=utf-8"
-        headers.update(ctx.upstream_headers)
-        query = [(k, replace_base(v, public, internal)) for k, v in req.query]
+        if inter.kind == "create" and entries and entries[0].if_none_exist:
+            headers["if-none-exist"] = entries[0].if_none_exist
+        # one spelling per header: a plugin's "X-Request-ID" must replace, not join, ours
+        headers.update({k.lower(): v for k, v in ctx.upstream_headers.items()})
+        query = [(k, replace_base(v, public, internal)) for k, v in query_pairs + ctx.upstream_query]
 
-        upstream = self.store.send(req.method, req.path, query, headers, out_body)
+        upstream = self.store.send(req.method, path, query, headers, out_body)
         status = upstream.status
         if status == 409 and req.header("if-match"):
             # HAPI reports a stale If-Match as 409 Conflict; FHIR R4 (http.html#concurrency)

@@ -6,7 +6,7 @@ arguments. The proxy calls them by keyword, in the order FHIRPLUG_PLUGINS lists 
 
 Life of a request::
 
-    fhirplug_request ─> fhirplug_before_storage (per written resource) ─> [store]
+    fhirplug_request ─> [fhirplug_before_bundle] ─> fhirplug_before_storage (per written resource) ─> [store]
         ─> fhirplug_after_storage (per written resource) ─> fhirplug_response ─> fhirplug_request_finished
 
 A plugin that raises refuses the request: the caller gets a 500 OperationOutcome and nothing
@@ -32,6 +32,17 @@ def fhirplug_request(ctx):
     ``proxy.errors.FhirError``) to answer it directly: a denial, or a response served without
     the store. The first plugin that answers ends the call. Plugins may set ``ctx.request_id``,
     ``ctx.client`` and add ``ctx.upstream_headers`` here.
+    """
+
+
+@hookspec(firstresult=True)
+def fhirplug_before_bundle(ctx, bundle):
+    """See a whole transaction or batch ``bundle`` (a dict) once, before its entries one by one.
+
+    For rules that span entries (which Task the other resources travel with) and for the
+    entries ``fhirplug_before_storage`` never sees: the reads (``GET``) of a batch, whose
+    ``request.url`` may be amended here. Return (or raise) a ``FhirError`` to refuse the whole
+    Bundle; expressions are absolute (``Bundle.entry[3].request.url``).
     """
 
 

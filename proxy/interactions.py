@@ -28,8 +28,8 @@ def _not_allowed(method: str, path: str) -> FhirError:
     return FhirError(405, f"{method} is not allowed on /fhir/{path}", code="not-supported")
 
 
-def parse_interaction(method: str, path: str, has_query: bool, headers) -> Interaction:
-    """``path`` is below the FHIR base without its leading slash."""
+def parse_interaction(method: str, path: str, has_query: bool, headers, paging: bool = False) -> Interaction:
+    """``path`` is below the FHIR base without its leading slash; ``paging``: a ``_getpages`` query."""
     seg = [s for s in path.split("/") if s] if path else []
     n = len(seg)
 
@@ -37,7 +37,7 @@ def parse_interaction(method: str, path: str, has_query: bool, headers) -> Inter
         if method == "POST":
             return Interaction("transaction", method)  # or batch: decided by Bundle.type
         if method == "GET":
-            return Interaction("page" if has_query else "search-system", method)
+            return Interaction("page" if paging else "search-system", method)
         raise _not_allowed(method, path)
 
     head = seg[0]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc import jws, jwt
-from joserfc.errors import JoseError
+from joserfc.errors import ExceededSizeError, JoseError
 
 from proxy.auth.errors import OAuthError, invalid_client, invalid_request
 from proxy.auth.registry import ClientRecord, ClientRegistry
@@ -133,6 +133,9 @@ def authenticate(form: dict, token_url: str, registry: ClientRegistry, replay: R
         raise invalid_client(f"The client assertion is not valid: {exc}") from exc
     if client is None:
         raise invalid_client("The client assertion is not valid")
+    if form.get("client_id") is not None and form["client_id"] != client.client_id:
+        # RFC 7521 §4.2: a client_id sent beside the assertion must name the client it proves
+        raise invalid_client("client_id does not name the client the assertion is from")
     return client
 
 
@@ -143,6 +146,9 @@ def _is_number(value) -> bool:
 def _header(assertion: str) -> dict:
     try:
         header = jws.extract_compact(assertion.encode("ascii")).headers()
+    except ExceededSizeError as exc:
+        # e.g. a "jwk" header carrying a key: well formed, but nothing we would ever read
+        raise invalid_client(f"The client assertion is refused: {exc.description}") from exc
     except (JoseError, ValueError, UnicodeError) as exc:
         raise invalid_request("client_assertion is not a compact JWS (three base64url parts)") from exc
     if not isinstance(header, dict):

@@ -33,9 +33,11 @@ class AuthEnforcer:
     """``tokens`` None means authentication is switched off (FHIRPLUG_AUTH=off, benchmarks only):
     every caller is then an anonymous administrator."""
 
-    def __init__(self, tokens: TokenService | None, issuer_of):
+    def __init__(self, tokens: TokenService | None, issuer_of, tenant_scoping: bool = True):
         self.tokens = tokens
         self.issuer_of = issuer_of  # ctx -> this server's issuer (public origin)
+        # without the tenancy plugin a spoke would see every spoke's data: refuse tenants then
+        self.tenant_scoping = tenant_scoping
 
     @hookimpl(tryfirst=True)
     def fhirplug_request(self, ctx: RequestContext):
@@ -56,8 +58,13 @@ class AuthEnforcer:
         except ValueError:
             raise BearerError("The access token carries a scope this server does not understand") from None
         ctx.client = Client(id=claims.client_id, ods=claims.ods, role=claims.role, scopes=scopes)
+        if claims.role in ("spoke", "hub") and not self.tenant_scoping:
+            raise FhirError(403, "Tenant scoping is not enabled here (FHIRPLUG_PLUGINS lacks tenancy)")
         i = ctx.interaction
         needs = needs_for_interaction(i.kind, i.resource_type, i.operation)
+        types = [t for v in (ctx.request.param("_type") or "").split(",") if (t := v.strip())]
+        if i.kind == "search-system" and types:
+            needs = [Need(t, "s", "_type") for t in types]  # a system search over named types
         if i.kind in SEARCH_KINDS or i.kind.startswith("search"):
             needs += needs_for_query(ctx.request.query)
         _require(scopes, needs)
@@ -74,11 +81,8 @@ class AuthEnforcer:
         if not response.is_json or response.status >= 300:
             return
         body = response.resource
-        if isinstance(body, dict) and body.get("resourceType") == "Bundle" and body.get("entry"):
-            kept = [e for e in body["entry"] if _visible(scopes, e)]
-            if len(kept) != len(body["entry"]):
-                body["entry"] = kept
-                response.resource = body
+        if isinstance(body, dict) and body.get("resourceType") == "Bundle" and _filter(scopes, body):
+            response.resource = body
 
 
 def authorize_entries(ctx: RequestContext, bundle: dict) -> None:
@@ -103,6 +107,25 @@ def _require(scopes: ScopeSet, needs: list[Need]) -> None:
             [missing.where] if missing.where else [],
             code="forbidden",
         )
+
+
+def _filter(scopes: ScopeSet, bundle: dict) -> bool:
+    """Drop entries of types the token may not see; True when anything changed."""
+    changed = False
+    positional = bundle.get("type") in ("transaction-response", "batch-response")
+    kept = []
+    for e in bundle.get("entry") or []:
+        res = e.get("resource")
+        if isinstance(res, dict) and res.get("resourceType") == "Bundle":
+            changed |= _filter(scopes, res)  # a search inside a batch: its entries are checked
+            kept.append(e)
+        elif positional or _visible(scopes, e):
+            kept.append(e)  # batch answers keep their places; their requests were scope-checked
+        else:
+            changed = True
+    if changed:
+        bundle["entry"] = kept
+    return changed
 
 
 def _visible(scopes: ScopeSet, entry: dict) -> bool:

@@ -155,6 +155,7 @@ def test_every_hook_in_the_spec_has_the_project_prefix():
     names = [n for n in dir(hookspecs) if n.startswith("fhirplug_")]
     assert set(names) == {
         "fhirplug_request",
+        "fhirplug_before_bundle",
         "fhirplug_before_storage",
         "fhirplug_after_storage",
         "fhirplug_response",

@@ -21,7 +21,7 @@ from proxy.interactions import parse_interaction
         ("GET", "Patient/_history", False, {}, "history-type", "Patient", None),
         ("GET", "_history", False, {}, "history-system", None, None),
         ("POST", "", False, {}, "transaction", None, None),
-        ("GET", "", True, {}, "page", None, None),
+        ("GET", "", True, {}, "search-system", None, None),
         ("POST", "Task/$validate", False, {}, "operation", "Task", None),
         ("GET", "Patient/1/$everything", False, {}, "operation", "Patient", "1"),
         ("POST", "$process-message", False, {}, "operation", None, None),
@@ -57,3 +57,7 @@ def test_conditional_write_without_criteria_is_400():
     with pytest.raises(FhirError) as e:
         parse_interaction("PUT", "Patient", False, {})
     assert e.value.status == 400
+
+
+def test_a_getpages_query_at_the_base_is_a_page():
+    assert parse_interaction("GET", "", True, {}, paging=True).kind == "page"

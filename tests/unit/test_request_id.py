@@ -12,7 +12,8 @@ def test_callers_request_id_is_kept_sent_to_the_store_and_returned():
     store = FakeStore()
     r = client(store).get("/fhir/Patient/1", headers={"X-Request-ID": "abc-123"})
     assert r.headers["X-Request-ID"] == "abc-123"
-    assert store.calls[0]["headers"]["X-Request-ID"] == "abc-123"
+    sent = {k.lower(): v for k, v in store.calls[0]["headers"].items()}
+    assert sent["x-request-id"] == "abc-123"
 
 
 def test_missing_request_id_is_generated():

@@ -1,0 +1,50 @@
+"""Reads from the store on a plugin's behalf: the current version of a resource, or a search.
+
+Plugins get one as ``ctx.store``; it carries the request's id to the store so the store's log
+ties the look-up to the request that caused it.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from proxy.errors import FhirError
+from proxy.response import loads
+
+
+class StoreReader:
+    def __init__(self, store, request_id=lambda: None):
+        self._store = store
+        self._request_id = request_id  # called at each look-up: the id is chosen after we are made
+
+    def _get(self, path: str, query: list[tuple[str, str]]) -> tuple[int, dict | None]:
+        headers = {"accept": "application/fhir+json"}
+        if rid := self._request_id():
+            headers["X-Request-ID"] = rid
+        resp = self._store.send("GET", path, query, headers, None)
+        try:
+            data = resp.read()
+        finally:
+            resp.release_conn()
+        if resp.status >= 500:
+            raise FhirError(
+                503, "The FHIR store failed a look-up; retry shortly", headers={"Retry-After": "5"}
+            )
+        return resp.status, (loads(data) if data else None)
+
+    def read(self, resource_type: str, resource_id: str) -> dict | None:
+        """The current version, or None when it does not exist or was deleted."""
+        status, body = self._get(f"{resource_type}/{resource_id}", [])
+        return body if status == 200 else None
+
+    def search(self, resource_type: str, query: str | list[tuple[str, str]]) -> list[dict]:
+        """The matching resources (first page, up to 200); ``query`` as ``a=1&b=2`` or pairs."""
+        pairs = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else list(query)
+        status, body = self._get(resource_type, [*pairs, ("_count", "200")])
+        if status != 200 or not body:
+            return []
+        return [
+            e["resource"]
+            for e in body.get("entry") or []
+            if e.get("resource") and (e.get("search") or {}).get("mode", "match") == "match"
+        ]

@@ -1,0 +1,326 @@
+"""Tenant scoping through the real proxy: one spoke cannot see or change another spoke's Tasks
+or the resources they carry, by read, search, _include, _revinclude, paging, history, batch
+reads or writes; the hub a Task names sees it."""
+
+import uuid
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.integration
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+JSON_PATCH = {"Content-Type": "application/json-patch+json"}
+ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
+TASK_ID_SYSTEM = "https://fhirplug.test/task-id"
+SPOKE_A, SPOKE_B, HUB = "FA001", "FB002", "FH003"
+
+
+@pytest.fixture(scope="module")
+def a(stack):
+    return stack.session(client=stack.client("spoke-a", "spoke", SPOKE_A))
+
+
+@pytest.fixture(scope="module")
+def b(stack):
+    return stack.session(client=stack.client("spoke-b", "spoke", SPOKE_B))
+
+
+@pytest.fixture(scope="module")
+def hub(stack):
+    return stack.session(client=stack.client("hub-h", "hub", HUB))
+
+
+def spoke_bundle(ods: str, hub_ods: str = HUB, patient_ref: str | None = None) -> tuple[dict, str]:
+    """A SpokeToHub-shaped transaction; returns it and its Task identifier value."""
+    u = {k: f"urn:uuid:{uuid.uuid4()}" for k in ("task", "mr", "pat", "org")}
+    tid = uuid.uuid4().hex
+    patient = {"reference": patient_ref or u["pat"]}
+    entries = [
+        {
+            "fullUrl": u["task"],
+            "resource": {
+                "resourceType": "Task",
+                "identifier": [{"system": TASK_ID_SYSTEM, "value": tid}],
+                "status": "requested",
+                "intent": "order",
+                "requester": {"reference": u["org"]},
+                "owner": {"identifier": {"system": ODS, "value": hub_ods}},
+                "focus": {"reference": u["mr"]},
+                "for": patient,
+            },
+            "request": {"method": "POST", "url": "Task"},
+        },
+        {
+            "fullUrl": u["mr"],
+            "resource": {
+                "resourceType": "MedicationRequest",
+                "status": "active",
+                "intent": "order",
+                "medicationCodeableConcept": {"text": "Paracetamol 500mg"},
+                "subject": patient,
+            },
+            "request": {"method": "POST", "url": "MedicationRequest"},
+        },
+        {
+            "fullUrl": u["org"],
+            "resource": {"resourceType": "Organization", "identifier": [{"system": ODS, "value": ods}]},
+            "request": {"method": "POST", "url": "Organization"},
+        },
+    ]
+    if patient_ref is None:
+        entries.append(
+            {
+                "fullUrl": u["pat"],
+                "resource": {"resourceType": "Patient", "name": [{"family": f"T{tid[:8]}"}]},
+                "request": {"method": "POST", "url": "Patient"},
+            }
+        )
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}, tid
+
+
+def submit(stack, session, ods, **kw) -> dict:
+    bundle, tid = spoke_bundle(ods, **kw)
+    r = session.post(stack.fhir, json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    locs = [e["response"]["location"].split("/_history")[0] for e in r.json()["entry"]]
+    ids = {loc.split("/")[-2]: loc.split("/")[-1] for loc in locs}
+    ids["identifier"] = tid
+    return ids
+
+
+@pytest.fixture(scope="module")
+def a_task(stack, a):
+    return submit(stack, a, SPOKE_A)
+
+
+def test_a_spoke_reads_its_own_task(stack, a, a_task):
+    r = a.get(f"{stack.fhir}/Task/{a_task['Task']}")
+    assert r.status_code == 200 and r.json()["id"] == a_task["Task"]
+
+
+def test_another_spoke_reading_the_task_gets_404(stack, b, a_task):
+    r = b.get(f"{stack.fhir}/Task/{a_task['Task']}")
+    assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
+    assert "ETag" not in r.headers
+
+
+@pytest.mark.parametrize("rtype", ["MedicationRequest", "Patient", "Organization"])
+def test_another_spoke_cannot_read_what_the_task_carries(stack, a, b, a_task, rtype):
+    assert a.get(f"{stack.fhir}/{rtype}/{a_task[rtype]}").status_code == 200
+    assert b.get(f"{stack.fhir}/{rtype}/{a_task[rtype]}").status_code == 404
+
+
+def test_a_missing_id_and_a_hidden_id_answer_alike(stack, b, a_task):
+    hidden = b.get(f"{stack.fhir}/Task/{a_task['Task']}")
+    missing = b.get(f"{stack.fhir}/Task/no-such-{uuid.uuid4().hex[:8]}")
+    assert hidden.status_code == missing.status_code == 404
+
+
+def test_another_spoke_cannot_vread(stack, b, a_task):
+    assert b.get(f"{stack.fhir}/Task/{a_task['Task']}/_history/1").status_code == 404
+
+
+def test_the_hub_the_task_names_sees_it_and_its_resources(stack, hub, a_task):
+    assert hub.get(f"{stack.fhir}/Task/{a_task['Task']}").status_code == 200
+    assert hub.get(f"{stack.fhir}/MedicationRequest/{a_task['MedicationRequest']}").status_code == 200
+
+
+def test_a_hub_the_task_does_not_name_sees_nothing(stack, a_task):
+    other = stack.session(client=stack.client("hub-other", "hub", "FH999"))
+    assert other.get(f"{stack.fhir}/Task/{a_task['Task']}").status_code == 404
+
+
+def test_search_by_identifier_is_narrowed_to_the_tenant(stack, a, b, a_task):
+    q = {"identifier": f"{TASK_ID_SYSTEM}|{a_task['identifier']}"}
+    assert a.get(f"{stack.fhir}/Task", params=q).json()["total"] == 1
+    theirs = b.get(f"{stack.fhir}/Task", params=q).json()
+    assert theirs.get("total") == 0 and not theirs.get("entry")
+
+
+def test_post_search_is_narrowed_too(stack, b, a_task):
+    r = b.post(f"{stack.fhir}/Task/_search", data={"_id": a_task["Task"]})
+    assert r.status_code == 200 and not r.json().get("entry")
+
+
+def test_include_does_not_pull_in_another_spokes_patient(stack, a, b, a_task):
+    # B's own Task points at A's Patient (ids can be guessed); including it must not reveal it
+    mine = submit(stack, b, SPOKE_B, patient_ref=f"Patient/{a_task['Patient']}")
+    r = b.get(f"{stack.fhir}/Task", params={"_id": mine["Task"], "_include": "Task:patient"})
+    types = [e["resource"]["resourceType"] for e in r.json().get("entry", [])]
+    assert types == ["Task"]
+    # the same search by A (who owns the Patient) but of B's Task finds nothing at all
+    assert not a.get(f"{stack.fhir}/Task", params={"_id": mine["Task"]}).json().get("entry")
+
+
+def test_revinclude_does_not_pull_in_another_spokes_task(stack, a, b, a_task):
+    submit(stack, b, SPOKE_B, patient_ref=f"Patient/{a_task['Patient']}")
+    r = a.get(f"{stack.fhir}/Patient", params={"_id": a_task["Patient"], "_revinclude": "Task:patient"})
+    tasks = [e["resource"] for e in r.json()["entry"] if e["resource"]["resourceType"] == "Task"]
+    assert [t["id"] for t in tasks] == [a_task["Task"]]
+
+
+def test_another_spokes_page_link_shows_nothing_of_theirs(stack, a, b):
+    for _ in range(3):
+        submit(stack, a, SPOKE_A)
+    first = a.get(f"{stack.fhir}/Task", params={"_count": "1"}).json()
+    nxt = next(link["url"] for link in first["link"] if link["relation"] == "next")
+    assert a.get(nxt).json()["entry"]  # A pages on through its own Tasks
+    stolen = b.get(nxt)
+    assert stolen.status_code == 200
+    assert not [e for e in stolen.json().get("entry", []) if SPOKE_A in str(e)]
+
+
+def test_history_of_another_spokes_task_is_empty(stack, b, a_task):
+    r = b.get(f"{stack.fhir}/Task/{a_task['Task']}/_history")
+    assert r.status_code == 200 and not r.json().get("entry") and "total" not in r.json()
+
+
+@pytest.mark.parametrize("path", ["Task/_history", "_history"])
+def test_type_and_system_history_show_only_the_tenants_own(stack, b, a_task, path):
+    r = b.get(f"{stack.fhir}/{path}", params={"_count": "200"})
+    ids = {e["resource"]["id"] for e in r.json().get("entry", []) if "resource" in e}
+    assert a_task["Task"] not in ids and a_task["Patient"] not in ids
+
+
+def test_batch_read_of_another_spokes_task_answers_404_in_place(stack, b, a_task):
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": f"Task/{a_task['Task']}"}},
+            {"request": {"method": "GET", "url": f"Task?_id={a_task['Task']}"}},
+        ],
+    }
+    r = b.post(stack.fhir, json=batch, headers=FHIR_JSON)
+    assert r.status_code == 200
+    first, second = r.json()["entry"]
+    assert first["response"]["status"].startswith("404") and "resource" not in first
+    assert not second["resource"].get("entry")
+
+
+def test_another_spoke_cannot_update_the_task(stack, b, a, a_task):
+    task = a.get(f"{stack.fhir}/Task/{a_task['Task']}").json()
+    task["status"] = "cancelled"
+    r = b.put(f"{stack.fhir}/Task/{a_task['Task']}", json=task, headers=FHIR_JSON)
+    assert r.status_code == 403 and r.json()["issue"][0]["code"] == "forbidden"
+    assert a.get(f"{stack.fhir}/Task/{a_task['Task']}").json()["status"] == "requested"
+
+
+def test_another_spoke_cannot_patch_or_delete_the_task(stack, b, a, a_task):
+    patch = [{"op": "replace", "path": "/status", "value": "cancelled"}]
+    r = b.patch(
+        f"{stack.fhir}/Task/{a_task['Task']}",
+        json=patch,
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert r.status_code == 403
+    assert b.delete(f"{stack.fhir}/Task/{a_task['Task']}").status_code == 403
+    assert a.get(f"{stack.fhir}/Task/{a_task['Task']}").json()["meta"]["versionId"] == "1"
+
+
+def test_a_transaction_cannot_patch_another_spokes_task(stack, b, a, a_task):
+    patch = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "replace"},
+                    {"name": "path", "valueString": "Task.status"},
+                    {"name": "value", "valueCode": "cancelled"},
+                ],
+            }
+        ],
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": patch, "request": {"method": "PATCH", "url": f"Task/{a_task['Task']}"}}],
+    }
+    r = b.post(stack.fhir, json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 403
+    assert a.get(f"{stack.fhir}/Task/{a_task['Task']}").json()["status"] == "requested"
+
+
+def test_conditional_update_by_another_spoke_never_touches_the_task(stack, b, a, a_task):
+    q = f"identifier={TASK_ID_SYSTEM}|{a_task['identifier']}"
+    own, _ = spoke_bundle(SPOKE_B)
+    task = own["entry"][0]["resource"]
+    task["requester"] = {"identifier": {"system": ODS, "value": SPOKE_B}}
+    task["focus"] = task["for"] = None
+    task = {k: v for k, v in task.items() if v is not None}
+    task["identifier"] = [{"system": TASK_ID_SYSTEM, "value": a_task["identifier"]}]  # A's
+    r = b.put(f"{stack.fhir}/Task?{q}", json=task, headers=FHIR_JSON)
+    assert r.status_code == 201, r.text  # no match among B's own: a new Task of B's
+    assert a.get(f"{stack.fhir}/Task/{a_task['Task']}").json()["meta"]["versionId"] == "1"
+
+
+def test_conditional_create_does_not_answer_another_spokes_resource(stack, b, a_task):
+    q = f"identifier={TASK_ID_SYSTEM}|{a_task['identifier']}"
+    task = {
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
+        "requester": {"identifier": {"system": ODS, "value": SPOKE_B}},
+        "identifier": [{"system": TASK_ID_SYSTEM, "value": a_task["identifier"]}],  # A's
+    }
+    r = b.post(f"{stack.fhir}/Task", json=task, headers={**FHIR_JSON, "If-None-Exist": q})
+    # B's own match (an earlier test may have made one) or a new Task of B's: never A's
+    assert r.status_code in (200, 201), r.text
+    assert a_task["Task"] not in r.headers["Location"]
+
+
+def test_a_task_must_name_the_writers_organisation(stack, b):
+    bundle, _ = spoke_bundle(SPOKE_A)  # B sends a Task whose requester is A
+    r = b.post(stack.fhir, json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 403
+    assert r.json()["issue"][0]["expression"][0].startswith("Bundle.entry[0].resource")
+
+
+def test_tenant_labels_sent_by_a_client_are_replaced(stack, a, b):
+    patient = {
+        "resourceType": "Patient",
+        "meta": {"security": [{"system": "https://fhirplug.org/fhir/CodeSystem/tenant", "code": SPOKE_B}]},
+    }
+    r = a.post(f"{stack.fhir}/Patient", json=patient, headers=FHIR_JSON)
+    assert r.status_code == 201
+    pid = r.headers["Location"].split("/")[-3]
+    assert b.get(f"{stack.fhir}/Patient/{pid}").status_code == 404
+    assert a.get(f"{stack.fhir}/Patient/{pid}").status_code == 200
+
+
+def test_a_patch_may_not_touch_meta(stack, a, a_task):
+    patch = [{"op": "add", "path": "/meta/security/-", "value": {"code": "x"}}]
+    r = a.patch(
+        f"{stack.fhir}/Task/{a_task['Task']}",
+        json=patch,
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert r.status_code == 403
+
+
+def test_a_spoke_may_not_run_data_operations(stack, a, a_task):
+    r = a.get(f"{stack.fhir}/Patient/{a_task['Patient']}/$everything")
+    assert r.status_code == 403
+
+
+def test_a_spoke_may_validate(stack, a):
+    r = a.post(f"{stack.fhir}/Patient/$validate", json={"resourceType": "Patient"}, headers=FHIR_JSON)
+    assert r.status_code == 200 and r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_reader_reads_everything_and_writes_nothing(stack, a_task):
+    reader = stack.session(client=stack.client("reader-r", "reader"))
+    assert reader.get(f"{stack.fhir}/Task/{a_task['Task']}").status_code == 200
+    r = reader.post(f"{stack.fhir}/Patient", json={"resourceType": "Patient"}, headers=FHIR_JSON)
+    assert r.status_code == 403
+
+
+def test_validator_reads_no_clinical_data(stack, a_task):
+    validator = stack.session(client=stack.client("validator-v", "validator"))
+    assert validator.get(f"{stack.fhir}/Task/{a_task['Task']}").status_code == 403
+
+
+def test_without_a_token_nothing_is_visible(stack, anon, a_task):
+    assert anon.get(f"{stack.fhir}/Task/{a_task['Task']}").status_code == 401
+    assert requests.get(f"{stack.fhir}/metadata").status_code == 200
