@@ -59,8 +59,10 @@ local kind = "%(kind)s"
 local body = [[%(body)s]]
 local prefix = "%(prefix)s"
 local tag = "%(tag)s"
+local token = "%(token)s"
 request = function()
   local h = {["Accept"] = "application/fhir+json", ["Accept-Encoding"] = "identity"}
+  if token ~= "" then h["Authorization"] = "Bearer " .. token end
   if kind == "read" then
     return wrk.format("GET", prefix .. "/Patient/" .. ids[math.random(#ids)], h)
   elseif kind == "search" then
@@ -154,7 +156,14 @@ SCENARIOS = {
 
 
 def wrk_round(
-    base: str, kind: str, ids: list[str], tag: str, concurrency: int, seconds: float, script_dir: str
+    base: str,
+    kind: str,
+    ids: list[str],
+    tag: str,
+    concurrency: int,
+    seconds: float,
+    script_dir: str,
+    token: str = "",
 ) -> Round:
     url = urlsplit(base)
     if kind == "create":
@@ -173,6 +182,7 @@ def wrk_round(
                 "body": body,
                 "prefix": url.path.rstrip("/"),
                 "tag": tag,
+                "token": token,
             }
         )
     threads = min(concurrency, 2)
@@ -219,6 +229,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=4, help="length of one round")
     ap.add_argument("--concurrency", default="1,8")
     ap.add_argument("--write", help="write a Markdown report to this file")
+    ap.add_argument("--token", default="", help="Bearer token for the proxy (see bench/auth.py)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         print("bench needs wrk (Debian package wrk): apt-get install wrk", file=sys.stderr)
@@ -236,7 +247,8 @@ def main() -> int:
                     if rnd % 2:
                         order.reverse()
                     for label, base in order:
-                        r = wrk_round(base, kind, ids, tag, conc, args.seconds, tmp)
+                        token = args.token if label == "proxy" else ""
+                        r = wrk_round(base, kind, ids, tag, conc, args.seconds, tmp, token)
                         if rnd:  # round 0 warms both sides up
                             sides[label].rounds.append(r)
                 p, d = sides["proxy"], sides["direct"]
