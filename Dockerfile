@@ -8,7 +8,8 @@ COPY proxy ./proxy
 COPY plugins ./plugins
 COPY worker ./worker
 COPY ops ./ops
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 fhirplug
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 fhirplug \
+    && mkdir -p /var/lib/fhirplug/keys && chown fhirplug /var/lib/fhirplug/keys && chmod 700 /var/lib/fhirplug/keys
 USER fhirplug
 EXPOSE 8080
 ENV FHIRPLUG_BIND=0.0.0.0:8080

@@ -229,8 +229,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=4, help="length of one round")
     ap.add_argument("--concurrency", default="1,8")
     ap.add_argument("--write", help="write a Markdown report to this file")
-    ap.add_argument("--token", default="", help="Bearer token for the proxy (see bench/auth.py)")
+    ap.add_argument("--token", help="Bearer token for the proxy (default: register a bench client)")
     args = ap.parse_args()
+    if args.token is None:
+        from bench.client import bench_token
+
+        args.token = bench_token(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), args.proxy)
     if shutil.which("wrk") is None:
         print("bench needs wrk (Debian package wrk): apt-get install wrk", file=sys.stderr)
         return 2

@@ -10,7 +10,6 @@ with authentication off on the same store, and alternates wrk rounds between the
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import statistics
 import sys
@@ -21,13 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from redis import Redis
 
 from bench.__main__ import Side, machine, seed, wrk_round
+from bench.client import bench_credentials
 from ops import stack
-from proxy.auth import partner_keys
 from proxy.auth.outbound import PartnerCredentials, PartnerTokenClient, sign_assertion
-from proxy.auth.registry import ClientRecord, ClientRegistry
 
 
 def free_port() -> int:
@@ -75,13 +72,7 @@ def main() -> int:
 
     cfg = stack.StackConfig.from_env()
     proxy = cfg.proxy_url + "/fhir"
-    tmp = Path(tempfile.mkdtemp(prefix="fhirplug-bench-"))
-    cid = f"bench-{uuid.uuid4().hex[:6]}"
-    private, public = partner_keys.generate(f"{cid}-k1", tmp, "RS512", rsa_bits=2048)
-    ClientRegistry(Redis.from_url(cfg.effective_redis_url)).put(
-        ClientRecord(cid, "", "admin", ["system/*.cruds"], jwks=json.loads(public.read_text()))
-    )
-    creds = PartnerCredentials(cfg.proxy_url + "/oauth2/token", cid, json.loads(private.read_text()))
+    creds = bench_credentials(cfg.effective_redis_url, cfg.proxy_url)
     token = PartnerTokenClient(creds).token()
     port = free_port()
     noauth = stack.start_proxy(cfg, name="bench-noauth", port=port, env={"FHIRPLUG_AUTH": "off"}) + "/fhir"
