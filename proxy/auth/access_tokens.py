@@ -18,6 +18,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 
 from proxy.auth.registry import ClientRecord, ClientRegistry
+from proxy.auth.scopes import ScopeSet
 from proxy.auth.signing import ALG, ServerKeys
 from proxy.errors import FhirError
 
@@ -32,6 +33,7 @@ class AccessClaims:
     role: str
     scope: str
     exp: float
+    scopes: ScopeSet  # ``scope`` parsed once, when the token is first verified
 
 
 class BearerError(FhirError):
@@ -123,7 +125,11 @@ class TokenService:
         for name in ("client_id", "role", "scope"):
             if not isinstance(c.get(name), str):
                 raise BearerError(f"The access token lacks {name}")
-        return AccessClaims(c["client_id"], c.get("ods"), c["role"], c["scope"], float(exp))
+        try:
+            scopes = ScopeSet.parse(c["scope"])
+        except ValueError:
+            raise BearerError("The access token carries a scope this server does not understand") from None
+        return AccessClaims(c["client_id"], c.get("ods"), c["role"], c["scope"], float(exp), scopes)
 
     def _enabled(self, client_id: str) -> bool:
         now = time.monotonic()

@@ -53,10 +53,7 @@ class AuthEnforcer:
                 "invalid_request",
             )
         claims = self.tokens.verify(ctx.request.header("Authorization"), self.issuer_of(ctx))
-        try:
-            scopes = ScopeSet.parse(claims.scope)
-        except ValueError:
-            raise BearerError("The access token carries a scope this server does not understand") from None
+        scopes = claims.scopes
         ctx.client = Client(id=claims.client_id, ods=claims.ods, role=claims.role, scopes=scopes)
         if claims.role in ("spoke", "hub") and not self.tenant_scoping:
             raise FhirError(403, "Tenant scoping is not enabled here (FHIRPLUG_PLUGINS lacks tenancy)")

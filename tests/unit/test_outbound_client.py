@@ -1,0 +1,82 @@
+"""Our OAuth client of partners: fresh assertions, a cached token, one refresh on a 401."""
+
+import json
+
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from proxy.auth.outbound import PartnerCredentials, PartnerTokenClient, sign_assertion
+
+KEY = RSAKey.generate_key(2048, parameters={"kid": "k1", "alg": "RS512"})
+CREDS = PartnerCredentials("https://partner.example/oauth2/token", "us", KEY.as_dict(private=True))
+
+
+class FakeResponse:
+    def __init__(self, status, doc=None):
+        self.status_code = status
+        self._doc = doc or {}
+        self.text = json.dumps(self._doc)
+
+    def json(self):
+        return self._doc
+
+
+class FakePartner:
+    """Issues token-1, token-2, ...; answers 401 to the tokens listed in ``revoked``."""
+
+    def __init__(self):
+        self.token_requests = []
+        self.calls = []
+        self.revoked = set()
+
+    def post(self, url, data, timeout):
+        self.token_requests.append(data)
+        return FakeResponse(200, {"access_token": f"token-{len(self.token_requests)}", "expires_in": 300})
+
+    def request(self, method, url, headers, timeout, **kw):
+        token = headers["Authorization"].removeprefix("Bearer ")
+        self.calls.append(token)
+        return FakeResponse(401 if token in self.revoked else 200)
+
+
+def claims_of(assertion):
+    return jwt.decode(assertion, KEY, algorithms=["RS512"]).claims
+
+
+def test_every_assertion_is_fresh_and_short_lived():
+    a, b = claims_of(sign_assertion(CREDS)), claims_of(sign_assertion(CREDS))
+    assert a["jti"] != b["jti"]
+    assert a["exp"] - a["iat"] == 300
+    assert a["iss"] == a["sub"] == "us" and a["aud"] == CREDS.token_url
+
+
+def test_the_access_token_is_cached_between_requests():
+    partner = FakePartner()
+    client = PartnerTokenClient(CREDS, session=partner)
+    client.request("GET", "https://partner.example/fhir/Task/1")
+    client.request("GET", "https://partner.example/fhir/Task/2")
+    assert len(partner.token_requests) == 1 and partner.calls == ["token-1", "token-1"]
+
+
+def test_a_401_gets_one_new_token_and_one_retry():
+    partner = FakePartner()
+    client = PartnerTokenClient(CREDS, session=partner)
+    client.token()
+    partner.revoked.add("token-1")
+    r = client.request("GET", "https://partner.example/fhir/Task/1")
+    assert r.status_code == 200 and partner.calls == ["token-1", "token-2"]
+
+
+def test_a_second_401_is_returned_not_retried_forever():
+    partner = FakePartner()
+    partner.revoked.update({"token-1", "token-2", "token-3"})
+    r = PartnerTokenClient(CREDS, session=partner).request("GET", "https://partner.example/fhir/Task/1")
+    assert r.status_code == 401 and len(partner.calls) == 2
+
+
+def test_a_token_near_expiry_is_renewed_before_use():
+    partner = FakePartner()
+    client = PartnerTokenClient(CREDS, session=partner)
+    client.token()
+    client._expires_at = 0  # as if its lifetime had run out
+    assert client.token() == "token-2"
