@@ -11,6 +11,9 @@ from proxy.errors import FhirError
 from proxy.response import loads
 
 JSON_TYPES = {"application/fhir+json", "application/json"}
+XML_TYPES = {"application/fhir+xml", "application/xml", "text/xml"}
+# operations that store nothing: their bodies pass to the store as sent, XML included
+PASS_THROUGH_OPERATIONS = {"$validate"}
 JSON_PATCH = "application/json-patch+json"
 FORM = "application/x-www-form-urlencoded"
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -76,6 +79,8 @@ def check_body_media_type(interaction: Interaction, content_type: str | None, ha
             raise FhirError(415, f"POST _search takes {FORM}, not {mt}")
         return mt
     if not has_body:
+        return mt
+    if kind == "operation" and interaction.operation in PASS_THROUGH_OPERATIONS and mt in XML_TYPES:
         return mt
     if kind == "patch" and mt == JSON_PATCH:
         return mt

@@ -52,6 +52,9 @@ class FhirError(Exception):
     expression: list[str] = field(default_factory=list)
     code: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # further problems found in the same check, each {"diagnostics": ..., "expression": [...]}:
+    # a caller fixing a message wants every problem at once, not one per round trip
+    more: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.diagnostics)
@@ -59,10 +62,25 @@ class FhirError(Exception):
             self.expression = [self.expression]
 
     def to_resource(self) -> dict:
-        return operation_outcome(
-            self.diagnostics,
-            code=self.code or _CODE_FOR_STATUS.get(self.status, "processing"),
-            expression=self.expression,
+        code = self.code or _CODE_FOR_STATUS.get(self.status, "processing")
+        outcome = operation_outcome(self.diagnostics, code=code, expression=self.expression)
+        for extra in self.more:
+            issue = {
+                "severity": "error",
+                "code": extra.get("code", code),
+                "diagnostics": extra["diagnostics"],
+            }
+            if extra.get("expression"):
+                issue["expression"] = list(extra["expression"])
+            outcome["issue"].append(issue)
+        return outcome
+
+    @classmethod
+    def many(cls, status: int, problems: list[tuple[str, list[str]]], code: str | None = None) -> FhirError:
+        """One error carrying several problems, each (diagnostics, expressions)."""
+        (first, where), rest = problems[0], problems[1:]
+        return cls(
+            status, first, list(where), code, more=[{"diagnostics": d, "expression": e} for d, e in rest]
         )
 
     def rebased(self, prefix: str) -> FhirError:
@@ -73,6 +91,10 @@ class FhirError(Exception):
             [rebase_expression(e, prefix) for e in self.expression] or [prefix],
             self.code,
             dict(self.headers),
+            [
+                {**m, "expression": [rebase_expression(e, prefix) for e in m.get("expression") or []]}
+                for m in self.more
+            ],
         )
 
 

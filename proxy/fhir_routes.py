@@ -38,7 +38,7 @@ class FhirPassthrough:
         body = None
         entries: list[WriteEntry] = []
         query_text = urlencode(list(req.query))
-        if has_body and mt != bodies.FORM:
+        if has_body and mt not in bodies.XML_TYPES and mt != bodies.FORM:
             body = ctx.body = bodies.parse_json(raw)
             if inter.kind == "transaction":
                 btype, entries = bodies.bundle_entries(body)
