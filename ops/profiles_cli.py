@@ -1,13 +1,143 @@
-"""``fhirplug profiles load PATH``: load conformance resources into the store. (Being written.)"""
+"""``fhirplug profiles load PATH``: load conformance resources (a folder, or a FHIR package .tgz)
+into the store in one transaction, idempotently by canonical url and version.
+
+``make up`` runs it on ``profiles/`` before the proxy starts, so the first ``$validate`` already
+sees the England profiles.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from redis import Redis
+from redis.exceptions import RedisError
+
+from proxy import conformance
+from proxy.errors import FhirError
+
+
+@dataclass
+class LoadSummary:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        return (
+            f"{len(self.created)} created, {len(self.updated)} updated, {len(self.unchanged)} unchanged "
+            f"in {self.seconds:.1f} s"
+        )
+
+
+def read(path: str | Path, progress=None) -> list[tuple[str, dict]]:
+    p = Path(path)
+    if p.is_dir():
+        return conformance.resources_from_folder(p)
+    if p.is_file():
+        return conformance.resources_from_package(p.read_bytes())
+    raise FileNotFoundError(f"{p}: no such folder or package")
+
+
+def load(
+    path: str | Path, store_url: str, redis_url: str | None = None, progress: bool = False
+) -> LoadSummary:
+    """Load every conformance resource under ``path`` into the store; raises FhirError on refusal."""
+    if progress:
+        from rich.progress import Progress, SpinnerColumn, TextColumn
+
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as bar:
+            bar.add_task(f"reading and checking {path}", total=None)
+            resources = read(path)
+            bar.add_task(f"loading {len(resources)} resources in one transaction", total=None)
+            summary = _post(resources, store_url)
+    else:
+        summary = _post(read(path), store_url)
+    if redis_url:
+        try:  # cached validations were made against the old content
+            conformance.bump_generation(Redis.from_url(redis_url, socket_timeout=3))
+        except RedisError as exc:
+            print(f"fhirplug: warning: could not clear cached validations ({exc})", file=sys.stderr)
+    return summary
+
+
+def _post(resources: list[tuple[str, dict]], store_url: str) -> LoadSummary:
+    bundle = conformance.load_bundle(resources)
+    before = _versions(bundle, store_url)
+    t0 = time.monotonic()
+    resp = requests.post(store_url.rstrip("/"), json=bundle, headers=ACCEPT, timeout=600)
+    if resp.status_code != 200:
+        try:
+            why = "; ".join(i.get("diagnostics", "") for i in resp.json().get("issue", []))
+        except ValueError:
+            why = resp.text[:500]
+        raise FhirError(resp.status_code, f"the store refused the load, nothing was loaded: {why}")
+    summary = LoadSummary(seconds=time.monotonic() - t0)
+    for (name, _), old, e in zip(resources, before, resp.json().get("entry", []), strict=True):
+        r = e.get("response") or {}
+        if str(r.get("status", "")).startswith("201"):
+            summary.created.append(name)
+        elif old is not None and _version_of(r.get("etag")) == old:
+            summary.unchanged.append(name)  # the store saw no change and made no new version
+        else:
+            summary.updated.append(name)
+    return summary
+
+
+ACCEPT = {"Accept": "application/fhir+json"}
+
+
+def _versions(load: dict, store_url: str) -> list[str | None]:
+    """The current version of each resource the load names (None: not there yet), in one batch."""
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": e["request"]["url"]}} for e in load["entry"]],
+    }
+    resp = requests.post(store_url.rstrip("/"), json=batch, headers=ACCEPT, timeout=120)
+    resp.raise_for_status()
+    out = []
+    for e in resp.json().get("entry", []):
+        found = (e.get("resource") or {}).get("entry") or []
+        out.append(found[0]["resource"].get("meta", {}).get("versionId") if len(found) == 1 else None)
+    return out
+
+
+def _version_of(etag: str | None) -> str | None:
+    return etag.removeprefix("W/").strip('"') if etag else None
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("profiles", help="load conformance resources (a folder or a .tgz package)")
+    p = sub.add_parser(
+        "profiles", help="load conformance resources (a folder or a .tgz package) into the store"
+    )
     p.add_argument("action", choices=["load"])
-    p.add_argument("path")
+    p.add_argument("path", help="a folder of JSON resources, or a FHIR NPM package (.tgz)")
+    p.add_argument(
+        "--store",
+        default=os.environ.get("FHIRPLUG_STORE_URL", "http://127.0.0.1:8090/fhir"),
+        help="the store's FHIR base (internal address; default FHIRPLUG_STORE_URL)",
+    )
 
 
 def run(args) -> int:
-    raise SystemExit("fhirplug profiles: not yet available")
+    try:
+        summary = load(args.path, args.store, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), True)
+    except FileNotFoundError as exc:
+        print(f"fhirplug: {exc}", file=sys.stderr)
+        return 2
+    except FhirError as exc:
+        print(f"fhirplug: {exc.diagnostics}", file=sys.stderr)
+        return 1
+    except requests.RequestException as exc:
+        print(f"fhirplug: the store did not answer: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.path}: {summary.line()}")
+    for name in summary.created + summary.updated:
+        print(f"  {'created' if name in summary.created else 'updated'}  {name}")
+    return 0

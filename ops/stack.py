@@ -362,6 +362,17 @@ def start_worker(cfg: StackConfig) -> None:
 # ---------------------------------------------------------------- the whole stack
 
 
+PROFILES_DIR = ROOT / "profiles"
+
+
+def load_profiles(cfg: StackConfig) -> str:
+    """The England and UK Core profiles into the store, before any proxy answers a $validate."""
+    from ops import profiles_cli
+
+    summary = profiles_cli.load(PROFILES_DIR, cfg.store_url, cfg.effective_redis_url)
+    return summary.line()
+
+
 def up(cfg: StackConfig) -> None:
     if docker_engine_answers():
         say("a Docker engine answers: starting the production stack with docker compose")
@@ -370,6 +381,7 @@ def up(cfg: StackConfig) -> None:
         return
     redis = start_redis(cfg)
     store = start_store(cfg)
+    say(f"profiles: {load_profiles(cfg)}")
     proxy = start_proxy(cfg)
     start_worker(cfg)
     say("stack is up (embedded store)")

@@ -23,26 +23,13 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
+from proxy.conformance import CONFORMANCE_TYPES
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
 
 TENANT_SYSTEM = "https://fhirplug.org/fhir/CodeSystem/tenant"
 ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
-CONFORMANCE = frozenset(
-    [
-        "StructureDefinition",
-        "ValueSet",
-        "CodeSystem",
-        "ImplementationGuide",
-        "NamingSystem",
-        "ConceptMap",
-        "SearchParameter",
-        "OperationDefinition",
-        "CompartmentDefinition",
-        "StructureMap",
-        "CapabilityStatement",
-    ]
-)
+CONFORMANCE = CONFORMANCE_TYPES  # shared reading for every role
 TENANT_ROLES = frozenset({"spoke", "hub"})
 NOT_FHIR = frozenset({"health", "oauth", "unknown", "capabilities"})
 READS = frozenset(
@@ -138,13 +125,17 @@ class Tenancy:
         if i.kind == "operation":
             if i.operation in DATA_FREE_OPERATIONS and i.id is None:
                 return None
+            if role == "validator" and (rtype, i.operation) == ("ImplementationGuide", "$install"):
+                return None
             raise forbidden(f"Operation {i.operation} is not open to the {role} role")
         if role == "reader":
             if i.kind in WRITES:
                 raise forbidden("The reader role cannot write")
             return None
         if role == "validator":
-            if i.kind in ("transaction", "batch") or (rtype not in CONFORMANCE):
+            if i.kind in ("transaction", "batch"):
+                return None  # every entry must be conformance content: checked in fhirplug_before_bundle
+            if rtype not in CONFORMANCE:
                 raise forbidden(
                     "The validator role works with conformance resources (StructureDefinition, "
                     "ValueSet, CodeSystem, ...) and $validate only"
@@ -160,6 +151,15 @@ class Tenancy:
 
     @hookimpl
     def fhirplug_before_bundle(self, ctx, bundle):
+        if ctx.client.role == "validator":
+            for i, e in enumerate(bundle.get("entry") or []):
+                url = str((e.get("request") or {}).get("url", ""))
+                if url.split("?", 1)[0].split("/", 1)[0] not in CONFORMANCE:
+                    raise forbidden(
+                        "The validator role changes conformance resources only",
+                        [f"Bundle.entry[{i}].request.url"],
+                    )
+            return None
         if ctx.client.role not in TENANT_ROLES:
             return None
         ods = ctx.client.ods

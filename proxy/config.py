@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+# message checks before profile validation: the cheap refusals first, then the store's validator
+DEFAULT_PLUGINS = ("request_id", "tenancy", "message_checks", "profile_validation", "access_log")
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -18,7 +21,15 @@ def _list(value: str) -> list[str]:
 class Settings:
     store_url: str = "http://127.0.0.1:8090/fhir"
     public_base_url: str = ""  # empty: derived from each request's Host
-    plugins: list[str] = field(default_factory=lambda: ["request_id", "tenancy", "access_log"])
+    plugins: list[str] = field(
+        default_factory=lambda: [
+            "request_id",
+            "tenancy",
+            "message_checks",
+            "profile_validation",
+            "access_log",
+        ]
+    )
     max_body_bytes: int = 10 * 1024 * 1024
     store_connect_timeout: float = 3.0
     store_read_timeout: float = 30.0
@@ -34,7 +45,7 @@ class Settings:
         return cls(
             store_url=_env("FHIRPLUG_STORE_URL", cls.store_url).rstrip("/"),
             public_base_url=_env("FHIRPLUG_PUBLIC_BASE_URL", "").rstrip("/"),
-            plugins=_list(_env("FHIRPLUG_PLUGINS", "request_id,tenancy,access_log")),
+            plugins=_list(_env("FHIRPLUG_PLUGINS", ",".join(DEFAULT_PLUGINS))),
             max_body_bytes=int(_env("FHIRPLUG_MAX_BODY_BYTES", str(cls.max_body_bytes))),
             store_connect_timeout=float(_env("FHIRPLUG_STORE_CONNECT_TIMEOUT", "3")),
             store_read_timeout=float(_env("FHIRPLUG_STORE_READ_TIMEOUT", "30")),

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 from urllib.parse import parse_qsl, urlencode
 
-from proxy import bodies
+from proxy import bodies, conformance
 from proxy.auth.enforcement import authorize_entries
 from proxy.context import RequestContext, StorageOutcome, WriteEntry
 from proxy.errors import FhirError
@@ -17,6 +17,7 @@ from proxy.upstream import CAPITALISED, REQUEST_HEADERS, RESPONSE_HEADERS, Store
 
 log = logging.getLogger("fhirplug.fhir")
 CHUNK = 64 * 1024
+INSTALL = ("ImplementationGuide", "$install")  # package upload: POST [base]/ImplementationGuide/$install
 
 
 class FhirPassthrough:
@@ -30,16 +31,24 @@ class FhirPassthrough:
         inter = ctx.interaction
         public, internal = ctx.public_base, self.store.base_url
         raw = bodies.decode_body(raw, content_encoding, self.max_body_bytes)
-        has_body = bool(raw.strip())
-        mt = bodies.check_body_media_type(inter, req.content_type, has_body)
+        body = None
+        install = inter.kind == "operation" and (inter.resource_type, inter.operation) == INSTALL
+        if install:
+            # a package becomes one transaction of conditional updates, checked like any other
+            body = ctx.body = conformance.install_body(raw, req.content_type)
+            ctx.interaction = inter = dataclasses.replace(inter, kind="transaction", operation=None)
+            has_body, mt = True, "application/fhir+json"
+        else:
+            has_body = bool(raw.strip())
+            mt = bodies.check_body_media_type(inter, req.content_type, has_body)
         if inter.kind in ("create", "update", "transaction") and not has_body:
             raise FhirError(400, f"{inter.kind} needs a body")
 
-        body = None
         entries: list[WriteEntry] = []
         query_text = urlencode(list(req.query))
         if has_body and mt not in bodies.XML_TYPES and mt != bodies.FORM:
-            body = ctx.body = bodies.parse_json(raw)
+            if body is None:
+                body = ctx.body = bodies.parse_json(raw)
             if inter.kind == "transaction":
                 btype, entries = bodies.bundle_entries(body)
                 ctx.interaction = inter = dataclasses.replace(inter, kind=btype)
@@ -71,7 +80,7 @@ class FhirPassthrough:
                     raise FhirError(500, "A plugin refused the write with an unexpected value")
                 raise refusal.rebased(entry.expression_root) if entry.index is not None else refusal
 
-        path, query_pairs = req.path, list(req.query)
+        path, query_pairs = ("", []) if install else (req.path, list(req.query))
         for entry, url in zip(entries, original_urls, strict=True):
             if entry.index is not None:  # hooks may have narrowed a conditional url or ifNoneExist
                 request = body["entry"][entry.index]["request"]
@@ -98,7 +107,7 @@ class FhirPassthrough:
         headers.update({k.lower(): v for k, v in ctx.upstream_headers.items()})
         query = [(k, replace_base(v, public, internal)) for k, v in query_pairs + ctx.upstream_query]
 
-        upstream = self.store.send(req.method, path, query, headers, out_body)
+        upstream = self.store.send("POST" if install else req.method, path, query, headers, out_body)
         status = upstream.status
         if status == 409 and req.header("if-match"):
             # HAPI reports a stale If-Match as 409 Conflict; FHIR R4 (http.html#concurrency)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from proxy.errors import FhirError
-from proxy.response import loads
+from proxy.response import dumps, loads
 
 
 class StoreReader:
@@ -18,10 +18,15 @@ class StoreReader:
         self._request_id = request_id  # called at each look-up: the id is chosen after we are made
 
     def _get(self, path: str, query: list[tuple[str, str]]) -> tuple[int, dict | None]:
+        return self._send("GET", path, query, None)
+
+    def _send(self, method: str, path: str, query: list[tuple[str, str]], body: bytes | None):
         headers = {"accept": "application/fhir+json"}
+        if body is not None:
+            headers["content-type"] = "application/fhir+json"
         if rid := self._request_id():
             headers["X-Request-ID"] = rid
-        resp = self._store.send("GET", path, query, headers, None)
+        resp = self._store.send(method, path, query, headers, body)
         try:
             data = resp.read()
         finally:
@@ -48,3 +53,11 @@ class StoreReader:
             for e in body.get("entry") or []
             if e.get("resource") and (e.get("search") or {}).get("mode", "match") == "match"
         ]
+
+    def validate(self, resource: dict, profile: str | None = None) -> dict:
+        """The store's ``$validate`` OperationOutcome for ``resource`` (stores nothing)."""
+        query = [("profile", profile)] if profile else []
+        status, body = self._send("POST", f"{resource['resourceType']}/$validate", query, dumps(resource))
+        if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+            raise FhirError(503, f"The FHIR store's $validate answered {status} without an OperationOutcome")
+        return body

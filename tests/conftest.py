@@ -69,6 +69,7 @@ def stack(tmp_path_factory) -> Stack:
     try:
         stackmod.start_redis(cfg)
         stackmod.start_store(cfg)
+        stackmod.load_profiles(cfg)  # as `make up` does, before the proxy answers
         stackmod.start_proxy(cfg)
     except stackmod.StackError as exc:
         stackmod.stop_all(cfg)

@@ -115,6 +115,8 @@ def needs_for_interaction(kind: str, resource_type: str | None, operation: str |
         case "delete":
             return [Need(t, "d")]
         case "operation":
+            if operation == "$install":
+                return [Need("ImplementationGuide", "c")]  # each resource it loads is checked too
             return [] if operation in _DATA_FREE_OPERATIONS else [Need(t, "r")]
         case "transaction" | "batch":
             return []  # checked entry by entry
