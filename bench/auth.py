@@ -23,6 +23,7 @@ import requests
 
 from bench.__main__ import Side, machine, seed, wrk_round
 from bench.client import bench_credentials
+from bench.report import write_section
 from ops import stack
 from proxy.auth.outbound import PartnerCredentials, PartnerTokenClient, sign_assertion
 
@@ -85,21 +86,6 @@ def check_cpu_us(cfg, token: str, issuer: str, n: int = 20000) -> float:
     for _ in range(n):
         one()
     return (time.process_time() - t0) / n * 1e6
-
-
-BEGIN, END = "<!-- bench.auth: begin -->", "<!-- bench.auth: end -->"
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of a results file (or add it), leaving the rest alone."""
-    doc = path.read_text() if path.exists() else ""
-    section = f"{BEGIN}\n{text.rstrip()}\n{END}\n"
-    if BEGIN in doc and END in doc:
-        head, _, rest = doc.partition(BEGIN)
-        doc = head + section + rest.partition(END)[2].lstrip("\n")
-    else:
-        doc = doc.rstrip("\n") + ("\n\n" if doc else "") + section
-    path.write_text(doc)
 
 
 def main() -> int:
@@ -187,7 +173,7 @@ def main() -> int:
             "could add, so that row only bounds it. The in-process figure is the check's own cost.",
             "",
         ]
-        write_section(Path(args.write), "\n".join(lines))
+        write_section(Path(args.write), "bench.auth", "\n".join(lines))
     return 0
 
 
