@@ -324,3 +324,14 @@ def test_profiles_load_command_reports_created_then_unchanged(stack, tmp_path):
     (tmp_path / "broken.json").write_text("{nope")
     third = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert third.returncode == 1 and "broken.json" in third.stderr
+
+
+def test_the_built_ig_package_installs_through_the_proxy(stack, validator, tmp_path):
+    from ops import ig_cli
+
+    target = ig_cli.build(tmp_path)
+    r = install(validator, stack, target.read_bytes())
+    assert r.status_code == 200, r.text
+    # the same profiles were loaded at start: the install changed none of them
+    statuses = {e["response"]["status"] for e in r.json()["entry"]}
+    assert statuses == {"200 OK"}
