@@ -2,7 +2,10 @@
 or the resources they carry, by read, search, _include, _revinclude, paging, history, batch
 reads or writes; the hub a Task names sees it."""
 
+import json
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -30,52 +33,24 @@ def hub(stack):
     return stack.session(client=stack.client("hub-h", "hub", HUB))
 
 
+EXAMPLE = (Path(__file__).resolve().parents[2] / "ig" / "examples" / "valid-spoke-to-hub.json").read_text()
+
+
 def spoke_bundle(ods: str, hub_ods: str = HUB, patient_ref: str | None = None) -> tuple[dict, str]:
-    """A SpokeToHub-shaped transaction; returns it and its Task identifier value."""
-    u = {k: f"urn:uuid:{uuid.uuid4()}" for k in ("task", "mr", "pat", "org")}
+    """The IG's valid spoke-to-hub message, sent by ``ods`` to ``hub_ods`` with fresh identities;
+    returns it and its Task identifier value."""
+    text = EXAMPLE
+    for old in set(re.findall(r"urn:uuid:[0-9a-f-]{36}", text)):
+        text = text.replace(old, f"urn:uuid:{uuid.uuid4()}")
+    bundle = json.loads(text.replace("VNE51", ods))  # the seed's spoke ODS code
+    bundle["identifier"]["value"] = str(uuid.uuid4())
     tid = uuid.uuid4().hex
-    patient = {"reference": patient_ref or u["pat"]}
-    entries = [
-        {
-            "fullUrl": u["task"],
-            "resource": {
-                "resourceType": "Task",
-                "identifier": [{"system": TASK_ID_SYSTEM, "value": tid}],
-                "status": "requested",
-                "intent": "order",
-                "requester": {"reference": u["org"]},
-                "owner": {"identifier": {"system": ODS, "value": hub_ods}},
-                "focus": {"reference": u["mr"]},
-                "for": patient,
-            },
-            "request": {"method": "POST", "url": "Task"},
-        },
-        {
-            "fullUrl": u["mr"],
-            "resource": {
-                "resourceType": "MedicationRequest",
-                "status": "active",
-                "intent": "order",
-                "medicationCodeableConcept": {"text": "Paracetamol 500mg"},
-                "subject": patient,
-            },
-            "request": {"method": "POST", "url": "MedicationRequest"},
-        },
-        {
-            "fullUrl": u["org"],
-            "resource": {"resourceType": "Organization", "identifier": [{"system": ODS, "value": ods}]},
-            "request": {"method": "POST", "url": "Organization"},
-        },
-    ]
-    if patient_ref is None:
-        entries.append(
-            {
-                "fullUrl": u["pat"],
-                "resource": {"resourceType": "Patient", "name": [{"family": f"T{tid[:8]}"}]},
-                "request": {"method": "POST", "url": "Patient"},
-            }
-        )
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}, tid
+    task = bundle["entry"][0]["resource"]
+    task["identifier"] = [{"system": TASK_ID_SYSTEM, "value": tid}]
+    task["owner"] = {"identifier": {"system": ODS, "value": hub_ods}}
+    if patient_ref:
+        task["for"] = {"reference": patient_ref}
+    return bundle, tid
 
 
 def submit(stack, session, ods, **kw) -> dict:
@@ -247,8 +222,7 @@ def test_conditional_update_by_another_spoke_never_touches_the_task(stack, b, a,
     own, _ = spoke_bundle(SPOKE_B)
     task = own["entry"][0]["resource"]
     task["requester"] = {"identifier": {"system": ODS, "value": SPOKE_B}}
-    task["focus"] = task["for"] = None
-    task = {k: v for k, v in task.items() if v is not None}
+    task = {k: v for k, v in task.items() if k not in ("focus", "for", "input")}  # no bundle to resolve
     task["identifier"] = [{"system": TASK_ID_SYSTEM, "value": a_task["identifier"]}]  # A's
     r = b.put(f"{stack.fhir}/Task?{q}", json=task, headers=FHIR_JSON)
     assert r.status_code == 201, r.text  # no match among B's own: a new Task of B's
