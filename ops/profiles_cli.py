@@ -35,10 +35,10 @@ class LoadSummary:
         )
 
 
-def read(path: str | Path, progress=None) -> list[tuple[str, dict]]:
+def read(path: str | Path, on_file=None) -> list[tuple[str, dict]]:
     p = Path(path)
     if p.is_dir():
-        return conformance.resources_from_folder(p)
+        return conformance.resources_from_folder(p, on_file)
     if p.is_file():
         return conformance.resources_from_package(p.read_bytes())
     raise FileNotFoundError(f"{p}: no such folder or package")
@@ -49,13 +49,17 @@ def load(
 ) -> LoadSummary:
     """Load every conformance resource under ``path`` into the store; raises FhirError on refusal."""
     if progress:
-        from rich.progress import Progress, SpinnerColumn, TextColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as bar:
-            bar.add_task(f"reading and checking {path}", total=None)
-            resources = read(path)
-            bar.add_task(f"loading {len(resources)} resources in one transaction", total=None)
+        p = Path(path)
+        files = len(conformance.resource_files(p)) if p.is_dir() else 1
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()) as bar:
+            checking = bar.add_task("checking files", total=files)
+            resources = read(path, lambda: bar.advance(checking))
+            bar.update(checking, completed=files)
+            loading = bar.add_task(f"loading {len(resources)} resources (one transaction)", total=1)
             summary = _post(resources, store_url)
+            bar.advance(loading)
     else:
         summary = _post(read(path), store_url)
     if redis_url:

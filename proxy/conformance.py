@@ -58,13 +58,22 @@ def check_resource(name: str, resource) -> dict | None:
     return resource
 
 
-def resources_from_folder(folder: str | Path) -> list[tuple[str, dict]]:
-    """Every loadable resource in the JSON files below ``folder``, with the file it came from."""
+def resource_files(folder: str | Path) -> list[Path]:
+    return [
+        p
+        for p in sorted(Path(folder).rglob("*.json"))
+        if p.name not in ("package.json", ".index.json") and not p.name.startswith(".")
+    ]
+
+
+def resources_from_folder(folder: str | Path, on_file=None) -> list[tuple[str, dict]]:
+    """Every loadable resource in the JSON files below ``folder``, with the file it came from;
+    ``on_file`` is called after each file (a progress bar)."""
     root = Path(folder)
     out = []
-    for path in sorted(root.rglob("*.json")):
-        if path.name in ("package.json", ".index.json") or path.name.startswith("."):
-            continue
+    for path in resource_files(root):
+        if on_file:
+            on_file()
         name = str(path.relative_to(root))
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
