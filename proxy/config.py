@@ -6,7 +6,17 @@ import os
 from dataclasses import dataclass, field
 
 # message checks before profile validation: the cheap refusals first, then the store's validator
-DEFAULT_PLUGINS = ("request_id", "tenancy", "message_checks", "profile_validation", "access_log")
+DEFAULT_PLUGINS = (
+    "request_id",
+    "tenancy",
+    "message_checks",
+    "profile_validation",
+    "intake",
+    "task_workflow",
+    "dispense_return",
+    "audit",
+    "access_log",
+)
 
 
 def _env(name: str, default: str) -> str:

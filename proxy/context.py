@@ -123,6 +123,7 @@ class WriteEntry:
     full_url: str | None = None
     content_type: str | None = None  # for PATCH: JSON Patch or FHIRPath Patch
     if_none_exist: str | None = None  # a conditional create's criteria; hooks may narrow them
+    if_match: str | None = None  # the version a write must still find (ETag), set by a hook
 
     @property
     def resource_id(self) -> str | None:

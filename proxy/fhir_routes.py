@@ -56,17 +56,19 @@ class FhirPassthrough:
                 refusal = call_guarded(
                     self.pm.hook.fhirplug_before_bundle, "fhirplug_before_bundle", ctx=ctx, bundle=body
                 )
+                if isinstance(refusal, ProxyResponse):
+                    return refusal  # answered without the store (e.g. an earlier identical submission)
                 if refusal is not None:
                     raise refusal if isinstance(refusal, FhirError) else FhirError(500, "Unexpected refusal")
-                for entry in entries:  # the bundle hook may have amended request urls
-                    entry.url = str(body["entry"][entry.index]["request"]["url"])
+                # the bundle hook may have amended request urls or added entries
+                btype, entries = bodies.bundle_entries(body)
             else:
                 entries = bodies.resource_entries(inter, req.path, query_text, body, mt)
         elif inter.kind == "delete":
             entries = bodies.resource_entries(inter, req.path, query_text, None, mt)
         if inter.kind == "create" and entries:
             entries[0].if_none_exist = req.header("if-none-exist")
-        original_urls = [e.url for e in entries]
+        original = [(e.method, e.url) for e in entries]
 
         for entry in entries:
             try:
@@ -81,15 +83,23 @@ class FhirPassthrough:
                 raise refusal.rebased(entry.expression_root) if entry.index is not None else refusal
 
         path, query_pairs = ("", []) if install else (req.path, list(req.query))
-        for entry, url in zip(entries, original_urls, strict=True):
-            if entry.index is not None:  # hooks may have narrowed a conditional url or ifNoneExist
+        method = "POST" if install else req.method
+        for entry, (was_method, was_url) in zip(entries, original, strict=True):
+            if entry.index is not None:  # hooks may have narrowed a url, or turned a PATCH into a PUT
                 request = body["entry"][entry.index]["request"]
-                request["url"] = entry.url
+                request["url"], request["method"] = entry.url, entry.method
                 if entry.if_none_exist is not None:
                     request["ifNoneExist"] = entry.if_none_exist
-            elif entry.url != url:
+                if entry.if_match is not None:
+                    request["ifMatch"] = entry.if_match
+                if entry.method != was_method:
+                    body["entry"][entry.index]["resource"] = entry.resource
+                continue
+            if entry.url != was_url:
                 path, _, q = entry.url.partition("?")
                 query_pairs = parse_qsl(q, keep_blank_values=True)
+            if entry.method != was_method:
+                method, body, mt = entry.method, entry.resource, "application/fhir+json"
 
         out_body = dumps(body) if body is not None else (raw if has_body else None)
         if out_body and public:
@@ -103,13 +113,15 @@ class FhirPassthrough:
             ) + "; charset=utf-8"
         if inter.kind == "create" and entries and entries[0].if_none_exist:
             headers["if-none-exist"] = entries[0].if_none_exist
+        if entries and entries[0].index is None and entries[0].if_match and not req.header("if-match"):
+            headers["if-match"] = entries[0].if_match
         # one spelling per header: a plugin's "X-Request-ID" must replace, not join, ours
         headers.update({k.lower(): v for k, v in ctx.upstream_headers.items()})
         query = [(k, replace_base(v, public, internal)) for k, v in query_pairs + ctx.upstream_query]
 
-        upstream = self.store.send("POST" if install else req.method, path, query, headers, out_body)
+        upstream = self.store.send(method, path, query, headers, out_body)
         status = upstream.status
-        if status == 409 and req.header("if-match"):
+        if status == 409 and (req.header("if-match") or headers.get("if-match")):
             # HAPI reports a stale If-Match as 409 Conflict; FHIR R4 (http.html#concurrency)
             # says 412 Precondition Failed, which is what callers' retry logic keys on.
             status = 412

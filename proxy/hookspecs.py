@@ -41,8 +41,10 @@ def fhirplug_before_bundle(ctx, bundle):
 
     For rules that span entries (which Task the other resources travel with) and for the
     entries ``fhirplug_before_storage`` never sees: the reads (``GET``) of a batch, whose
-    ``request.url`` may be amended here. Return (or raise) a ``FhirError`` to refuse the whole
-    Bundle; expressions are absolute (``Bundle.entry[3].request.url``).
+    ``request.url`` may be amended here, and entries may be added (an audit record that must be
+    stored with the rest). Return (or raise) a ``FhirError`` to refuse the whole Bundle;
+    expressions are absolute (``Bundle.entry[3].request.url``). Return a ``ProxyResponse`` to
+    answer without storing anything (e.g. the first result of an identical earlier submission).
     """
 
 
@@ -52,8 +54,11 @@ def fhirplug_before_storage(ctx, entry):
 
     Called for a plain create, update, patch or delete, and for each write entry of a
     transaction or batch, before anything is sent to the store. Amend ``entry.resource`` in
-    place to change what is stored. Return a ``FhirError`` (or raise it) to refuse: the whole
-    request is answered with its OperationOutcome and nothing is stored. Expressions in the
+    place to change what is stored; a PATCH may be turned into the update it amounts to
+    (``entry.method = "PUT"``, ``entry.resource`` the patched resource, ``entry.if_match`` the
+    version it was computed from), so that a rule can judge the result before it is written.
+    Return a ``FhirError`` (or raise it) to refuse: the whole request is answered with its
+    OperationOutcome and nothing is stored. Expressions in the
     error are relative to the resource; the proxy rebases them onto the Bundle entry.
     """
 

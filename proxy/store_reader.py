@@ -1,4 +1,5 @@
-"""Reads from the store on a plugin's behalf: the current version of a resource, or a search.
+"""Reads from the store on a plugin's behalf: the current version of a resource, a search, a
+$validate; and stores the few records plugins keep themselves (audit events).
 
 Plugins get one as ``ctx.store``; it carries the request's id to the store so the store's log
 ties the look-up to the request that caused it.
@@ -60,4 +61,11 @@ class StoreReader:
         status, body = self._send("POST", f"{resource['resourceType']}/$validate", query, dumps(resource))
         if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
             raise FhirError(503, f"The FHIR store's $validate answered {status} without an OperationOutcome")
+        return body
+
+    def create(self, resource: dict) -> dict | None:
+        """Store a record a plugin keeps on its own behalf (an audit event); the stored resource."""
+        status, body = self._send("POST", resource["resourceType"], [], dumps(resource))
+        if status >= 300:
+            raise FhirError(503, f"The FHIR store refused a {resource['resourceType']} record ({status})")
         return body

@@ -64,7 +64,13 @@ def stack(tmp_path_factory) -> Stack:
         redis_port=free_port(),
         h2_url="jdbc:h2:mem:fhirplug-test;DB_CLOSE_DELAY=-1",
         store_boot_timeout=float(os.environ.get("FHIRPLUG_TEST_STORE_TIMEOUT", "300")),
-        proxy_env={"FHIRPLUG_WORKERS": "2", "FHIRPLUG_THREADS": "8"},
+        # the test deployment is the examples' hub (FA565) and a spoke at once
+        proxy_env={
+            "FHIRPLUG_WORKERS": "2",
+            "FHIRPLUG_THREADS": "8",
+            "FHIRPLUG_ODS": "FA565",
+            "FHIRPLUG_ROLE": "both",
+        },
     )
     try:
         stackmod.start_redis(cfg)

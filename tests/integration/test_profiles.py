@@ -105,12 +105,12 @@ def test_each_invalid_example_is_refused_on_write_and_stores_nothing(stack, http
     assert {t: store_count(stack, t) for t in STORED_TYPES} == before
 
 
-def test_valid_examples_are_accepted_and_stored(stack, http):
-    for name in ("valid-spoke-to-hub.json", "valid-hub-to-spoke.json"):
-        bundle = json.loads((EXAMPLES / name).read_text())
-        r = http.post(stack.fhir, json=bundle, headers=FHIR_JSON)
-        assert r.status_code == 200, f"{name}: {r.text}"
-        assert all(e["response"]["status"][:1] == "2" for e in r.json()["entry"])
+def test_a_valid_example_is_accepted_and_stored(stack, http):
+    # the hub-to-spoke examples need a Task further along its life: see test_hubspoke.py
+    bundle = json.loads((EXAMPLES / "valid-spoke-to-hub.json").read_text())
+    r = http.post(stack.fhir, json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 201, r.text
+    assert all(e["response"]["status"][:1] == "2" for e in r.json()["entry"])
 
 
 def test_an_uploaded_profile_is_used_by_the_next_validate(stack, validator):

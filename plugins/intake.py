@@ -1,0 +1,201 @@
+"""Intake of hub-and-spoke messages: each one stored exactly once, however often it is sent.
+
+A message is known by its sender and ``Bundle.identifier``. The first copy claims that key in
+Redis (``SET NX``) and is processed; a copy that arrives while it is being processed waits for
+its result; a copy that arrives later gets the first result again, and nothing is stored
+twice. The same identifier with different content is a conflict (409). If Redis lost its
+record, the Task the first copy stored still carries the message identifier, and a resubmission
+is answered from the store instead of being stored again.
+
+A spoke-to-hub message arriving here is also made this deployment's: ``Task.owner`` is set to
+our ODS code when absent (and must name us when present, on a hub), and the spoke's own Task id
+is kept as a Task identifier so the two copies of the Task correlate. Success is 201 ("received
+and persisted", as the hub-and-spoke design says) with the transaction-response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+
+import simplejson
+from redis import Redis
+from redis.exceptions import RedisError
+
+from proxy.errors import FhirError
+from proxy.hookspecs import hookimpl
+from proxy.response import ProxyResponse
+
+log = logging.getLogger("fhirplug.intake")
+ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
+MESSAGE_ID_SYSTEM = "https://fhirplug.org/fhir/NamingSystem/message-identifier"
+PARTNER_TASK_SYSTEM = "https://fhirplug.org/fhir/NamingSystem/partner-task-id"  # "<ODS>/<their id>"
+PENDING_TTL_S = 120  # a claim no result followed (a crash) expires; the store check still guards
+RESULT_TTL_S = 30 * 24 * 3600
+WAIT_S = 30.0
+
+
+def message_key(sender: str, identifier: dict) -> str:
+    raw = f"{sender}\n{identifier.get('system', '')}\n{identifier.get('value', '')}"
+    return "fhirplug:message:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+def content_digest(bundle: dict) -> str:
+    canonical = simplejson.dumps(bundle, sort_keys=True, separators=(",", ":"), use_decimal=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def message_identifier_value(sender: str, identifier: dict) -> str:
+    # no "|" inside: a token search would take it for the system separator
+    return f"{sender}/{identifier.get('value', '')}"
+
+
+def task_entry(bundle: dict) -> dict | None:
+    for e in bundle.get("entry") or []:
+        if (e.get("resource") or {}).get("resourceType") == "Task":
+            return e
+    return None
+
+
+class Intake:
+    def __init__(self, redis: Redis | None = None, own_ods: str | None = None, role: str | None = None):
+        self._redis = redis
+        self.own_ods = own_ods if own_ods is not None else os.environ.get("FHIRPLUG_ODS", "")
+        self.role = role if role is not None else os.environ.get("FHIRPLUG_ROLE", "both")
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+            self._redis = Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        return self._redis
+
+    # ------------------------------------------------------------ before the store
+
+    @hookimpl
+    def fhirplug_before_bundle(self, ctx, bundle):
+        kind = ctx.state.get("hubspoke.kind")
+        if kind is None:
+            return None
+        identifier = bundle.get("identifier") or {}
+        if not isinstance(identifier, dict) or not identifier.get("value"):
+            raise FhirError(
+                400,
+                "A hub-and-spoke message needs Bundle.identifier (a UUID): it is what makes a resend safe",
+                ["Bundle.identifier"],
+                code="required",
+            )
+        key = message_key(ctx.client.id or "", identifier)
+        digest = content_digest(bundle)
+        try:
+            claimed = self.redis.set(
+                key, json.dumps({"state": "pending", "digest": digest}), nx=True, ex=PENDING_TTL_S
+            )
+        except RedisError as exc:
+            raise FhirError(
+                503,
+                "Message intake cannot check for resends now; retry shortly",
+                headers={"Retry-After": "5"},
+            ) from exc
+        if not claimed:
+            return self._earlier_answer(key, digest)
+        sender = ctx.client.ods or ctx.client.id or ""
+        earlier = self._stored_earlier(ctx, message_identifier_value(sender, identifier))
+        if earlier is not None:
+            self._remember(key, digest, earlier)
+            return earlier
+        ctx.state["intake.claim"] = (key, digest)
+        if kind == "spoke-to-hub":
+            self._make_ours(ctx, bundle, message_identifier_value(sender, identifier))
+        return None
+
+    def _make_ours(self, ctx, bundle: dict, message_id: str) -> None:
+        entry = task_entry(bundle)
+        if entry is None:
+            return
+        task = entry["resource"]
+        owner_ods = ((task.get("owner") or {}).get("identifier") or {}).get("value")
+        if not task.get("owner") and self.own_ods:
+            task["owner"] = {"identifier": {"system": ODS_SYSTEM, "value": self.own_ods}}
+        elif self.role == "hub" and self.own_ods and owner_ods and owner_ods != self.own_ods:
+            raise FhirError(
+                422, f"This hub is {self.own_ods}; the Task names {owner_ods} as its owner", ["Task.owner"]
+            )
+        ids = task.setdefault("identifier", [])
+        ids.append({"system": MESSAGE_ID_SYSTEM, "value": message_id})
+        if task.get("id") and ctx.client.ods:
+            ids.append({"system": PARTNER_TASK_SYSTEM, "value": f"{ctx.client.ods}/{task['id']}"})
+
+    def _stored_earlier(self, ctx, value: str) -> ProxyResponse | None:
+        """A Task the same message stored before, when Redis no longer remembers the answer."""
+        found = ctx.store.search("Task", [("identifier", f"{MESSAGE_ID_SYSTEM}|{value}")])
+        if not found:
+            return None
+        task = found[0]
+        version = (task.get("meta") or {}).get("versionId", "1")
+        body = {
+            "resourceType": "Bundle",
+            "type": "transaction-response",
+            "entry": [
+                {"response": {"status": "200 OK", "location": f"Task/{task['id']}/_history/{version}"}}
+            ],
+        }
+        log.info("resend answered from the store", extra={"fields": {"event": "resend", "task": task["id"]}})
+        return ProxyResponse.from_resource(201, body)
+
+    def _earlier_answer(self, key: str, digest: str) -> ProxyResponse:
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            raw = self.redis.get(key)
+            record = json.loads(raw) if raw else None
+            if record is None:
+                # the first copy failed and let go of its claim: this copy may be sent again
+                raise FhirError(409, "The first copy of this message failed; send it again", code="conflict")
+            if record.get("digest") != digest:
+                raise FhirError(
+                    409,
+                    "This Bundle.identifier was already used for a message with other content",
+                    ["Bundle.identifier"],
+                    code="conflict",
+                )
+            if record["state"] == "done":
+                log.info("resend answered with the first result", extra={"fields": {"event": "resend"}})
+                return ProxyResponse.from_resource(record["status"], record["body"])
+            if time.monotonic() > deadline:
+                raise FhirError(
+                    409,
+                    "The first copy of this message is still being processed; retry shortly",
+                    code="conflict",
+                    headers={"Retry-After": "2"},
+                )
+            time.sleep(0.05)
+
+    def _remember(self, key: str, digest: str, response: ProxyResponse) -> None:
+        record = {"state": "done", "digest": digest, "status": response.status, "body": response.resource}
+        try:
+            self.redis.set(key, simplejson.dumps(record, use_decimal=True), ex=RESULT_TTL_S)
+        except RedisError:
+            log.exception("could not record a message's result; a resend will be answered from the store")
+
+    # ------------------------------------------------------------ after the store
+
+    @hookimpl
+    def fhirplug_response(self, ctx, response):
+        claim = ctx.state.pop("intake.claim", None)
+        if claim is None:
+            return
+        key, digest = claim
+        if 200 <= response.status < 300:
+            response.status = 201  # the hub-and-spoke design: 201, received and persisted
+            self._remember(key, digest, response)
+        else:
+            try:
+                self.redis.delete(key)  # nothing was stored: a resend must be processed afresh
+            except RedisError:
+                log.exception("could not release a failed message's claim; it expires by itself")
+
+
+intake = Intake()

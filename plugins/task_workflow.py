@@ -1,0 +1,91 @@
+"""Task updates follow the hub-and-spoke state machine, and who acts decides what may change.
+
+A PATCH of a Task (plain REST, or an entry of a transaction) is applied here to the version the
+store holds now, the result is judged (``plugins.task_rules``: the transition, and the elements
+the owner or the requester may change), and what is written is that result as an update with
+``If-Match`` on the version it was computed from: if someone changed the Task meanwhile the
+store refuses it and the caller gets 412. A PUT of an existing Task is judged the same way.
+
+Answers: an illegal transition 409 naming both states; a legal move by the wrong party, or a
+change of an element the actor may not touch, 403; an unknown Task 404; a concurrent change 412.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import parse_qsl
+
+from plugins import task_rules
+from plugins.tenancy import TENANT_ROLES, narrowing, ods_of_reference
+from proxy.errors import FhirError
+from proxy.hookspecs import hookimpl
+
+JSON_PATCH = "application/json-patch+json"
+
+
+def actor_of(client, task: dict, store) -> str:
+    """owner, requester or both, from the client's ODS code and the Task's organisations."""
+    if client.role == "admin":
+        return task_rules.BOTH
+    owner = ods_of_reference(task.get("owner"), None, store)
+    requester = ods_of_reference(task.get("requester"), None, store)
+    is_owner, is_requester = client.ods is not None and client.ods == owner, client.ods == requester
+    if is_owner and is_requester:
+        return task_rules.BOTH
+    if is_owner:
+        return task_rules.OWNER
+    if is_requester:
+        return task_rules.REQUESTER
+    raise FhirError(403, "Only the Task's owner or requester may change it", ["Task.owner"], code="forbidden")
+
+
+def patch_document(entry):
+    """The patch an entry carries, and its media type: JSON Patch (plain, or in a Binary) or FHIRPath."""
+    body = entry.resource
+    if entry.index is None:
+        return body, entry.content_type or "application/fhir+json"
+    if isinstance(body, dict) and body.get("resourceType") == "Binary":
+        try:
+            return json.loads(base64.b64decode(body.get("data", ""))), JSON_PATCH
+        except ValueError as exc:
+            raise FhirError(400, "The Binary does not hold a JSON Patch", ["Binary.data"]) from exc
+    return body, "application/fhir+json"
+
+
+class TaskWorkflow:
+    @hookimpl
+    def fhirplug_before_storage(self, ctx, entry):
+        if entry.method not in ("PATCH", "PUT") or entry.resource_type != "Task":
+            return None
+        current = self._current(ctx, entry)
+        if current is None:
+            if entry.method == "PUT":
+                return None  # an update that creates: nothing to move from
+            what = entry.url if entry.conditional else f"Task/{entry.resource_id}"
+            raise FhirError(404, f"No Task matches {what}", code="not-found")
+        if entry.method == "PATCH":
+            patch, media_type = patch_document(entry)
+            updated = task_rules.apply_patch(current, patch, media_type)
+        else:
+            updated = entry.resource
+        task_rules.check_task_update(current, updated, actor_of(ctx.client, current, ctx.store))
+        if entry.method == "PATCH":
+            # write what was judged, and only onto the version it was judged against
+            entry.method, entry.url, entry.resource = "PUT", f"Task/{current['id']}", updated
+            entry.if_match = f'W/"{(current.get("meta") or {}).get("versionId", "1")}"'
+        return None
+
+    def _current(self, ctx, entry) -> dict | None:
+        if not entry.conditional:
+            return ctx.store.read("Task", entry.resource_id) if entry.resource_id else None
+        query = parse_qsl(entry.url.partition("?")[2], keep_blank_values=True)
+        if ctx.client.role in TENANT_ROLES and ctx.client.ods:
+            query.append(narrowing(ctx.client.ods))  # a tenant's criteria match its own Tasks only
+        found = ctx.store.search("Task", query)
+        if len(found) > 1:
+            raise FhirError(412, f"{entry.url} matches {len(found)} Tasks; name one", code="multiple-matches")
+        return found[0] if found else None
+
+
+task_workflow = TaskWorkflow()

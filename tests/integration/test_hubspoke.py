@@ -1,0 +1,246 @@
+"""Hub-and-spoke dispensing on one deployment (the test stack is hub FA565; the spoke VNE51 calls
+it): intake exactly once, the Task state machine with who acts, the dispense return, audit."""
+
+import json
+import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.integration
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+JSON_PATCH = {"Content-Type": "application/json-patch+json"}
+EXAMPLES = Path(__file__).resolve().parents[2] / "ig" / "examples"
+HUB, SPOKE = "FA565", "VNE51"
+RFC4122 = "https://tools.ietf.org/html/rfc4122"
+MESSAGE_ID_SYSTEM = "https://fhirplug.org/fhir/NamingSystem/message-identifier"
+TASK_ID = "0f8c2e6a-3d4b-4c1e-9f7a-5b2d8e1c6a94"  # the examples' Task identifier
+ITEM_ID = "7dc0390a-f416-4d8a-9751-257bfa6294cd"  # the examples' prescription item
+
+
+@pytest.fixture(scope="module")
+def spoke(stack):
+    return stack.session(client=stack.client("hs-spoke", "spoke", SPOKE))
+
+
+@pytest.fixture(scope="module")
+def hub(stack):
+    return stack.session(client=stack.client("hs-hub", "hub", HUB))
+
+
+class Case:
+    """One prescription's journey: fresh identities in both examples, consistently."""
+
+    def __init__(self):
+        self.task_identifier, self.item, self.message = (
+            str(uuid.uuid4()),
+            str(uuid.uuid4()),
+            str(uuid.uuid4()),
+        )
+
+    def load(self, name: str) -> dict:
+        text = (
+            (EXAMPLES / name).read_text().replace(TASK_ID, self.task_identifier).replace(ITEM_ID, self.item)
+        )
+        for old in set(re.findall(r"urn:uuid:[0-9a-f-]{36}", text)):
+            text = text.replace(old, f"urn:uuid:{uuid.uuid4()}")
+        bundle = json.loads(text)
+        bundle["identifier"]["value"] = self.message if "spoke-to-hub" in name else str(uuid.uuid4())
+        return bundle
+
+    def submit(self, stack, spoke, name="valid-spoke-to-hub.json") -> dict:
+        r = spoke.post(stack.fhir, json=self.load(name), headers=FHIR_JSON)
+        assert r.status_code == 201, r.text
+        self.ids = {
+            loc.split("/")[0]: loc.split("/")[1]
+            for e in r.json()["entry"]
+            if (loc := e["response"].get("location"))
+        }
+        return r.json()
+
+
+def move(stack, session, task_id: str, status: str, **extra):
+    patch = [{"op": "replace", "path": "/status", "value": status}]
+    patch += [{"op": "add", "path": f"/{k}", "value": v} for k, v in extra.items()]
+    return session.patch(f"{stack.fhir}/Task/{task_id}", json=patch, headers=JSON_PATCH)
+
+
+def task(stack, session, task_id):
+    return session.get(f"{stack.fhir}/Task/{task_id}").json()
+
+
+def test_intake_answers_201_and_makes_the_task_the_hubs(stack, spoke, hub):
+    case = Case()
+    bundle = case.load("valid-spoke-to-hub.json")
+    del bundle["entry"][0]["resource"]["owner"]  # the spoke may leave the owner to the hub
+    r = spoke.post(stack.fhir, json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 201, r.text
+    tid = next(
+        e["response"]["location"].split("/")[1] for e in r.json()["entry"] if "Task/" in str(e["response"])
+    )
+    stored = task(stack, hub, tid)
+    assert stored["owner"]["identifier"]["value"] == HUB
+    assert {"system": MESSAGE_ID_SYSTEM, "value": f"{SPOKE}/{case.message}"} in stored["identifier"]
+
+
+def test_a_resubmission_answers_the_first_result_and_stores_nothing(stack, spoke, http):
+    bundle = Case().load("valid-spoke-to-hub.json")
+    first = spoke.post(stack.fhir, json=bundle, headers=FHIR_JSON)
+    assert first.status_code == 201, first.text
+    again = spoke.post(stack.fhir, json=bundle, headers=FHIR_JSON)  # the same message, sent again
+    assert again.status_code == 201 and again.json() == first.json()
+    task_identifier = bundle["entry"][0]["resource"]["identifier"][0]["value"]
+    found = http.get(f"{stack.fhir}/Task", params={"identifier": f"{RFC4122}|{task_identifier}"}).json()
+    assert found["total"] == 1
+
+
+def test_concurrent_copies_store_one_task(stack, spoke, http):
+    case = Case()
+    bundle = case.load("valid-spoke-to-hub.json")
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: spoke.post(stack.fhir, json=bundle, headers=FHIR_JSON), range(6)))
+    assert {a.status_code for a in answers} == {201}
+    assert len({json.dumps(a.json(), sort_keys=True) for a in answers}) == 1
+    found = http.get(f"{stack.fhir}/Task", params={"identifier": f"{RFC4122}|{case.task_identifier}"}).json()
+    assert found["total"] == 1
+
+
+def test_the_same_identifier_with_other_content_is_a_conflict(stack, spoke):
+    case = Case()
+    case.submit(stack, spoke)
+    other = case.load("valid-spoke-to-hub.json")
+    other["entry"][0]["resource"]["description"] = "something else"
+    r = spoke.post(stack.fhir, json=other, headers=FHIR_JSON)
+    assert r.status_code == 409 and r.json()["issue"][0]["expression"] == ["Bundle.identifier"]
+
+
+def test_a_message_without_an_identifier_is_refused(stack, spoke):
+    bundle = Case().load("valid-spoke-to-hub.json")
+    del bundle["identifier"]
+    r = spoke.post(stack.fhir, json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["Bundle.identifier"]
+
+
+def test_the_whole_flow_ends_with_the_task_completed_and_the_prescription_completed(stack, spoke, hub):
+    case = Case()
+    case.submit(stack, spoke)
+    tid = case.ids["Task"]
+    assert move(stack, hub, tid, "accepted").status_code == 200
+    progress = move(stack, hub, tid, "in-progress", businessStatus={"text": "assembling"})
+    assert progress.status_code == 200, progress.text
+    r = hub.post(stack.fhir, json=case.load("valid-hub-to-spoke.json"), headers=FHIR_JSON)
+    assert r.status_code == 201, r.text
+    done = task(stack, spoke, tid)
+    assert done["status"] == "completed"
+    dispenses = spoke.get(
+        f"{stack.fhir}/MedicationDispense", params={"prescription": case.ids["MedicationRequest"]}
+    )
+    assert dispenses.json()["total"] == 1
+    mr = spoke.get(f"{stack.fhir}/MedicationRequest/{case.ids['MedicationRequest']}").json()
+    assert mr["status"] == "completed"
+    events = spoke.get(f"{stack.fhir}/AuditEvent", params={"entity": f"Task/{tid}", "_count": "50"}).json()
+    handoffs = sorted(e["resource"]["subtype"][0]["code"] for e in events.get("entry", []))
+    assert handoffs == ["accepted", "dispensed", "progressed", "received"]
+
+
+def test_the_reject_path_and_nothing_after_it(stack, spoke, hub):
+    case = Case()
+    case.submit(stack, spoke)
+    tid = case.ids["Task"]
+    r = move(stack, hub, tid, "rejected", statusReason={"text": "out of stock"})
+    assert r.status_code == 200, r.text
+    later = move(stack, hub, tid, "in-progress")
+    assert later.status_code == 409 and "rejected" in later.json()["issue"][0]["diagnostics"]
+
+
+def test_the_failed_path(stack, spoke, hub):
+    case = Case()
+    case.submit(stack, spoke)
+    tid = case.ids["Task"]
+    move(stack, hub, tid, "accepted")
+    move(stack, hub, tid, "in-progress")
+    r = hub.post(stack.fhir, json=case.load("valid-hub-to-spoke-failed.json"), headers=FHIR_JSON)
+    assert r.status_code == 201, r.text
+    assert task(stack, spoke, tid)["status"] == "failed"
+    mr = spoke.get(f"{stack.fhir}/MedicationRequest/{case.ids['MedicationRequest']}").json()
+    assert mr["status"] == "active"  # nothing was dispensed
+
+
+def test_an_illegal_transition_is_409_naming_both_states(stack, spoke, hub):
+    case = Case()
+    case.submit(stack, spoke)
+    r = move(stack, hub, case.ids["Task"], "completed")
+    assert r.status_code == 409
+    diag = r.json()["issue"][0]["diagnostics"]
+    assert "requested" in diag and "completed" in diag
+
+
+def test_the_requester_may_not_accept_but_may_cancel(stack, spoke, hub):
+    case = Case()
+    case.submit(stack, spoke)
+    tid = case.ids["Task"]
+    assert move(stack, spoke, tid, "accepted").status_code == 403
+    assert move(stack, spoke, tid, "cancelled").status_code == 200
+    assert move(stack, hub, tid, "accepted").status_code == 409
+
+
+def test_the_owner_may_not_change_who_the_task_is_for(stack, spoke, hub):
+    case = Case()
+    case.submit(stack, spoke)
+    patch = [{"op": "replace", "path": "/for", "value": {"display": "someone else"}}]
+    r = hub.patch(f"{stack.fhir}/Task/{case.ids['Task']}", json=patch, headers=JSON_PATCH)
+    assert r.status_code == 403 and "Task.for" in r.json()["issue"][0]["expression"]
+
+
+def test_an_unknown_task_is_404(stack, hub):
+    assert move(stack, hub, f"nope{uuid.uuid4().hex[:8]}", "accepted").status_code == 404
+
+
+def test_a_stale_version_is_412(stack, spoke, hub):
+    case = Case()
+    case.submit(stack, spoke)
+    tid = case.ids["Task"]
+    move(stack, hub, tid, "accepted")  # now version 2
+    patch = [{"op": "replace", "path": "/status", "value": "in-progress"}]
+    r = hub.patch(f"{stack.fhir}/Task/{tid}", json=patch, headers={**JSON_PATCH, "If-Match": 'W/"1"'})
+    assert r.status_code == 412
+
+
+def test_a_dispense_for_a_task_that_is_not_here_is_refused(stack, hub, spoke):
+    case = Case()
+    bundle = case.load("valid-hub-to-spoke.json")  # its Task was never submitted
+    r = hub.post(stack.fhir, json=bundle, headers=FHIR_JSON)
+    assert r.status_code in (404, 422)
+    assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_fhirpath_patch_moves_the_task_too(stack, spoke, hub):
+    case = Case()
+    case.submit(stack, spoke)
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "operation",
+                "part": [
+                    {"name": "type", "valueCode": "replace"},
+                    {"name": "path", "valueString": "Task.status"},
+                    {"name": "value", "valueCode": "accepted"},
+                ],
+            }
+        ],
+    }
+    r = hub.patch(f"{stack.fhir}/Task/{case.ids['Task']}", json=params, headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    assert task(stack, hub, case.ids["Task"])["status"] == "accepted"
+
+
+def test_audit_events_are_found_by_client(stack, spoke, http):
+    case = Case()
+    case.submit(stack, spoke)
+    r = http.get(f"{stack.fhir}/AuditEvent", params={"altid": "hs-spoke", "subtype": "received"})
+    assert r.json()["total"] >= 1
+    assert requests.get(f"{stack.fhir}/AuditEvent").status_code == 401
