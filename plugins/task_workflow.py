@@ -67,6 +67,9 @@ class TaskWorkflow:
         if entry.method == "PATCH":
             patch, media_type = patch_document(entry)
             updated = task_rules.apply_patch(current, patch, media_type)
+            if updated.get("meta") != current.get("meta"):
+                # versions, tags and tenant labels are the server's to set
+                raise FhirError(403, "A patch may not change meta", ["Task.meta"], code="forbidden")
         else:
             updated = entry.resource
         task_rules.check_task_update(current, updated, actor_of(ctx.client, current, ctx.store))

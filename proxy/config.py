@@ -11,6 +11,7 @@ DEFAULT_PLUGINS = (
     "tenancy",
     "message_checks",
     "profile_validation",
+    "routing",
     "intake",
     "task_workflow",
     "dispense_return",

@@ -1,3 +1,5 @@
 """RQ workers: delivery of forwarded messages to partners (see the forwarding issue)."""
 
-QUEUES = ["fhirplug-forward"]
+from worker.delivery import QUEUE
+
+QUEUES = [QUEUE]

@@ -2,23 +2,19 @@
 it): intake exactly once, the Task state machine with who acts, the dispense return, audit."""
 
 import json
-import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 
+from tests.support import messages
+from tests.support.messages import RFC4122, Case
+
 pytestmark = pytest.mark.integration
-FHIR_JSON = {"Content-Type": "application/fhir+json"}
-JSON_PATCH = {"Content-Type": "application/json-patch+json"}
-EXAMPLES = Path(__file__).resolve().parents[2] / "ig" / "examples"
 HUB, SPOKE = "FA565", "VNE51"
-RFC4122 = "https://tools.ietf.org/html/rfc4122"
 MESSAGE_ID_SYSTEM = "https://fhirplug.org/fhir/NamingSystem/message-identifier"
-TASK_ID = "0f8c2e6a-3d4b-4c1e-9f7a-5b2d8e1c6a94"  # the examples' Task identifier
-ITEM_ID = "7dc0390a-f416-4d8a-9751-257bfa6294cd"  # the examples' prescription item
+FHIR_JSON, JSON_PATCH = messages.FHIR_JSON, messages.JSON_PATCH
 
 
 @pytest.fixture(scope="module")
@@ -31,41 +27,8 @@ def hub(stack):
     return stack.session(client=stack.client("hs-hub", "hub", HUB))
 
 
-class Case:
-    """One prescription's journey: fresh identities in both examples, consistently."""
-
-    def __init__(self):
-        self.task_identifier, self.item, self.message = (
-            str(uuid.uuid4()),
-            str(uuid.uuid4()),
-            str(uuid.uuid4()),
-        )
-
-    def load(self, name: str) -> dict:
-        text = (
-            (EXAMPLES / name).read_text().replace(TASK_ID, self.task_identifier).replace(ITEM_ID, self.item)
-        )
-        for old in set(re.findall(r"urn:uuid:[0-9a-f-]{36}", text)):
-            text = text.replace(old, f"urn:uuid:{uuid.uuid4()}")
-        bundle = json.loads(text)
-        bundle["identifier"]["value"] = self.message if "spoke-to-hub" in name else str(uuid.uuid4())
-        return bundle
-
-    def submit(self, stack, spoke, name="valid-spoke-to-hub.json") -> dict:
-        r = spoke.post(stack.fhir, json=self.load(name), headers=FHIR_JSON)
-        assert r.status_code == 201, r.text
-        self.ids = {
-            loc.split("/")[0]: loc.split("/")[1]
-            for e in r.json()["entry"]
-            if (loc := e["response"].get("location"))
-        }
-        return r.json()
-
-
 def move(stack, session, task_id: str, status: str, **extra):
-    patch = [{"op": "replace", "path": "/status", "value": status}]
-    patch += [{"op": "add", "path": f"/{k}", "value": v} for k, v in extra.items()]
-    return session.patch(f"{stack.fhir}/Task/{task_id}", json=patch, headers=JSON_PATCH)
+    return messages.move(stack.fhir, session, task_id, status, **extra)
 
 
 def task(stack, session, task_id):
@@ -110,7 +73,7 @@ def test_concurrent_copies_store_one_task(stack, spoke, http):
 
 def test_the_same_identifier_with_other_content_is_a_conflict(stack, spoke):
     case = Case()
-    case.submit(stack, spoke)
+    case.submit(stack.fhir, spoke)
     other = case.load("valid-spoke-to-hub.json")
     other["entry"][0]["resource"]["description"] = "something else"
     r = spoke.post(stack.fhir, json=other, headers=FHIR_JSON)
@@ -126,7 +89,7 @@ def test_a_message_without_an_identifier_is_refused(stack, spoke):
 
 def test_the_whole_flow_ends_with_the_task_completed_and_the_prescription_completed(stack, spoke, hub):
     case = Case()
-    case.submit(stack, spoke)
+    case.submit(stack.fhir, spoke)
     tid = case.ids["Task"]
     assert move(stack, hub, tid, "accepted").status_code == 200
     progress = move(stack, hub, tid, "in-progress", businessStatus={"text": "assembling"})
@@ -148,7 +111,7 @@ def test_the_whole_flow_ends_with_the_task_completed_and_the_prescription_comple
 
 def test_the_reject_path_and_nothing_after_it(stack, spoke, hub):
     case = Case()
-    case.submit(stack, spoke)
+    case.submit(stack.fhir, spoke)
     tid = case.ids["Task"]
     r = move(stack, hub, tid, "rejected", statusReason={"text": "out of stock"})
     assert r.status_code == 200, r.text
@@ -158,7 +121,7 @@ def test_the_reject_path_and_nothing_after_it(stack, spoke, hub):
 
 def test_the_failed_path(stack, spoke, hub):
     case = Case()
-    case.submit(stack, spoke)
+    case.submit(stack.fhir, spoke)
     tid = case.ids["Task"]
     move(stack, hub, tid, "accepted")
     move(stack, hub, tid, "in-progress")
@@ -171,7 +134,7 @@ def test_the_failed_path(stack, spoke, hub):
 
 def test_an_illegal_transition_is_409_naming_both_states(stack, spoke, hub):
     case = Case()
-    case.submit(stack, spoke)
+    case.submit(stack.fhir, spoke)
     r = move(stack, hub, case.ids["Task"], "completed")
     assert r.status_code == 409
     diag = r.json()["issue"][0]["diagnostics"]
@@ -180,7 +143,7 @@ def test_an_illegal_transition_is_409_naming_both_states(stack, spoke, hub):
 
 def test_the_requester_may_not_accept_but_may_cancel(stack, spoke, hub):
     case = Case()
-    case.submit(stack, spoke)
+    case.submit(stack.fhir, spoke)
     tid = case.ids["Task"]
     assert move(stack, spoke, tid, "accepted").status_code == 403
     assert move(stack, spoke, tid, "cancelled").status_code == 200
@@ -189,7 +152,7 @@ def test_the_requester_may_not_accept_but_may_cancel(stack, spoke, hub):
 
 def test_the_owner_may_not_change_who_the_task_is_for(stack, spoke, hub):
     case = Case()
-    case.submit(stack, spoke)
+    case.submit(stack.fhir, spoke)
     patch = [{"op": "replace", "path": "/for", "value": {"display": "someone else"}}]
     r = hub.patch(f"{stack.fhir}/Task/{case.ids['Task']}", json=patch, headers=JSON_PATCH)
     assert r.status_code == 403 and "Task.for" in r.json()["issue"][0]["expression"]
@@ -201,7 +164,7 @@ def test_an_unknown_task_is_404(stack, hub):
 
 def test_a_stale_version_is_412(stack, spoke, hub):
     case = Case()
-    case.submit(stack, spoke)
+    case.submit(stack.fhir, spoke)
     tid = case.ids["Task"]
     move(stack, hub, tid, "accepted")  # now version 2
     patch = [{"op": "replace", "path": "/status", "value": "in-progress"}]
@@ -219,7 +182,7 @@ def test_a_dispense_for_a_task_that_is_not_here_is_refused(stack, hub, spoke):
 
 def test_fhirpath_patch_moves_the_task_too(stack, spoke, hub):
     case = Case()
-    case.submit(stack, spoke)
+    case.submit(stack.fhir, spoke)
     params = {
         "resourceType": "Parameters",
         "parameter": [
@@ -240,7 +203,7 @@ def test_fhirpath_patch_moves_the_task_too(stack, spoke, hub):
 
 def test_audit_events_are_found_by_client(stack, spoke, http):
     case = Case()
-    case.submit(stack, spoke)
+    case.submit(stack.fhir, spoke)
     r = http.get(f"{stack.fhir}/AuditEvent", params={"altid": "hs-spoke", "subtype": "received"})
     assert r.json()["total"] >= 1
     assert requests.get(f"{stack.fhir}/AuditEvent").status_code == 401

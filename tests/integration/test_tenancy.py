@@ -56,7 +56,7 @@ def spoke_bundle(ods: str, hub_ods: str = HUB, patient_ref: str | None = None) -
 def submit(stack, session, ods, **kw) -> dict:
     bundle, tid = spoke_bundle(ods, **kw)
     r = session.post(stack.fhir, json=bundle, headers=FHIR_JSON)
-    assert r.status_code == 200, r.text
+    assert r.status_code == 201, r.text  # a hub-and-spoke message: received and persisted
     locs = [e["response"]["location"].split("/_history")[0] for e in r.json()["entry"]]
     ids = {loc.split("/")[-2]: loc.split("/")[-1] for loc in locs}
     ids["identifier"] = tid

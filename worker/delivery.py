@@ -1,0 +1,160 @@
+"""Delivery of forwarded messages to partners: one RQ job per delivery.
+
+``enqueue`` records a delivery (``Delivery``) on the forwarding queue with retries (exponential
+backoff with jitter) and, for deliveries about the same Task, a dependency on the one before, so
+a completion never overtakes the acceptance before it. ``deliver`` (run by the worker) sends it
+with our signed-JWT client for that partner; a 401 gets one new token (in ``PartnerTokenClient``);
+timeouts, connection errors, 429 and 5xx are retried; any other answer is final: the job fails
+without further retries and stays in RQ's failed-job registry (the dead letters), with the
+partner's OperationOutcome kept as the reason. Deliveries carry the request id across the hop
+and an ``X-Delivery-ID``; the partner's own intake makes a repeated message a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+
+import requests
+from redis import Redis
+from rq import Queue, Retry, get_current_job
+
+from proxy.auth.outbound import PartnerCredentials, PartnerTokenClient, TokenRequestError
+from proxy.partners import PartnerDirectory
+
+log = logging.getLogger("fhirplug.delivery")
+QUEUE = "fhirplug-forward"
+MAX_RETRIES = 8
+LAST_FOR_TASK = "fhirplug:last-delivery:"  # + task key -> the job id of its latest delivery
+
+
+@dataclass
+class Delivery:
+    partner: str  # ODS code
+    method: str  # POST (a message bundle to the base) or PATCH (a Task)
+    path: str  # "" or "Task/123" or "Task?identifier=..."
+    body: dict | list
+    content_type: str = "application/fhir+json"
+    request_id: str | None = None
+    task_key: str | None = None  # deliveries about one Task keep their order
+    what: str = "message"
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    queued_at: float = field(default_factory=time.time)
+
+
+class PermanentFailure(Exception):
+    """The partner refused the delivery for good (a 4xx other than 401/408/429)."""
+
+
+class RetryableFailure(Exception):
+    pass
+
+
+def backoff(retries: int = MAX_RETRIES) -> list[int]:
+    """1, 2, 4, ... seconds, each with up to 25 % jitter so retries of many jobs spread out."""
+    return [max(1, round(2**i * random.uniform(0.75, 1.25))) for i in range(retries)]
+
+
+def redis_from_env() -> Redis:
+    return Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+def enqueue(delivery: Delivery, redis: Redis) -> str:
+    queue = Queue(QUEUE, connection=redis)
+    depends_on = None
+    if delivery.task_key:
+        prev = redis.get(LAST_FOR_TASK + delivery.task_key)
+        depends_on = prev.decode() if prev else None
+    queue.enqueue(
+        "worker.delivery.deliver",
+        asdict(delivery),
+        job_id=delivery.id,
+        retry=Retry(max=MAX_RETRIES, interval=backoff()),
+        depends_on=depends_on,
+        result_ttl=24 * 3600,
+        failure_ttl=30 * 24 * 3600,  # dead letters are kept a month for `fhirplug queue replay`
+        description=f"{delivery.what} to {delivery.partner}",
+    )
+    if delivery.task_key:
+        redis.set(LAST_FOR_TASK + delivery.task_key, delivery.id, ex=7 * 24 * 3600)
+    log.info(
+        "delivery queued",
+        extra={
+            "fields": {
+                "event": "delivery_queued",
+                "delivery": delivery.id,
+                "partner": delivery.partner,
+                "what": delivery.what,
+                "request_id": delivery.request_id,
+            }
+        },
+    )
+    return delivery.id
+
+
+_clients: dict[str, PartnerTokenClient] = {}
+
+
+def _client(partner) -> PartnerTokenClient:
+    key = f"{partner.ods}|{partner.client_id}|{partner.token_url}|{partner.key_file}"
+    if key not in _clients:
+        creds = PartnerCredentials(partner.token_url, partner.client_id, partner.private_jwk(), partner.scope)
+        _clients[key] = PartnerTokenClient(creds, timeout=15.0)
+    return _clients[key]
+
+
+def deliver(job: dict) -> dict:
+    """The RQ job. Returns what the partner answered; raises to be retried or dead-lettered."""
+    d = Delivery(**job)
+    partner = PartnerDirectory(redis_from_env()).get(d.partner)
+    if partner is None:
+        _final(f"no partner {d.partner} in the directory")
+    url = partner.base_url + ("/" + d.path if d.path else "")
+    headers = {"Content-Type": d.content_type, "Accept": "application/fhir+json", "X-Delivery-ID": d.id}
+    if d.request_id:
+        headers["X-Request-ID"] = d.request_id
+    try:
+        resp = _client(partner).request(d.method, url, headers=headers, data=json.dumps(d.body))
+    except TokenRequestError as exc:
+        if exc.retryable:
+            raise RetryableFailure(str(exc)) from exc
+        _final(f"the partner's token endpoint refused us: {exc}")
+    except requests.RequestException as exc:
+        raise RetryableFailure(f"{type(exc).__name__}: {exc}") from exc
+    latency = time.time() - d.queued_at
+    if resp.status_code < 300:
+        log.info(
+            "delivered",
+            extra={
+                "fields": {
+                    "event": "delivered",
+                    "delivery": d.id,
+                    "partner": d.partner,
+                    "status": resp.status_code,
+                    "latency_s": round(latency, 3),
+                    "request_id": d.request_id,
+                }
+            },
+        )
+        return {"status": resp.status_code, "latency_s": latency}
+    if resp.status_code in (408, 409, 429) or resp.status_code >= 500:
+        # 409: the partner is still processing an earlier copy of this message
+        raise RetryableFailure(f"{resp.status_code}: {resp.text[:500]}")
+    _final(f"{resp.status_code}: {resp.text[:2000]}")
+    raise AssertionError("unreachable")
+
+
+def _final(reason: str):
+    """Fail for good: no retries left, so RQ moves the job to the failed registry (dead letters)."""
+    job = get_current_job()
+    if job is not None:
+        job.retries_left = 0
+        job.meta["dead_letter_reason"] = reason
+        job.save_meta()
+    log.warning("delivery dead-lettered", extra={"fields": {"event": "dead_letter", "reason": reason[:500]}})
+    raise PermanentFailure(reason)
