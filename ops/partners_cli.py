@@ -25,6 +25,7 @@ def add_parser(sub) -> None:
     add.add_argument("--client-id", required=True, help="the client id we are registered with there")
     add.add_argument("--key", required=True, help="our private JWK file for them (`fhirplug keys generate`)")
     add.add_argument("--scope", help="ask their token endpoint for these scopes only")
+    add.add_argument("--their-client-id", help="the client id they use here (see `fhirplug clients add`)")
     ps.add_parser("list", help="list partners")
     rm = ps.add_parser("remove", help="remove a partner")
     rm.add_argument("ods")
@@ -42,6 +43,7 @@ def run(args) -> int:
             args.client_id,
             os.path.abspath(args.key),
             args.scope,
+            args.their_client_id,
         )
         try:
             directory.put(partner)

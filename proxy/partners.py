@@ -25,6 +25,7 @@ class Partner:
     client_id: str  # the client id we use at their authorization server
     key_file: str  # our private JWK for them (from `fhirplug keys generate`)
     scope: str | None = None
+    their_client_id: str | None = None  # the client id they use here (`fhirplug clients add`)
 
     def private_jwk(self) -> dict:
         return json.loads(Path(self.key_file).read_text())

@@ -19,11 +19,14 @@ import random
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 
 import requests
 from redis import Redis
 from rq import Queue, Retry, get_current_job
 
+from plugins.audit import HANDOFF_SYSTEM, ODS_SYSTEM
+from plugins.tenancy import TENANT_SYSTEM
 from proxy.auth.outbound import PartnerCredentials, PartnerTokenClient, TokenRequestError
 from proxy.partners import PartnerDirectory
 
@@ -141,6 +144,7 @@ def deliver(job: dict) -> dict:
                 }
             },
         )
+        record_delivery(d, partner)
         return {"status": resp.status_code, "latency_s": latency}
     if resp.status_code in (408, 409, 429) or resp.status_code >= 500:
         # 409: the partner is still processing an earlier copy of this message
@@ -158,3 +162,41 @@ def _final(reason: str):
         job.save_meta()
     log.warning("delivery dead-lettered", extra={"fields": {"event": "dead_letter", "reason": reason[:500]}})
     raise PermanentFailure(reason)
+
+
+def record_delivery(d: Delivery, partner) -> None:
+    """The "delivered to partner" hand-off, as an AuditEvent in our own store (best effort: the
+    delivery has happened whether or not its record can be written)."""
+    store = os.environ.get("FHIRPLUG_STORE_URL")
+    own = os.environ.get("FHIRPLUG_ODS", "")
+    if not store:
+        return
+    what = {"reference": d.path} if d.path.startswith("Task/") else {"display": d.what}
+    name = None
+    if d.task_key and "|" in d.task_key:
+        system, name = d.task_key.split("|", 1)
+        what = {"identifier": {"system": system, "value": name}, "display": d.what}
+    event = {
+        "resourceType": "AuditEvent",
+        "meta": {"security": [{"system": TENANT_SYSTEM, "code": c} for c in sorted({own, d.partner} - {""})]},
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+        "subtype": [{"system": HANDOFF_SYSTEM, "code": "delivered"}],
+        "action": "E",
+        "recorded": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "outcome": "0",
+        "agent": [
+            {
+                "who": {"identifier": {"system": ODS_SYSTEM, "value": d.partner}},
+                "altId": partner.client_id,
+                "requestor": False,
+            }
+        ],
+        "source": {"observer": {"identifier": {"system": ODS_SYSTEM, "value": own or "unknown"}}},
+        "entity": [{"what": what, "description": f"delivery {d.id}, request {d.request_id}"}],
+    }
+    if name:
+        event["entity"][0]["name"] = name  # the Task's shared identifier: AuditEvent?entity-name=
+    try:
+        requests.post(store.rstrip("/") + "/AuditEvent", json=event, timeout=10)
+    except requests.RequestException:
+        log.exception("could not record the delivery's audit event")

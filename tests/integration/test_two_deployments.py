@@ -138,6 +138,10 @@ def test_the_whole_flow_between_two_deployments(pair):
     assert dispensed["total"] == 1
     # exactly once: one Task at each side, however the deliveries went
     assert hub_system.get(f"{hub.fhir}/Task", params=case.task_query).json()["total"] == 1
+    # the hand-off to the partner is on record at the sending side
+    query = {"subtype": "delivered", "entity-name": case.task_identifier}
+    delivered = eventually(lambda: spoke_system.get(f"{spoke.fhir}/AuditEvent", params=query).json()["total"])
+    assert delivered >= 1
 
 
 def test_the_reject_path_reaches_the_spoke(pair):
