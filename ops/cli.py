@@ -19,12 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("--client-id", required=True)
     tok.add_argument("--key", required=True, help="the private JWK file from `fhirplug keys generate`")
     tok.add_argument("--scope", help="ask for fewer scopes than registered")
-    from ops import ig_cli, partners_cli, profiles_cli, validate_cli
+    from ops import ig_cli, partners_cli, profiles_cli, queue_cli, validate_cli
 
     validate_cli.add_parser(sub)
     profiles_cli.add_parser(sub)
     ig_cli.add_parser(sub)
     partners_cli.add_parser(sub)
+    queue_cli.add_parser(sub)
     args = parser.parse_args(argv)
 
     if args.group == "validate":
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return ig_cli.run(args)
     if args.group == "partners":
         return partners_cli.run(args)
+    if args.group == "queue":
+        return queue_cli.run(args)
     if args.group == "clients":
         return clients_cli.run_clients(args)
     if args.group == "keys":

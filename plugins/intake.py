@@ -89,7 +89,7 @@ class Intake:
                 code="required",
             )
         key = message_key(ctx.client.id or "", identifier)
-        digest = content_digest(bundle)
+        digest = ctx.state.get("hubspoke.digest") or content_digest(bundle)
         try:
             claimed = self.redis.set(
                 key, json.dumps({"state": "pending", "digest": digest}), nx=True, ex=PENDING_TTL_S

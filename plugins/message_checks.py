@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
+
+import simplejson
 
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
@@ -412,6 +415,11 @@ def check(bundle: Any, kind: str | None = None) -> list[Problem]:
 # ---------------------------------------------------------------- the hook
 
 
+def digest(bundle: dict) -> str:
+    canonical = simplejson.dumps(bundle, sort_keys=True, separators=(",", ":"), use_decimal=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 class MessageChecks:
     @hookimpl
     def fhirplug_before_bundle(self, ctx, bundle):
@@ -419,6 +427,8 @@ class MessageChecks:
         if kind is None:
             return None
         ctx.state["hubspoke.kind"] = kind
+        # the message as sent: later plugins amend the bundle, a resend must still match it
+        ctx.state["hubspoke.digest"] = digest(bundle)
         problems = check(bundle, kind)
         if problems:
             raise FhirError.many(400, problems, code="invalid")

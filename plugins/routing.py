@@ -20,15 +20,17 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from urllib.parse import parse_qsl
 
 from redis import Redis
 
 from plugins import task_rules
 from plugins.intake import MESSAGE_ID_SYSTEM, PARTNER_TASK_SYSTEM, task_entry
-from plugins.tenancy import TENANT_SYSTEM, ods_of_reference
+from plugins.tenancy import TENANT_ROLES, TENANT_SYSTEM, narrowing, ods_of_reference
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
 from proxy.partners import PartnerDirectory
+from worker import outbox
 from worker.delivery import Delivery, enqueue
 
 log = logging.getLogger("fhirplug.routing")
@@ -105,23 +107,65 @@ class Routing:
         entry = task_entry(bundle)
         if kind == "spoke-to-hub" and entry is not None:
             owner = ods_of_reference(entry["resource"].get("owner"), bundle, ctx.store)
-            if owner and owner != self.own_ods:
-                ctx.state["routing"] = (
-                    "message",
-                    self._partner(owner, ["Bundle.entry[0].resource.owner"]),
-                    original,
-                )
-        elif kind == "hub-to-spoke":
-            ctx.state["routing"] = (
-                "dispense",
-                None,
+            if not owner or owner == self.own_ods:
+                return None
+            partner = self._partner(owner, ["Bundle.entry[0].resource.owner"])
+            delivery = Delivery(
+                partner,
+                "POST",
+                "",
                 original,
-            )  # the spoke is the Task's requester: known later
+                request_id=ctx.request_id,
+                task_key=self._task_key(entry["resource"]),
+                what="spoke-to-hub message",
+            )
+            self._outbox_entry(ctx, bundle, delivery, entry.get("fullUrl") or "")
+        elif kind == "hub-to-spoke":
+            task = self._patched_task(ctx, bundle)
+            requester = ods_of_reference(task.get("requester"), None, ctx.store) if task else None
+            if task is None or not requester or requester in (self.own_ods, ctx.client.ods):
+                return None
+            if PartnerDirectory(self.redis).get(requester) is None:
+                return None  # the spoke is a tenant here
+            delivery = Delivery(
+                requester,
+                "POST",
+                "",
+                original,
+                request_id=ctx.request_id,
+                task_key=self._task_key(task),
+                what="hub-to-spoke dispense",
+            )
+            self._outbox_entry(ctx, bundle, delivery, f"Task/{task['id']}")
+        return None
+
+    def _outbox_entry(self, ctx, bundle: dict, delivery: Delivery, subject: str) -> None:
+        """The intent to forward, stored in the same transaction as the message."""
+        basic = outbox.record(delivery, subject)
+        bundle["entry"].append(
+            {"resource": basic, "request": {"method": "PUT", "url": f"Basic/{delivery.id}"}}
+        )
+        ctx.state["routing"] = delivery
+
+    def _patched_task(self, ctx, bundle: dict) -> dict | None:
+        for e in bundle.get("entry") or []:
+            url = str((e.get("request") or {}).get("url", ""))
+            if (e.get("request") or {}).get("method") == "PATCH" and url.startswith("Task"):
+                path, _, query = url.partition("?")
+                if not query:
+                    return ctx.store.read("Task", path.split("/")[1]) if "/" in path else None
+                pairs = parse_qsl(query, keep_blank_values=True)
+                if ctx.client.role in TENANT_ROLES and ctx.client.ods:
+                    pairs.append(narrowing(ctx.client.ods))
+                found = ctx.store.search("Task", pairs)
+                return found[0] if len(found) == 1 else None
         return None
 
     @hookimpl(trylast=True)
     def fhirplug_before_storage(self, ctx, entry):
-        if entry.resource_type != "Task" or entry.method != "PUT" or not isinstance(entry.resource, dict):
+        if entry.index is not None or entry.resource_type != "Task" or entry.method != "PUT":
+            return None
+        if not isinstance(entry.resource, dict) or not entry.resource_id:
             return None
         task = entry.resource
         owner = ods_of_reference(task.get("owner"), None, ctx.store)
@@ -130,81 +174,62 @@ class Routing:
         if other is None or other == self.own_ods or other == ctx.client.ods:
             return None  # a local Task, or the change came from that very party
         if PartnerDirectory(self.redis).get(other) is None:
-            return (
-                None  # the other party is a tenant here (an ICS hub hosting spokes): it reads its Task here
-            )
-        routing = ctx.state.get("routing")
-        if routing and routing[0] == "dispense":
-            ctx.state["routing"] = ("dispense", self._partner(other, ["Task.requester"]), routing[2])
-        elif entry.index is None:
-            current = ctx.store.read("Task", entry.resource_id) if entry.resource_id else None
-            if current is not None:
-                ctx.state["routing"] = ("task", self._partner(other, ["Task"]), (current, task))
+            return None  # a tenant here (an ICS hub hosting spokes): it reads its Task here
+        current = ctx.store.read("Task", entry.resource_id)
+        if current is None:
+            return None
+        patch = json_patch(current, task)
+        if not patch:
+            return None
+        delivery = Delivery(
+            other,
+            "PATCH",
+            path_at(other, task),
+            patch,
+            content_type="application/json-patch+json",
+            request_id=ctx.request_id,
+            task_key=self._task_key(task),
+            what=f"Task {task.get('status')}",
+        )
+        version = int((current.get("meta") or {}).get("versionId", "1")) + 1
+        ctx.store.put(outbox.record(delivery, f"Task/{current['id']}", str(version)))  # before the Task
+        ctx.state["routing"] = delivery
         return None
 
     # ------------------------------------------------------------ forward after storing
 
     @hookimpl
     def fhirplug_after_storage(self, ctx, entry, outcome):
-        routing = ctx.state.get("routing")
-        if routing is None or not outcome.ok or routing[1] is None:
+        delivery = ctx.state.get("routing")
+        if delivery is None:
             return
-        what, partner, payload = routing
-        if what == "message" and entry.resource_type == "Task" and entry.method == "POST":
-            message = payload
-            their_task = task_entry(message)["resource"]
-            location = outcome.location or ""
-            their_task["id"] = location.split("Task/", 1)[-1].split("/")[0]  # how they will address it
-            self._send(
-                ctx,
-                Delivery(
-                    partner,
-                    "POST",
-                    "",
-                    message,
-                    request_id=ctx.request_id,
-                    task_key=self._task_key(their_task),
-                    what="spoke-to-hub message",
-                ),
-            )
-        elif what == "dispense" and entry.resource_type == "Task":
-            self._send(
-                ctx,
-                Delivery(
-                    partner,
-                    "POST",
-                    "",
-                    payload,
-                    request_id=ctx.request_id,
-                    task_key=self._task_key(entry.resource),
-                    what="hub-to-spoke dispense",
-                ),
-            )
-        elif what == "task" and entry.resource_type == "Task":
-            old, new = payload
-            patch = json_patch(old, new)
-            if patch:
-                self._send(
-                    ctx,
-                    Delivery(
-                        partner,
-                        "PATCH",
-                        path_at(partner, new),
-                        patch,
-                        content_type="application/json-patch+json",
-                        request_id=ctx.request_id,
-                        task_key=self._task_key(new),
-                        what=f"Task {new.get('status')}",
-                    ),
-                )
-        ctx.state.pop("routing", None)
+        if entry.index is None:  # a Task change: its outbox record was written before it
+            ctx.state.pop("routing")
+            if outcome.ok:
+                self._send(ctx, delivery)
+            else:
+                outbox.done(self.store_url(ctx), delivery.id)  # the change did not happen
+            return
+        if entry.resource_type == "Task" and outcome.ok and outcome.location:
+            ctx.state["routing.task"] = outcome.location.split("Task/", 1)[-1].split("/")[0]
+        if entry.resource_type == "Basic" and entry.resource_id == delivery.id and outcome.ok:
+            ctx.state.pop("routing")
+            their_task = task_entry(delivery.body) if isinstance(delivery.body, dict) else None
+            if delivery.what == "spoke-to-hub message" and their_task and ctx.state.get("routing.task"):
+                their_task["resource"]["id"] = ctx.state["routing.task"]  # how the hub will address it
+            self._send(ctx, delivery)
+
+    @staticmethod
+    def store_url(ctx) -> str:
+        return os.environ.get("FHIRPLUG_STORE_URL", "http://127.0.0.1:8090/fhir")
 
     def _task_key(self, task: dict) -> str | None:
         shared = shared_identifier(task)
         return f"{shared.get('system', '')}|{shared['value']}" if shared else None
 
     def _send(self, ctx, delivery: Delivery) -> None:
-        # the write is stored: a failure to queue must not turn into an error the caller retries
+        # the write is stored: a failure to queue must not turn into an error the caller retries;
+        # the outbox record is still pending and the sweep will queue it
         try:
             enqueue(delivery, self.redis)
         except Exception:

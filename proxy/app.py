@@ -84,6 +84,7 @@ def create_app(
         return serve(interaction_of, handler)
 
     oauth_routes.register(app, auth, lambda: _public_base(settings).removesuffix("/fhir"), serve)
+    _metrics(app, serve, settings, auth)
 
     @app.get("/healthz")
     def healthz():
@@ -110,6 +111,25 @@ def create_app(
         return serve(lambda h: Interaction("unknown", request.method), handler)
 
     return app
+
+
+def _metrics(app: Flask, serve, settings: Settings, auth: AuthServer | None) -> None:
+    """GET /metrics (Prometheus) for administrators' tokens; open only when auth is off."""
+    from redis import Redis
+
+    from proxy import metrics_route
+    from worker import metrics
+
+    redis = Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+
+    def authorize(header: str | None) -> None:
+        if auth is None:
+            return
+        claims = auth.tokens.verify(header, _public_base(settings).removesuffix("/fhir"))
+        if claims.role != "admin":
+            raise FhirError(403, "Metrics are for administrators", code="forbidden")
+
+    metrics_route.register(app, serve, lambda: metrics.prometheus_text(redis), authorize)
 
 
 def _public_base(settings: Settings) -> str:

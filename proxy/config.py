@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 DEFAULT_PLUGINS = (
     "request_id",
     "tenancy",
+    "delivery_dedup",
     "message_checks",
     "profile_validation",
     "routing",

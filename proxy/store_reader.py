@@ -69,3 +69,11 @@ class StoreReader:
         if status >= 300:
             raise FhirError(503, f"The FHIR store refused a {resource['resourceType']} record ({status})")
         return body
+
+    def put(self, resource: dict) -> dict | None:
+        """Store a plugin's own record under the id it chose (an outbox entry)."""
+        path = f"{resource['resourceType']}/{resource['id']}"
+        status, body = self._send("PUT", path, [], dumps(resource))
+        if status >= 300:
+            raise FhirError(503, f"The FHIR store refused a {resource['resourceType']} record ({status})")
+        return body

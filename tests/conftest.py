@@ -70,6 +70,9 @@ def stack(tmp_path_factory) -> Stack:
             "FHIRPLUG_THREADS": "8",
             "FHIRPLUG_ODS": "FA565",
             "FHIRPLUG_ROLE": "both",
+            # quick outbox sweeps and quick detection of a worker that died mid-delivery
+            "FHIRPLUG_SWEEP_SECONDS": "3",
+            "FHIRPLUG_JOB_MONITORING_INTERVAL": "2",
         },
     )
     try:
@@ -99,3 +102,27 @@ def anon() -> requests.Session:
     s.headers["Accept"] = "application/fhir+json"
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def pair(stack, tmp_path_factory):
+    """Two deployments that are each other's partner: the hub (this stack) and a spoke."""
+    from tests.support import deployments
+
+    var, keys = tmp_path_factory.mktemp("spoke-deployment"), tmp_path_factory.mktemp("partner-keys")
+    try:
+        p = deployments.start_pair(stack, var, keys, free_port)
+    except Exception:
+        stackmod.stop_all(stackmod.StackConfig(var_dir=var))
+        stackmod.stop(stack.cfg, "worker")
+        raise
+    yield p
+    deployments.stop_pair(stack, p)
+
+
+@pytest.fixture(scope="module")
+def linked(pair):
+    """The pair, with the hub treating the spoke as a partner for one test module."""
+    pair.link()
+    yield pair
+    pair.unlink()

@@ -23,16 +23,20 @@ from datetime import UTC, datetime
 
 import requests
 from redis import Redis
-from rq import Queue, Retry, get_current_job
+from rq import Callback, Queue, Retry, get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from plugins.audit import HANDOFF_SYSTEM, ODS_SYSTEM
 from plugins.tenancy import TENANT_SYSTEM
 from proxy.auth.outbound import PartnerCredentials, PartnerTokenClient, TokenRequestError
 from proxy.partners import PartnerDirectory
+from worker import metrics
 
 log = logging.getLogger("fhirplug.delivery")
 QUEUE = "fhirplug-forward"
-MAX_RETRIES = 8
+MAX_RETRIES = 40  # with the backoff capped at 10 minutes: about 6 hours of a partner being away
+MAX_BACKOFF_S = 600
 LAST_FOR_TASK = "fhirplug:last-delivery:"  # + task key -> the job id of its latest delivery
 
 
@@ -60,31 +64,35 @@ class RetryableFailure(Exception):
 
 def backoff(retries: int = MAX_RETRIES) -> list[int]:
     """1, 2, 4, ... seconds, each with up to 25 % jitter so retries of many jobs spread out."""
-    return [max(1, round(2**i * random.uniform(0.75, 1.25))) for i in range(retries)]
+    return [max(1, round(min(2**i, MAX_BACKOFF_S) * random.uniform(0.75, 1.25))) for i in range(retries)]
 
 
 def redis_from_env() -> Redis:
     return Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
-def enqueue(delivery: Delivery, redis: Redis) -> str:
+def enqueue(delivery: Delivery, redis: Redis, after: str | None = None) -> str:
+    """Queue a delivery behind the latest earlier one for the same Task (or behind ``after``)."""
     queue = Queue(QUEUE, connection=redis)
-    depends_on = None
-    if delivery.task_key:
+    if after is None and delivery.task_key:
         prev = redis.get(LAST_FOR_TASK + delivery.task_key)
-        depends_on = prev.decode() if prev else None
+        after = prev.decode() if prev else None
+    depends_on = after if after and after != delivery.id and _pending(redis, after) else None
     queue.enqueue(
         "worker.delivery.deliver",
         asdict(delivery),
         job_id=delivery.id,
         retry=Retry(max=MAX_RETRIES, interval=backoff()),
+        on_failure=Callback(stop_retrying_if_final),
         depends_on=depends_on,
         result_ttl=24 * 3600,
+        job_timeout=120,  # token request and delivery each time out well before this
         failure_ttl=30 * 24 * 3600,  # dead letters are kept a month for `fhirplug queue replay`
         description=f"{delivery.what} to {delivery.partner}",
     )
     if delivery.task_key:
         redis.set(LAST_FOR_TASK + delivery.task_key, delivery.id, ex=7 * 24 * 3600)
+    _metric(metrics.record_queued, redis, delivery.partner)
     log.info(
         "delivery queued",
         extra={
@@ -98,6 +106,15 @@ def enqueue(delivery: Delivery, redis: Redis) -> str:
         },
     )
     return delivery.id
+
+
+def _pending(redis: Redis, job_id: str) -> bool:
+    """Is that job still to run? A finished one need not be waited for, a lost one cannot be."""
+    try:
+        status = Job.fetch(job_id, connection=redis).get_status()
+    except NoSuchJobError:
+        return False
+    return status not in (JobStatus.FINISHED, JobStatus.CANCELED, JobStatus.STOPPED)
 
 
 _clients: dict[str, PartnerTokenClient] = {}
@@ -125,9 +142,11 @@ def deliver(job: dict) -> dict:
         resp = _client(partner).request(d.method, url, headers=headers, data=json.dumps(d.body))
     except TokenRequestError as exc:
         if exc.retryable:
+            _retrying(d)
             raise RetryableFailure(str(exc)) from exc
         _final(f"the partner's token endpoint refused us: {exc}")
     except requests.RequestException as exc:
+        _retrying(d)
         raise RetryableFailure(f"{type(exc).__name__}: {exc}") from exc
     latency = time.time() - d.queued_at
     if resp.status_code < 300:
@@ -145,18 +164,51 @@ def deliver(job: dict) -> dict:
             },
         )
         record_delivery(d, partner)
+        _metric(metrics.record_delivered, redis_from_env(), d.partner, latency)
+        store = os.environ.get("FHIRPLUG_STORE_URL")
+        if store:
+            from worker.outbox import done
+
+            done(store, d.id)  # the outbox record has served its purpose
         return {"status": resp.status_code, "latency_s": latency}
-    if resp.status_code in (408, 409, 429) or resp.status_code >= 500:
-        # 409: the partner is still processing an earlier copy of this message
+    busy = resp.status_code == 409 and resp.headers.get("Retry-After")  # an earlier copy still in hand
+    if resp.status_code in (408, 429) or resp.status_code >= 500 or busy:
+        _retrying(d)
         raise RetryableFailure(f"{resp.status_code}: {resp.text[:500]}")
     _final(f"{resp.status_code}: {resp.text[:2000]}")
     raise AssertionError("unreachable")
+
+
+def _metric(record, *args) -> None:
+    try:  # counting must never fail a delivery
+        record(*args)
+    except Exception:
+        log.warning("could not record a delivery metric", exc_info=True)
+
+
+def _retrying(d: Delivery) -> None:
+    """Count the attempt that is about to fail: a retry while any are left, a dead letter after."""
+    job = get_current_job()
+    if job is not None:
+        job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
+        job.save_meta()
+    left = job.retries_left if job is not None else 0
+    _metric(metrics.record_retried if left else metrics.record_dead, redis_from_env(), d.partner)
+
+
+def stop_retrying_if_final(job, connection, exc_type, exc_value, tb) -> None:
+    """RQ's failure callback, run on the job instance RQ then decides about: a final answer is
+    not retried, so the job goes straight to the failed registry (the dead letters)."""
+    if isinstance(exc_value, PermanentFailure):
+        job.retries_left = 0
 
 
 def _final(reason: str):
     """Fail for good: no retries left, so RQ moves the job to the failed registry (dead letters)."""
     job = get_current_job()
     if job is not None:
+        partner = (job.args[0] if job.args else {}).get("partner", "?")
+        _metric(metrics.record_dead, redis_from_env(), partner)
         job.retries_left = 0
         job.meta["dead_letter_reason"] = reason
         job.save_meta()

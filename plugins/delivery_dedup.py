@@ -1,0 +1,113 @@
+"""The receiving side of exactly-once: a delivery a partner sends again is answered, not redone.
+
+A partner's worker sends each delivery with a stable ``X-Delivery-ID``. The first request with
+that id (per client) claims it in Redis and is processed; one arriving meanwhile waits for its
+result; one arriving later (a retry after a lost answer, a sweep that queued it again) gets the
+first answer again and changes nothing. Only successful answers are kept: a refused or failed
+delivery changed nothing, and a repeat of it (a retry, a replay once the cause is fixed) is
+judged afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from proxy.errors import FhirError
+from proxy.hookspecs import hookimpl
+from proxy.response import ProxyResponse, dumps
+
+log = logging.getLogger("fhirplug.dedup")
+HEADER = "X-Delivery-ID"
+_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+PENDING_TTL_S = 120
+RESULT_TTL_S = 30 * 24 * 3600
+WAIT_S = 20.0
+KEPT_HEADERS = ("Content-Type", "Location", "ETag")
+
+
+class DeliveryDedup:
+    def __init__(self, redis: Redis | None = None):
+        self._redis = redis
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+            self._redis = Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        return self._redis
+
+    @hookimpl
+    def fhirplug_request(self, ctx):
+        delivery_id = ctx.request.header(HEADER)
+        if not delivery_id or not ctx.client.authenticated or not ctx.interaction.is_write:
+            return None
+        if not _ID.match(delivery_id):
+            raise FhirError(400, f"{HEADER} must be 1 to 128 of A-Za-z0-9._:-")
+        key = f"fhirplug:delivery-seen:{ctx.client.id}:{delivery_id}"
+        try:
+            if self.redis.set(key, b'{"state":"pending"}', nx=True, ex=PENDING_TTL_S):
+                ctx.state["dedup.key"] = key
+                return None
+            return self._earlier(key)
+        except RedisError as exc:
+            raise FhirError(
+                503, "Cannot check for a repeated delivery now", headers={"Retry-After": "5"}
+            ) from exc
+
+    def _earlier(self, key: str) -> ProxyResponse:
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            raw = self.redis.get(key)
+            record = json.loads(raw) if raw else None
+            if record is None:
+                raise FhirError(
+                    409,
+                    "The first copy of this delivery failed; send it again",
+                    code="conflict",
+                    headers={"Retry-After": "1"},
+                )
+            if record["state"] == "done":
+                log.info("repeated delivery answered", extra={"fields": {"event": "redelivery"}})
+                response = ProxyResponse(record["status"], record["headers"], (record["body"].encode(),))
+                return response
+            if time.monotonic() > deadline:
+                raise FhirError(
+                    409,
+                    "The first copy of this delivery is still being processed",
+                    code="conflict",
+                    headers={"Retry-After": "2"},
+                )
+            time.sleep(0.05)
+
+    @hookimpl(trylast=True)  # keep the answer exactly as it leaves
+    def fhirplug_response(self, ctx, response):
+        key = ctx.state.pop("dedup.key", None)
+        if key is None:
+            return
+        try:
+            if not 200 <= response.status < 300:
+                # nothing was done: a repeat (a replay after the cause was fixed) is judged afresh
+                self.redis.delete(key)
+                return
+            body = response.resource if response.is_json else None
+            record = {
+                "state": "done",
+                "status": response.status,
+                "headers": {
+                    k: v for k, v in response.headers.items() if k in ("Content-Type", "Location", "ETag")
+                },
+                "body": dumps(body).decode() if body is not None else "",
+            }
+            self.redis.set(key, json.dumps(record), ex=RESULT_TTL_S)
+        except RedisError:
+            log.exception("could not record a delivery's answer")
+
+
+delivery_dedup = DeliveryDedup()
