@@ -59,7 +59,36 @@ class PermanentFailure(Exception):
 
 
 class RetryableFailure(Exception):
-    pass
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after  # the partner's Retry-After, in seconds
+
+
+def retry_after_of(resp) -> float | None:
+    value = resp.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: the backoff applies
+
+
+PARTNER_CONCURRENCY = int(os.environ.get("FHIRPLUG_PARTNER_CONCURRENCY", "4"))
+INFLIGHT = "fhirplug:inflight:"  # + partner ODS: deliveries to it under way, across all workers
+
+
+def acquire_slot(redis: Redis, partner: str, limit: int = PARTNER_CONCURRENCY) -> bool:
+    """One of the partner's delivery slots; False when ``limit`` are in use (try again shortly)."""
+    key = INFLIGHT + partner
+    in_use = redis.incr(key)
+    redis.expire(key, 300)  # a worker that died holding a slot gives it back within minutes
+    if in_use > limit:
+        redis.decr(key)
+        return False
+    return True
+
+
+def release_slot(redis: Redis, partner: str) -> None:
+    redis.decr(INFLIGHT + partner)
 
 
 def backoff(retries: int = MAX_RETRIES) -> list[int]:
@@ -134,6 +163,16 @@ def deliver(job: dict) -> dict:
     partner = PartnerDirectory(redis_from_env()).get(d.partner)
     if partner is None:
         _final(f"no partner {d.partner} in the directory")
+    redis = redis_from_env()
+    if not acquire_slot(redis, d.partner):
+        raise RetryableFailure(f"{PARTNER_CONCURRENCY} deliveries to {d.partner} already under way", 1)
+    try:
+        return _send(d, partner)
+    finally:
+        release_slot(redis, d.partner)
+
+
+def _send(d: Delivery, partner) -> dict:
     url = partner.base_url + ("/" + d.path if d.path else "")
     headers = {"Content-Type": d.content_type, "Accept": "application/fhir+json", "X-Delivery-ID": d.id}
     if d.request_id:
@@ -174,7 +213,7 @@ def deliver(job: dict) -> dict:
     busy = resp.status_code == 409 and resp.headers.get("Retry-After")  # an earlier copy still in hand
     if resp.status_code in (408, 429) or resp.status_code >= 500 or busy:
         _retrying(d)
-        raise RetryableFailure(f"{resp.status_code}: {resp.text[:500]}")
+        raise RetryableFailure(f"{resp.status_code}: {resp.text[:500]}", retry_after_of(resp))
     _final(f"{resp.status_code}: {resp.text[:2000]}")
     raise AssertionError("unreachable")
 
@@ -198,9 +237,16 @@ def _retrying(d: Delivery) -> None:
 
 def stop_retrying_if_final(job, connection, exc_type, exc_value, tb) -> None:
     """RQ's failure callback, run on the job instance RQ then decides about: a final answer is
-    not retried, so the job goes straight to the failed registry (the dead letters)."""
+    not retried, so the job goes straight to the failed registry (the dead letters); a partner's
+    Retry-After stretches the wait before the next try."""
     if isinstance(exc_value, PermanentFailure):
         job.retries_left = 0
+    elif isinstance(exc_value, RetryableFailure) and exc_value.retry_after and job.retries_left:
+        intervals = list(job.retry_intervals or [])
+        nxt = len(intervals) - job.retries_left  # the interval RQ will use for this retry
+        if 0 <= nxt < len(intervals):
+            intervals[nxt] = max(intervals[nxt], int(exc_value.retry_after + 0.999))
+            job.retry_intervals = intervals
 
 
 def _final(reason: str):

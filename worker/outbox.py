@@ -26,6 +26,7 @@ from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.scheduler import RQScheduler
 
 from worker.delivery import QUEUE, Delivery, enqueue
 
@@ -103,6 +104,7 @@ def sweep(store_url: str, redis: Redis, grace_s: float = GRACE_S) -> dict[str, i
     try:
         # a job whose worker died mid-delivery is retried once its heartbeat has lapsed
         StartedJobRegistry(QUEUE, connection=redis).cleanup()
+        run_due_retries(redis)
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
         latest: dict[str, str] = {}  # task key -> the latest delivery seen for it, oldest first
         for basic in _pending(store_url):
@@ -134,6 +136,21 @@ def sweep(store_url: str, redis: Redis, grace_s: float = GRACE_S) -> dict[str, i
     finally:
         redis.delete(SWEEP_LOCK)
     return counts
+
+
+def run_due_retries(redis: Redis) -> None:
+    """Stand in for a scheduler that died. Retries falling due are queued by the scheduler of one
+    worker, which holds a lock; when a worker is killed its lock outlives it for a minute and an
+    idle worker only tries to take it over every few minutes. While no scheduler holds the lock,
+    the sweep takes it just long enough to queue what is due, using RQ's own scheduler code."""
+    if redis.exists(RQScheduler.get_locking_key(QUEUE)):
+        return  # a live scheduler is on it
+    scheduler = RQScheduler([QUEUE], connection=redis)
+    if scheduler.acquire_locks():
+        try:
+            scheduler.enqueue_scheduled_jobs()
+        finally:
+            scheduler.release_locks()
 
 
 def _status(redis: Redis, job_id: str):

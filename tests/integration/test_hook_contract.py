@@ -1,6 +1,7 @@
 """The hook contract in a real proxy process: probe plugins loaded by name from configuration."""
 
 import json
+import time
 import uuid
 
 import pytest
@@ -119,7 +120,15 @@ def test_one_json_access_log_line_per_request(probe_proxy, ph):
     rid = f"log-{uuid.uuid4().hex}"
     ph.get(f"{probe_proxy[0]}/metadata", headers={"X-Request-ID": rid})
     ph.get(f"{probe_proxy[0]}/Patient/nope", headers={"X-Request-ID": rid})
-    lines = [json.loads(x) for x in probe_proxy[1].read_text().splitlines() if x.startswith("{")]
-    mine = [x for x in lines if x.get("event") == "access" and x.get("request_id") == rid]
+
+    def mine():
+        lines = [json.loads(x) for x in probe_proxy[1].read_text().splitlines() if x.startswith("{")]
+        return [x for x in lines if x.get("event") == "access" and x.get("request_id") == rid]
+
+    # the line is written once the response has gone out, so it may trail the answer a little
+    deadline = time.monotonic() + 5
+    while len(mine()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    mine = mine()
     assert [(x["path"], x["status"]) for x in mine] == [("/fhir/metadata", 200), ("/fhir/Patient/nope", 404)]
     assert all(x["duration_ms"] >= 0 and x["method"] == "GET" for x in mine)

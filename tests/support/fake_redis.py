@@ -32,3 +32,18 @@ class FakeRedis:
                 return None
             self.values[key] = (value, time.time() + ex if ex else None)
             return True
+
+    def incr(self, key):
+        with self._lock:
+            value = int(self.values.get(key, (b"0", None))[0]) + 1
+            self.values[key] = (str(value).encode(), None)
+            return value
+
+    def decr(self, key):
+        with self._lock:
+            value = int(self.values.get(key, (b"0", None))[0]) - 1
+            self.values[key] = (str(value).encode(), None)
+            return value
+
+    def expire(self, key, seconds):
+        return True
