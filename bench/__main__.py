@@ -231,10 +231,16 @@ def main() -> int:
     ap.add_argument("--write", help="write a Markdown report to this file")
     ap.add_argument("--token", help="Bearer token for the proxy (default: register a bench client)")
     args = ap.parse_args()
+    token_of = lambda: args.token  # noqa: E731
     if args.token is None:
-        from bench.client import bench_token
+        # a token per round from the product's own client, which renews it before it expires:
+        # the whole run outlasts one token's lifetime
+        from bench.client import bench_credentials
+        from proxy.auth.outbound import PartnerTokenClient
 
-        args.token = bench_token(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), args.proxy)
+        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        client = PartnerTokenClient(bench_credentials(redis_url, args.proxy.removesuffix("/fhir")))
+        token_of = client.token
     if shutil.which("wrk") is None:
         print("bench needs wrk (Debian package wrk): apt-get install wrk", file=sys.stderr)
         return 2
@@ -251,7 +257,7 @@ def main() -> int:
                     if rnd % 2:
                         order.reverse()
                     for label, base in order:
-                        token = args.token if label == "proxy" else ""
+                        token = token_of() if label == "proxy" else ""
                         r = wrk_round(base, kind, ids, tag, conc, args.seconds, tmp, token)
                         if rnd:  # round 0 warms both sides up
                             sides[label].rounds.append(r)
