@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 
@@ -21,6 +20,7 @@ from redis.exceptions import RedisError
 
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
+from proxy.redis_conn import UsesRedis
 from proxy.response import ProxyResponse, dumps
 
 log = logging.getLogger("fhirplug.dedup")
@@ -32,16 +32,9 @@ WAIT_S = 20.0
 KEPT_HEADERS = ("Content-Type", "Location", "ETag")
 
 
-class DeliveryDedup:
+class DeliveryDedup(UsesRedis):
     def __init__(self, redis: Redis | None = None):
         self._redis = redis
-
-    @property
-    def redis(self) -> Redis:
-        if self._redis is None:
-            url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-            self._redis = Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
-        return self._redis
 
     @hookimpl
     def fhirplug_request(self, ctx):

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
+from proxy.redis_conn import UsesRedis
 from proxy.response import ProxyResponse
 
 log = logging.getLogger("fhirplug.intake")
@@ -60,18 +61,11 @@ def task_entry(bundle: dict) -> dict | None:
     return None
 
 
-class Intake:
+class Intake(UsesRedis):
     def __init__(self, redis: Redis | None = None, own_ods: str | None = None, role: str | None = None):
         self._redis = redis
         self.own_ods = own_ods if own_ods is not None else os.environ.get("FHIRPLUG_ODS", "")
         self.role = role if role is not None else os.environ.get("FHIRPLUG_ROLE", "both")
-
-    @property
-    def redis(self) -> Redis:
-        if self._redis is None:
-            url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-            self._redis = Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
-        return self._redis
 
     # ------------------------------------------------------------ before the store
 

@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 
 import simplejson
 from redis import Redis
@@ -24,6 +23,7 @@ from plugins.message_checks import classify
 from proxy.conformance import CONFORMANCE_TYPES, GENERATION_KEY
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
+from proxy.redis_conn import UsesRedis
 
 log = logging.getLogger("fhirplug.validation")
 ENGLAND = "https://fhir.nhs.uk/England/StructureDefinition/"
@@ -52,16 +52,9 @@ def blocking_issues(outcome: dict) -> list[tuple[str, list[str]]]:
     ]
 
 
-class ProfileValidation:
+class ProfileValidation(UsesRedis):
     def __init__(self, redis: Redis | None = None):
         self._redis = redis
-
-    @property
-    def redis(self) -> Redis:
-        if self._redis is None:
-            url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-            self._redis = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        return self._redis
 
     def validate(self, store, resource: dict, profile: str) -> tuple[dict, bool]:
         """The OperationOutcome and whether it came from the cache."""

@@ -30,6 +30,7 @@ from plugins.tenancy import TENANT_ROLES, TENANT_SYSTEM, narrowing, ods_of_refer
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
 from proxy.partners import PartnerDirectory
+from proxy.redis_conn import UsesRedis
 from worker import outbox
 from worker.delivery import Delivery, enqueue
 
@@ -76,16 +77,10 @@ def strip_labels(resource: dict) -> None:
             del meta["security"]
 
 
-class Routing:
+class Routing(UsesRedis):
     def __init__(self, redis: Redis | None = None, own_ods: str | None = None):
         self._redis = redis
         self.own_ods = own_ods if own_ods is not None else os.environ.get("FHIRPLUG_ODS", "")
-
-    @property
-    def redis(self) -> Redis:
-        if self._redis is None:
-            self._redis = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-        return self._redis
 
     def _partner(self, ods: str | None, where: list[str]) -> str:
         if not ods or PartnerDirectory(self.redis).get(ods) is None:

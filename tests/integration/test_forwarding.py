@@ -19,24 +19,11 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from ops import stack as stackmod
 from proxy.partners import PartnerDirectory
 from tests.support.messages import FHIR_JSON, Case, move
+from tests.support.polling import eventually, task_at
 
 pytestmark = pytest.mark.integration
 QUEUE = "fhirplug-forward"
 FHIRPLUG = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "fhirplug")
-
-
-def eventually(check, timeout: float = 90.0, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        time.sleep(every)
-        value = check()
-    return value
-
-
-def task_at(deployment, session, case):
-    found = session.get(f"{deployment.fhir}/Task", params=case.task_query).json()
-    return found["entry"][0]["resource"] if found.get("total") == 1 else None
 
 
 def statuses_in_history(deployment, session, task_id) -> list[str]:

@@ -5,29 +5,13 @@ from the other's token endpoint, sent by the RQ delivery worker."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.support.messages import FHIR_JSON, Case, move
+from tests.support.polling import eventually, task_at
 
 pytestmark = pytest.mark.integration
 HUB = "FA565"
-
-
-def eventually(check, timeout: float = 60.0, every: float = 0.25):
-    """Poll until ``check()`` is truthy (deliveries are asynchronous); its last value otherwise."""
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        time.sleep(every)
-        value = check()
-    return value
-
-
-def task_at(deployment, session, case) -> dict | None:
-    found = session.get(f"{deployment.fhir}/Task", params=case.task_query).json()
-    return found["entry"][0]["resource"] if found.get("total") == 1 else None
 
 
 def status_at(deployment, session, case, status) -> bool:
