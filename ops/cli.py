@@ -28,22 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     queue_cli.add_parser(sub)
     args = parser.parse_args(argv)
 
-    if args.group == "validate":
-        return validate_cli.run(args)
-    if args.group == "profiles":
-        return profiles_cli.run(args)
-    if args.group == "ig":
-        return ig_cli.run(args)
-    if args.group == "partners":
-        return partners_cli.run(args)
-    if args.group == "queue":
-        return queue_cli.run(args)
-    if args.group == "clients":
-        return clients_cli.run_clients(args)
-    if args.group == "keys":
-        return clients_cli.run_keys(args)
-    if args.group == "token":
-        return _token(args)
+    commands = {
+        "validate": validate_cli.run,
+        "profiles": profiles_cli.run,
+        "ig": ig_cli.run,
+        "partners": partners_cli.run,
+        "queue": queue_cli.run,
+        "clients": clients_cli.run_clients,
+        "keys": clients_cli.run_keys,
+        "token": _token,
+    }
+    if args.group in commands:
+        return commands[args.group](args)
 
     cfg = stack.StackConfig.from_env()
     try:

@@ -17,6 +17,10 @@ class StoreReader:
     def __init__(self, store, request_id=lambda: None):
         self._store = store
         self._request_id = request_id  # called at each look-up: the id is chosen after we are made
+        # one request's plugins often ask for the same resource (the Task a PATCH names is read by
+        # the workflow rules, the tenancy check and routing): ask the store once per request.
+        # Plugins look before the request's own write, so the first answer stays the right one.
+        self._read: dict[str, dict | None] = {}
 
     def _get(self, path: str, query: list[tuple[str, str]]) -> tuple[int, dict | None]:
         return self._send("GET", path, query, None)
@@ -40,8 +44,11 @@ class StoreReader:
 
     def read(self, resource_type: str, resource_id: str) -> dict | None:
         """The current version, or None when it does not exist or was deleted."""
-        status, body = self._get(f"{resource_type}/{resource_id}", [])
-        return body if status == 200 else None
+        path = f"{resource_type}/{resource_id}"
+        if path not in self._read:
+            status, body = self._get(path, [])
+            self._read[path] = body if status == 200 else None
+        return self._read[path]
 
     def search(self, resource_type: str, query: str | list[tuple[str, str]]) -> list[dict]:
         """The matching resources (first page, up to 200); ``query`` as ``a=1&b=2`` or pairs."""
@@ -73,6 +80,7 @@ class StoreReader:
     def put(self, resource: dict) -> dict | None:
         """Store a plugin's own record under the id it chose (an outbox entry)."""
         path = f"{resource['resourceType']}/{resource['id']}"
+        self._read.pop(path, None)
         status, body = self._send("PUT", path, [], dumps(resource))
         if status >= 300:
             raise FhirError(503, f"The FHIR store refused a {resource['resourceType']} record ({status})")
