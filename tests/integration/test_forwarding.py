@@ -115,9 +115,15 @@ def test_redis_restarted_mid_stream_loses_nothing_and_the_sweep_requeues_what_it
         assert move(pair.hub.fhir, pair.hub_system, at_hub["id"], "in-progress").status_code == 200
         redis = Redis.from_url(pair.hub.redis_url)
         queue = Queue(QUEUE, connection=redis)
-        pending = [j for j in queue.scheduled_job_registry.get_job_ids() + queue.get_job_ids()]
-        pending += queue.deferred_job_registry.get_job_ids()
-        assert len(pending) >= 2
+
+        def waiting() -> list[str]:
+            """Deliveries at rest in Redis: queued, waiting for a retry, or behind an earlier one."""
+            ids = queue.scheduled_job_registry.get_job_ids() + queue.get_job_ids()
+            return ids + queue.deferred_job_registry.get_job_ids()
+
+        # the first delivery may be mid-attempt (in the started registry) for a moment: wait until
+        # both are at rest, so the restart below catches them in Redis rather than in a worker
+        assert eventually(lambda: len(waiting()) >= 2, timeout=30), jobs_in(redis)
         # Redis restarts (its append-only file keeps what it had)...
         stackmod.stop(stack.cfg, "worker")
         stackmod.stop(pair.spoke.cfg, "worker")
