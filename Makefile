@@ -44,7 +44,7 @@ format: $(STAMP)
 ## Proxy vs direct HAPI, interleaved in one run; writes bench/RESULTS.md.
 bench: up
 	@$(BIN)/python -m bench --proxy http://127.0.0.1:8080/fhir --direct http://127.0.0.1:8090/fhir \
-		--write bench/RESULTS.md
+		--uncached --write bench/RESULTS.md
 
 clean: down
 	rm -rf var $(VENV) store/target

@@ -230,52 +230,92 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,8")
     ap.add_argument("--write", help="write a Markdown report to this file")
     ap.add_argument("--token", help="Bearer token for the proxy (default: register a bench client)")
+    ap.add_argument(
+        "--uncached",
+        action="store_true",
+        help="also measure read and search on a second proxy with the read cache off "
+        "(started on the `make up` stack for the run): what relaying every read costs",
+    )
     args = ap.parse_args()
-    token_of = lambda: args.token  # noqa: E731
-    if args.token is None:
-        # a token per round from the product's own client, which renews it before it expires:
-        # the whole run outlasts one token's lifetime
-        from bench.client import bench_credentials
-        from proxy.auth.outbound import PartnerTokenClient
-
-        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-        client = PartnerTokenClient(bench_credentials(redis_url, args.proxy.removesuffix("/fhir")))
-        token_of = client.token
     if shutil.which("wrk") is None:
         print("bench needs wrk (Debian package wrk): apt-get install wrk", file=sys.stderr)
         return 2
+    uncached = start_uncached_proxy() if args.uncached else None
+    tokens = {"proxy": token_source(args.token, args.proxy), "direct": lambda: ""}
+    if uncached:
+        tokens["proxy, read cache off"] = token_source(None, uncached)  # its own issuer
 
     tag = f"Bench{uuid.uuid4().hex[:8]}"
     ids = seed(args.direct, tag)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, kind in SCENARIOS.items():
-            for conc in (int(c) for c in args.concurrency.split(",")):
-                sides = {"proxy": Side(), "direct": Side()}
-                for rnd in range(args.rounds + 1):
-                    order = [("proxy", args.proxy), ("direct", args.direct)]
-                    if rnd % 2:
-                        order.reverse()
-                    for label, base in order:
-                        token = token_of() if label == "proxy" else ""
-                        r = wrk_round(base, kind, ids, tag, conc, args.seconds, tmp, token)
-                        if rnd:  # round 0 warms both sides up
-                            sides[label].rounds.append(r)
-                p, d = sides["proxy"], sides["direct"]
-                row = (name, conc, p, d, p.median_ms() / d.median_ms())
-                rows.append(row)
-                print(
-                    f"{name:26} c={conc}  proxy median {p.median_ms():7.2f} ms p95 {p.p95_ms():7.2f} "
-                    f"{p.rps():7.1f}/s | direct median {d.median_ms():7.2f} ms p95 {d.p95_ms():7.2f} "
-                    f"{d.rps():7.1f}/s | ratio {row[4]:.2f}  errors {p.errors}/{d.errors}",
-                    flush=True,
-                )
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, kind in SCENARIOS.items():
+                proxies = {"proxy": args.proxy}
+                if uncached and kind in ("read", "search"):
+                    proxies["proxy, read cache off"] = uncached
+                for conc in (int(c) for c in args.concurrency.split(",")):
+                    bases = {**proxies, "direct": args.direct}
+                    sides = {label: Side() for label in bases}
+                    for rnd in range(args.rounds + 1):
+                        order = list(bases)[rnd % len(bases) :] + list(bases)[: rnd % len(bases)]
+                        for label in order:
+                            token = tokens[label]()
+                            r = wrk_round(bases[label], kind, ids, tag, conc, args.seconds, tmp, token)
+                            if rnd:  # round 0 warms every side up
+                                sides[label].rounds.append(r)
+                    d = sides["direct"]
+                    for label in proxies:
+                        p = sides[label]
+                        shown = name if label == "proxy" else f"{name} ({label[7:]})"
+                        row = (shown, conc, p, d, p.median_ms() / d.median_ms())
+                        rows.append(row)
+                        print(
+                            f"{shown:26} c={conc}  proxy median {p.median_ms():7.2f} ms p95 "
+                            f"{p.p95_ms():7.2f} {p.rps():7.1f}/s | direct median {d.median_ms():7.2f} ms "
+                            f"p95 {d.p95_ms():7.2f} {d.rps():7.1f}/s | ratio {row[4]:.2f}  "
+                            f"errors {p.errors}/{d.errors}",
+                            flush=True,
+                        )
+    finally:
+        if uncached:
+            from ops import stack
+
+            stack.stop(stack.StackConfig.from_env(), UNCACHED)
     if args.write:
         write_report(args, rows)
     return 0
 
 
 NOTES = "## Analysis"
+
+
+def token_source(given: str | None, fhir_base: str):
+    """The token to send with each round: the one given, or else one from the product's own
+    client, which renews it before it expires (the whole run outlasts one token's lifetime)."""
+    if given is not None:
+        return lambda: given
+    from bench.client import bench_credentials
+    from proxy.auth.outbound import PartnerTokenClient
+
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    return PartnerTokenClient(bench_credentials(redis_url, fhir_base.removesuffix("/fhir"))).token
+
+
+UNCACHED = "bench-uncached"
+
+
+def start_uncached_proxy() -> str:
+    """A proxy like `make up`'s, on the same store and Redis, with FHIRPLUG_READ_CACHE_TTL=0."""
+    import socket
+
+    from ops import stack
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = stack.StackConfig.from_env()
+    return stack.start_proxy(cfg, name=UNCACHED, port=port, env={"FHIRPLUG_READ_CACHE_TTL": "0"}) + "/fhir"
 
 
 def write_report(args, rows) -> None:
@@ -287,8 +327,10 @@ def write_report(args, rows) -> None:
         f"- Machine: {machine()}",
         f"- Proxy: `{args.proxy}` · direct HAPI: `{args.direct}` (embedded HAPI 8.8.0 on H2, same machine)",
         f"- Method: `python -m bench` (wrk as the load generator, see `bench/__main__.py`); "
-        f"{args.rounds} counted rounds of {args.seconds:g} s per side after one warm-up round, proxy and "
-        "direct alternating; latency = median over rounds of each round's p50/p95; identity encoding.",
+        f"{args.rounds} counted rounds of {args.seconds:g} s per side after one warm-up round, the sides "
+        "taking turns; latency = median over rounds of each round's p50/p95; identity encoding. "
+        "Rows marked *read cache off* are a second proxy, alike but for `FHIRPLUG_READ_CACHE_TTL=0`, "
+        "measured in the same rounds against the same direct figures.",
         "- Target for this step: proxy/direct median ratio ≤ 1.25 for read and search at concurrency 8.",
         "",
         "| interaction | conc. | proxy median ms | proxy p95 ms | proxy req/s | direct median ms "

@@ -17,7 +17,7 @@ import requests
 from redis import Redis
 from redis.exceptions import RedisError
 
-from proxy import conformance
+from proxy import conformance, read_cache
 from proxy.errors import FhirError
 
 
@@ -58,10 +58,10 @@ def load(
             resources = read(path, lambda: bar.advance(checking))
             bar.update(checking, completed=files)
             loading = bar.add_task(f"loading {len(resources)} resources (one transaction)", total=1)
-            summary = _post(resources, store_url)
+            summary = _post(resources, store_url, redis_url)
             bar.advance(loading)
     else:
-        summary = _post(read(path), store_url)
+        summary = _post(read(path), store_url, redis_url)
     if redis_url:
         try:  # cached validations were made against the old content
             conformance.bump_generation(Redis.from_url(redis_url, socket_timeout=3))
@@ -70,11 +70,12 @@ def load(
     return summary
 
 
-def _post(resources: list[tuple[str, dict]], store_url: str) -> LoadSummary:
+def _post(resources: list[tuple[str, dict]], store_url: str, redis_url: str | None) -> LoadSummary:
     bundle = conformance.load_bundle(resources)
     before = _versions(bundle, store_url)
     t0 = time.monotonic()
-    resp = requests.post(store_url.rstrip("/"), json=bundle, headers=ACCEPT, timeout=600)
+    with read_cache.fenced(redis_url, marker_ttl_s=660):  # the proxies' read caches must not outlive it
+        resp = requests.post(store_url.rstrip("/"), json=bundle, headers=ACCEPT, timeout=600)
     if resp.status_code != 200:
         try:
             why = "; ".join(i.get("diagnostics", "") for i in resp.json().get("issue", []))

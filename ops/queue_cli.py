@@ -20,6 +20,8 @@ from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
+from proxy import read_cache
+from proxy.errors import FhirError
 from worker.metrics import QUEUE, fetch_jobs, partner_of, queue_snapshot
 
 REASON_WIDTH = 100
@@ -261,16 +263,18 @@ def _delete(queue: Queue, job_id: str) -> None:
         pipe.execute()
 
 
-def forget_outbox(store_url: str, ids: list[str]) -> list[str]:
+def forget_outbox(store_url: str, ids: list[str], redis: Redis) -> list[str]:
     """Remove the outbox records (``Basic/<delivery id>``, see worker.outbox) of purged deliveries,
     so that the sweep does not queue them again. Returns the ids whose record could not go."""
     failed = []
+    fence = read_cache.WriteFence(redis, marker_ttl_s=60)  # past the proxy: fenced as it would
     with requests.Session() as http:
         for job_id in ids:
             try:
-                r = http.delete(f"{store_url.rstrip('/')}/Basic/{job_id}", timeout=10)
+                with fence.write():
+                    r = http.delete(f"{store_url.rstrip('/')}/Basic/{job_id}", timeout=10)
                 ok = r.status_code < 300 or r.status_code in (404, 410)
-            except requests.RequestException:
+            except (requests.RequestException, FhirError):
                 ok = False
             if not ok:
                 failed.append(job_id)
@@ -311,7 +315,7 @@ def _purge(queue: Queue, dead_only: bool, yes: bool, store_url: str | None = Non
     print(f"purged {len(ids)} deliveries ({summary})")
     status = 0
     if store_url:
-        failed = forget_outbox(store_url, ids)
+        failed = forget_outbox(store_url, ids, queue.connection)
         if failed:
             print(
                 f"fhirplug: {len(failed)} outbox records could not be removed from {store_url}; "

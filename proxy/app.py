@@ -18,6 +18,7 @@ from proxy.fhir_routes import FhirPassthrough
 from proxy.interactions import parse_interaction
 from proxy.logs import configure_logging
 from proxy.plugin_manager import build_plugin_manager
+from proxy.read_cache import CachingStore
 from proxy.response import ProxyResponse
 from proxy.store_reader import StoreReader
 from proxy.upstream import StoreClient
@@ -49,12 +50,8 @@ def create_app(
         tenant_scoping="tenancy" in settings.plugins,
     )
     pm = build_plugin_manager(settings.plugins, list(extra_plugins), builtins=[("auth", enforcer)])
-    store = store or StoreClient(
-        settings.store_url,
-        settings.store_connect_timeout,
-        settings.store_read_timeout,
-        settings.store_pool_size,
-    )
+    if store is None:  # an injected store (unit tests) is used as it is
+        store = _store(settings)
     fhir = FhirPassthrough(pm, store, settings.max_body_bytes)
     app.extensions["fhirplug"] = {"settings": settings, "plugins": pm, "store": store, "auth": auth}
 
@@ -111,6 +108,24 @@ def create_app(
         return serve(lambda h: Interaction("unknown", request.method), handler)
 
     return app
+
+
+def _store(settings: Settings):
+    """The store client, with the read cache around it unless FHIRPLUG_READ_CACHE_TTL is 0."""
+    client = StoreClient(
+        settings.store_url,
+        settings.store_connect_timeout,
+        settings.store_read_timeout,
+        settings.store_pool_size,
+    )
+    if settings.read_cache_ttl_s <= 0:
+        return client
+    from redis import Redis
+
+    redis = Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    # a write's marker outlives the longest the store could still be working on it
+    marker_ttl = settings.store_connect_timeout + settings.store_read_timeout + 60
+    return CachingStore(client, redis, settings.read_cache_ttl_s, settings.read_cache_max_bytes, marker_ttl)
 
 
 def _metrics(app: Flask, serve, settings: Settings, auth: AuthServer | None) -> None:

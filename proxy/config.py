@@ -51,6 +51,8 @@ class Settings:
     auth: bool = True  # False only for benchmarks: every caller is then an administrator
     keys_dir: str = "var/keys"
     token_lifetime_s: int = 300
+    read_cache_ttl_s: int = 60  # 0: no read cache
+    read_cache_max_bytes: int = 64 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,6 +69,8 @@ class Settings:
             auth=_auth_switch(_env("FHIRPLUG_AUTH", "on")),
             keys_dir=_env("FHIRPLUG_KEYS_DIR", cls.keys_dir),
             token_lifetime_s=_lifetime(_env("FHIRPLUG_TOKEN_LIFETIME", "300")),
+            read_cache_ttl_s=int(_env("FHIRPLUG_READ_CACHE_TTL", "60")),
+            read_cache_max_bytes=int(_env("FHIRPLUG_READ_CACHE_MAX_BYTES", str(64 * 1024))),
         )
 
     @property

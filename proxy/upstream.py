@@ -20,6 +20,7 @@ log = logging.getLogger("fhirplug.upstream")
 # trusts the proxy, not the caller.
 REQUEST_HEADERS = (
     "accept",
+    "cache-control",  # no-cache: past our read cache, and past the store's own
     "content-type",
     "if-match",
     "if-none-match",

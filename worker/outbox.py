@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,9 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
 
+from proxy import read_cache
+from proxy.errors import FhirError
+from proxy.redis_conn import DEFAULT_URL as DEFAULT_REDIS_URL
 from worker.delivery import QUEUE, Delivery, enqueue
 
 log = logging.getLogger("fhirplug.outbox")
@@ -68,8 +72,10 @@ def delivery_of(basic: dict) -> Delivery:
 def done(store_url: str, delivery_id: str) -> None:
     """The delivery happened: its outbox record goes (idempotent)."""
     try:
-        requests.delete(f"{store_url.rstrip('/')}/Basic/{delivery_id}", timeout=10)
-    except requests.RequestException:
+        # written past the proxy, so fenced like the proxy's own writes (proxy/read_cache.py)
+        with read_cache.fenced(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)):
+            requests.delete(f"{store_url.rstrip('/')}/Basic/{delivery_id}", timeout=10)
+    except (requests.RequestException, FhirError):
         log.warning("could not remove outbox record %s; the sweep will", delivery_id)
 
 
