@@ -117,6 +117,7 @@ def _store(settings: Settings):
         settings.store_connect_timeout,
         settings.store_read_timeout,
         settings.store_pool_size,
+        settings.store_max_idle_s,
     )
     if settings.read_cache_ttl_s <= 0:
         return client

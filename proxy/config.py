@@ -46,6 +46,7 @@ class Settings:
     store_connect_timeout: float = 3.0
     store_read_timeout: float = 30.0
     store_pool_size: int = 32
+    store_max_idle_s: float = 20.0
     gzip_min_bytes: int = 1024
     redis_url: str = "redis://127.0.0.1:6379/0"
     auth: bool = True  # False only for benchmarks: every caller is then an administrator
@@ -64,6 +65,7 @@ class Settings:
             store_connect_timeout=float(_env("FHIRPLUG_STORE_CONNECT_TIMEOUT", "3")),
             store_read_timeout=float(_env("FHIRPLUG_STORE_READ_TIMEOUT", "30")),
             store_pool_size=int(_env("FHIRPLUG_STORE_POOL_SIZE", "32")),
+            store_max_idle_s=float(_env("FHIRPLUG_STORE_IDLE_SECONDS", "20")),
             gzip_min_bytes=int(_env("FHIRPLUG_GZIP_MIN_BYTES", "1024")),
             redis_url=_env("REDIS_URL", cls.redis_url),
             auth=_auth_switch(_env("FHIRPLUG_AUTH", "on")),

@@ -8,6 +8,7 @@ cost while giving the same pooling, streaming and timeout behaviour.
 from __future__ import annotations
 
 import logging
+import time
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
@@ -46,14 +47,62 @@ CAPITALISED = {h: "-".join(p.capitalize() for p in h.split("-")) for h in RESPON
 CAPITALISED["etag"] = "ETag"
 
 
+class _Fresh:
+    """Mixed into a pool that does not reuse a connection idle for longer than ``max_idle_s``.
+
+    The store closes a keep-alive connection it has not heard on for a while (Tomcat: 60 s). A
+    request sent on such a connection just as the store closes it is lost with "remote end
+    closed connection without response", and we cannot resend a write we are not sure about.
+    Not reusing connections near that age keeps the race from happening at all.
+    """
+
+    def __init__(self, *args, max_idle_s: float, **kw):
+        super().__init__(*args, **kw)
+        self.max_idle_s = max_idle_s
+
+    def _get_conn(self, timeout=None):
+        conn = super()._get_conn(timeout)  # the pool class after us
+        idle_since = getattr(conn, "fhirplug_idle_since", None)
+        if idle_since is not None and time.monotonic() - idle_since > self.max_idle_s:
+            conn.close()  # reconnects on its next request
+        return conn
+
+    def _put_conn(self, conn):
+        if conn is not None:
+            conn.fhirplug_idle_since = time.monotonic()
+        super()._put_conn(conn)
+
+
+class _FreshHTTP(_Fresh, urllib3.HTTPConnectionPool):
+    pass
+
+
+class _FreshHTTPS(_Fresh, urllib3.HTTPSConnectionPool):
+    pass
+
+
 class StoreClient:
-    def __init__(self, base_url: str, connect_timeout: float, read_timeout: float, pool_size: int):
+    def __init__(
+        self,
+        base_url: str,
+        connect_timeout: float,
+        read_timeout: float,
+        pool_size: int,
+        max_idle_s: float = 20.0,
+    ):
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         self._path = parts.path
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        self._pool = urllib3.connection_from_url(
-            self.base_url, maxsize=pool_size, block=True, timeout=self.timeout, retries=False
+        https = parts.scheme == "https"
+        self._pool = (_FreshHTTPS if https else _FreshHTTP)(
+            parts.hostname,
+            parts.port or (443 if https else 80),
+            maxsize=pool_size,
+            block=True,
+            timeout=self.timeout,
+            retries=False,
+            max_idle_s=max_idle_s,
         )
 
     def send(
