@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 
 from redis import Redis
 from redis.exceptions import RedisError
 
+from plugins.first_copy import first_result
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
 from proxy.redis_conn import UsesRedis
@@ -55,29 +55,9 @@ class DeliveryDedup(UsesRedis):
             ) from exc
 
     def _earlier(self, key: str) -> ProxyResponse:
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            raw = self.redis.get(key)
-            record = json.loads(raw) if raw else None
-            if record is None:
-                raise FhirError(
-                    409,
-                    "The first copy of this delivery failed; send it again",
-                    code="conflict",
-                    headers={"Retry-After": "1"},
-                )
-            if record["state"] == "done":
-                log.info("repeated delivery answered", extra={"fields": {"event": "redelivery"}})
-                response = ProxyResponse(record["status"], record["headers"], (record["body"].encode(),))
-                return response
-            if time.monotonic() > deadline:
-                raise FhirError(
-                    409,
-                    "The first copy of this delivery is still being processed",
-                    code="conflict",
-                    headers={"Retry-After": "2"},
-                )
-            time.sleep(0.05)
+        record = first_result(self.redis, key, "delivery", WAIT_S)
+        log.info("repeated delivery answered", extra={"fields": {"event": "redelivery"}})
+        return ProxyResponse(record["status"], record["headers"], (record["body"].encode(),))
 
     @hookimpl(trylast=True)  # keep the answer exactly as it leaves
     def fhirplug_response(self, ctx, response):

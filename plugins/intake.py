@@ -19,12 +19,12 @@ import hashlib
 import json
 import logging
 import os
-import time
 
 import simplejson
 from redis import Redis
 from redis.exceptions import RedisError
 
+from plugins.first_copy import first_result
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
 from proxy.redis_conn import UsesRedis
@@ -141,13 +141,7 @@ class Intake(UsesRedis):
         return ProxyResponse.from_resource(201, body)
 
     def _earlier_answer(self, key: str, digest: str) -> ProxyResponse:
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            raw = self.redis.get(key)
-            record = json.loads(raw) if raw else None
-            if record is None:
-                # the first copy failed and let go of its claim: this copy may be sent again
-                raise FhirError(409, "The first copy of this message failed; send it again", code="conflict")
+        def same_content(record):
             if record.get("digest") != digest:
                 raise FhirError(
                     409,
@@ -155,17 +149,10 @@ class Intake(UsesRedis):
                     ["Bundle.identifier"],
                     code="conflict",
                 )
-            if record["state"] == "done":
-                log.info("resend answered with the first result", extra={"fields": {"event": "resend"}})
-                return ProxyResponse.from_resource(record["status"], record["body"])
-            if time.monotonic() > deadline:
-                raise FhirError(
-                    409,
-                    "The first copy of this message is still being processed; retry shortly",
-                    code="conflict",
-                    headers={"Retry-After": "2"},
-                )
-            time.sleep(0.05)
+
+        record = first_result(self.redis, key, "message", WAIT_S, same_content)
+        log.info("resend answered with the first result", extra={"fields": {"event": "resend"}})
+        return ProxyResponse.from_resource(record["status"], record["body"])
 
     def _remember(self, key: str, digest: str, response: ProxyResponse) -> None:
         record = {"state": "done", "digest": digest, "status": response.status, "body": response.resource}

@@ -1,4 +1,4 @@
-"""An in-memory stand-in for the few Redis commands the auth code uses (unit tests only)."""
+"""An in-memory stand-in for the few Redis commands the auth code and plugins use (unit tests only)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,13 @@ class FakeRedis:
                 return None
             self.values[key] = (value, time.time() + ex if ex else None)
             return True
+
+    def get(self, key):
+        with self._lock:
+            held = self.values.get(key)
+            if held is None or (held[1] is not None and held[1] <= time.time()):
+                return None
+            return held[0].encode() if isinstance(held[0], str) else held[0]
 
     def incr(self, key):
         with self._lock:
