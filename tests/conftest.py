@@ -50,7 +50,7 @@ class Stack:
         Returns its FHIR base and its log file."""
         self._extra += 1
         name = f"proxy-extra-{self._extra}"
-        env = {"FHIRPLUG_WORKERS": "1", "FHIRPLUG_THREADS": "4", **env}
+        env = {"FHIRPLUG_WORKERS": "1", **env}
         url = stackmod.start_proxy(self.cfg, name=name, port=free_port(), env=env)
         return url + "/fhir", self.cfg.var_dir / "log" / f"{name}.log"
 
@@ -67,7 +67,6 @@ def stack(tmp_path_factory) -> Stack:
         # the test deployment is the examples' hub (FA565) and a spoke at once
         proxy_env={
             "FHIRPLUG_WORKERS": "2",
-            "FHIRPLUG_THREADS": "8",
             "FHIRPLUG_ODS": "FA565",
             "FHIRPLUG_ROLE": "both",
             # quick outbox sweeps and quick detection of a worker that died mid-delivery

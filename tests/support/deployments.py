@@ -65,7 +65,6 @@ def start_pair(stack, var, keys, free_port) -> Pair:
         h2_url=f"jdbc:h2:file:{var}/h2/spoke;DB_CLOSE_ON_EXIT=FALSE",  # kept across a store restart
         proxy_env={
             "FHIRPLUG_WORKERS": "1",
-            "FHIRPLUG_THREADS": "8",
             "FHIRPLUG_ODS": SPOKE,
             "FHIRPLUG_ROLE": "spoke",
             "FHIRPLUG_SWEEP_SECONDS": "3",
