@@ -76,6 +76,11 @@ class FhirError(Exception):
         return outcome
 
     @classmethod
+    def unavailable(cls, diagnostics: str, retry_after: int = 5) -> FhirError:
+        """503: a part we depend on is not answering; nothing was changed, so retry later."""
+        return cls(503, diagnostics, code="transient", headers={"Retry-After": str(retry_after)})
+
+    @classmethod
     def many(cls, status: int, problems: list[tuple[str, list[str]]], code: str | None = None) -> FhirError:
         """One error carrying several problems, each (diagnostics, expressions)."""
         (first, where), rest = problems[0], problems[1:]

@@ -100,11 +100,8 @@ class WriteFence:
             self._begin(keys=[GENERATION, IN_FLIGHT], args=[write_id, self.marker_ttl_s])
         except RedisError as exc:
             log.warning("cannot fence a write (Redis unreachable): %s", exc)
-            raise FhirError(
-                503,
-                "The proxy cannot reach Redis to record this write; retry shortly",
-                code="transient",
-                headers={"Retry-After": "5"},
+            raise FhirError.unavailable(
+                "The proxy cannot reach Redis to record this write; retry shortly"
             ) from exc
         completed = False
         try:

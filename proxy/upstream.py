@@ -136,29 +136,18 @@ class StoreClient:
                 pool_timeout=self.timeout.connect_timeout,
             )
         except urllib3.exceptions.EmptyPoolError as exc:
-            raise FhirError(
-                503,
-                "The proxy has no free connection to the FHIR store; retry shortly",
-                code="transient",
-                headers={"Retry-After": "1"},
+            raise FhirError.unavailable(
+                "The proxy has no free connection to the FHIR store; retry shortly", retry_after=1
             ) from exc
         except (urllib3.exceptions.TimeoutError, urllib3.exceptions.ProtocolError) as exc:
             log.warning("store timed out or dropped the connection: %s", exc)
-            raise FhirError(
-                503,
+            raise FhirError.unavailable(
                 "The FHIR store did not answer in time; retry shortly (a write "
-                "may have been applied: retry it conditionally)",
-                code="transient",
-                headers={"Retry-After": "5"},
+                "may have been applied: retry it conditionally)"
             ) from exc
         except urllib3.exceptions.HTTPError as exc:
             log.warning("store unreachable: %s", exc)
-            raise FhirError(
-                503,
-                "The FHIR store is unreachable; retry shortly",
-                code="transient",
-                headers={"Retry-After": "5"},
-            ) from exc
+            raise FhirError.unavailable("The FHIR store is unreachable; retry shortly") from exc
 
     def ping(self) -> bool:
         try:

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 import requests
@@ -26,6 +26,7 @@ from redis import Redis
 
 from proxy.auth.registry import ClientRegistry
 from tests.support import oauth
+from tests.support.http_stub import QuietHandler
 
 pytestmark = pytest.mark.integration
 
@@ -261,18 +262,10 @@ def attacker_key(reader):
     return RSAKey.generate_key(2048, parameters={"kid": reader.kid, "alg": "RS512"}, private=True)
 
 
-class _Recorder(BaseHTTPRequestHandler):
+class _Recorder(QuietHandler):
     def do_GET(self):  # http.server calls it by this name
         self.server.hits.append(self.path)
-        body = json.dumps(self.server.jwks).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(200, json.dumps(self.server.jwks).encode(), "application/json")
 
 
 @pytest.fixture

@@ -5,28 +5,21 @@ from __future__ import annotations
 
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from proxy.upstream import StoreClient
+from tests.support.http_stub import QuietHandler
 
 
-class KeepAlive(BaseHTTPRequestHandler):
+class KeepAlive(QuietHandler):
     protocol_version = "HTTP/1.1"
     peers: list[int] = []
 
-    def do_GET(self):
+    def do_GET(self):  # http.server calls it by this name
         KeepAlive.peers.append(self.client_address[1])  # the caller's port: one per connection
-        body = b'{"resourceType":"Patient"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/fhir+json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(200, b'{"resourceType":"Patient"}')
 
 
 @pytest.fixture
