@@ -85,6 +85,16 @@ def test_another_spoke_cannot_read_what_the_task_carries(stack, a, b, a_task, rt
     assert b.get(f"{stack.fhir}/{rtype}/{a_task[rtype]}").status_code == 404
 
 
+def test_what_the_owner_just_read_stays_hidden_from_another_spoke(stack, a, b, a_task):
+    """The owner's reads fill the read cache; another spoke's read of the same id (then answered
+    from that cache unless a write came between) is still judged by tenancy: 404."""
+    url = f"{stack.fhir}/Task/{a_task['Task']}"
+    assert a.get(url).status_code == 200 and a.get(url).status_code == 200
+    r = b.get(url)
+    assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
+    assert a.get(url).status_code == 200
+
+
 def test_a_missing_id_and_a_hidden_id_answer_alike(stack, b, a_task):
     hidden = b.get(f"{stack.fhir}/Task/{a_task['Task']}")
     missing = b.get(f"{stack.fhir}/Task/no-such-{uuid.uuid4().hex[:8]}")
