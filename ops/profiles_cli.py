@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def load(
     path: str | Path, store_url: str, redis_url: str | None = None, progress: bool = False
 ) -> LoadSummary:
     """Load every conformance resource under ``path`` into the store; raises FhirError on refusal."""
+    redis = Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3) if redis_url else None
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -58,23 +60,25 @@ def load(
             resources = read(path, lambda: bar.advance(checking))
             bar.update(checking, completed=files)
             loading = bar.add_task(f"loading {len(resources)} resources (one transaction)", total=1)
-            summary = _post(resources, store_url, redis_url)
+            summary = _post(resources, store_url, redis)
             bar.advance(loading)
     else:
-        summary = _post(read(path), store_url, redis_url)
-    if redis_url:
+        summary = _post(read(path), store_url, redis)
+    if redis is not None:
         try:  # cached validations were made against the old content
-            conformance.bump_generation(Redis.from_url(redis_url, socket_timeout=3))
+            conformance.bump_generation(redis)
         except RedisError as exc:
             print(f"fhirplug: warning: could not clear cached validations ({exc})", file=sys.stderr)
     return summary
 
 
-def _post(resources: list[tuple[str, dict]], store_url: str, redis_url: str | None) -> LoadSummary:
+def _post(resources: list[tuple[str, dict]], store_url: str, redis: Redis | None) -> LoadSummary:
     bundle = conformance.load_bundle(resources)
     before = _versions(bundle, store_url)
     t0 = time.monotonic()
-    with read_cache.fenced(redis_url, marker_ttl_s=660):  # the proxies' read caches must not outlive it
+    # the proxies' read caches must not outlive the load (without Redis there are none to tell)
+    fence = read_cache.WriteFence(redis, marker_ttl_s=660).write() if redis is not None else nullcontext()
+    with fence:
         resp = requests.post(store_url.rstrip("/"), json=bundle, headers=ACCEPT, timeout=600)
     if resp.status_code != 200:
         try:

@@ -203,7 +203,10 @@ class Routing(UsesRedis):
             if outcome.ok:
                 self._send(ctx, delivery)
             else:
-                outbox.done(self.store_url(ctx), delivery.id)  # the change did not happen
+                try:  # the change did not happen: nor will its delivery
+                    ctx.store.delete("Basic", delivery.id)
+                except FhirError:
+                    log.warning("could not remove outbox record %s; the sweep will", delivery.id)
             return
         if entry.resource_type == "Task" and outcome.ok and outcome.location:
             ctx.state["routing.task"] = outcome.location.split("Task/", 1)[-1].split("/")[0]
@@ -213,10 +216,6 @@ class Routing(UsesRedis):
             if delivery.what == "spoke-to-hub message" and their_task and ctx.state.get("routing.task"):
                 their_task["resource"]["id"] = ctx.state["routing.task"]  # how the hub will address it
             self._send(ctx, delivery)
-
-    @staticmethod
-    def store_url(ctx) -> str:
-        return os.environ.get("FHIRPLUG_STORE_URL", "http://127.0.0.1:8090/fhir")
 
     def _task_key(self, task: dict) -> str | None:
         shared = shared_identifier(task)

@@ -6,6 +6,7 @@ import logging
 import zlib
 
 from flask import Flask, Response, request
+from redis import Redis
 
 from proxy import bodies, pipeline
 from proxy.auth import routes as oauth_routes
@@ -50,8 +51,10 @@ def create_app(
         tenant_scoping="tenancy" in settings.plugins,
     )
     pm = build_plugin_manager(settings.plugins, list(extra_plugins), builtins=[("auth", enforcer)])
+    # one client for the proxy's own Redis work (connections are made on first use)
+    shared_redis = Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
     if store is None:  # an injected store (unit tests) is used as it is
-        store = _store(settings)
+        store = _store(settings, shared_redis)
     fhir = FhirPassthrough(pm, store, settings.max_body_bytes)
     app.extensions["fhirplug"] = {"settings": settings, "plugins": pm, "store": store, "auth": auth}
 
@@ -81,7 +84,7 @@ def create_app(
         return serve(interaction_of, handler)
 
     oauth_routes.register(app, auth, lambda: _public_base(settings).removesuffix("/fhir"), serve)
-    _metrics(app, serve, settings, auth)
+    _metrics(app, serve, settings, auth, shared_redis)
 
     @app.get("/healthz")
     def healthz():
@@ -110,7 +113,7 @@ def create_app(
     return app
 
 
-def _store(settings: Settings):
+def _store(settings: Settings, redis: Redis):
     """The store client, with the read cache around it unless FHIRPLUG_READ_CACHE_TTL is 0."""
     client = StoreClient(
         settings.store_url,
@@ -121,22 +124,15 @@ def _store(settings: Settings):
     )
     if settings.read_cache_ttl_s <= 0:
         return client
-    from redis import Redis
-
-    redis = Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
     # a write's marker outlives the longest the store could still be working on it
     marker_ttl = settings.store_connect_timeout + settings.store_read_timeout + 60
     return CachingStore(client, redis, settings.read_cache_ttl_s, settings.read_cache_max_bytes, marker_ttl)
 
 
-def _metrics(app: Flask, serve, settings: Settings, auth: AuthServer | None) -> None:
+def _metrics(app: Flask, serve, settings: Settings, auth: AuthServer | None, redis: Redis) -> None:
     """GET /metrics (Prometheus) for administrators' tokens; open only when auth is off."""
-    from redis import Redis
-
     from proxy import metrics_route
     from worker import metrics
-
-    redis = Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
 
     def authorize(header: str | None) -> None:
         if auth is None:

@@ -103,32 +103,13 @@ class WriteFence:
             raise FhirError.unavailable(
                 "The proxy cannot reach Redis to record this write; retry shortly"
             ) from exc
-        completed = False
-        try:
-            yield
-            completed = True
-        finally:
-            # A write that failed on the way (the store timed out, say) may still be applied by
-            # the store later: its marker then stays until it expires, and nothing is cached.
-            if completed:
-                try:
-                    self._end(keys=[GENERATION, IN_FLIGHT], args=[write_id])
-                except RedisError as exc:
-                    log.warning("could not close a write fence (it expires by itself): %s", exc)
-
-
-@contextmanager
-def fenced(redis_url: str | None, marker_ttl_s: float = 120):
-    """A fence for code that writes to the store directly (CLI, worker), from a Redis URL."""
-    if not redis_url:
         yield
-        return
-    redis = Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3)
-    try:
-        with WriteFence(redis, marker_ttl_s).write():
-            yield
-    finally:
-        redis.close()
+        # Not reached when the write raised (the store timed out, say): the store may still apply
+        # it later, so its marker stays until it expires and nothing is cached meanwhile.
+        try:
+            self._end(keys=[GENERATION, IN_FLIGHT], args=[write_id])
+        except RedisError as exc:
+            log.warning("could not close a write fence (it expires by itself): %s", exc)
 
 
 class _Headers:
@@ -139,9 +120,6 @@ class _Headers:
 
     def get(self, name: str, default=None):
         return self._items.get(name.lower(), default)
-
-    def items(self):
-        return self._items.items()
 
 
 class CachedResponse:

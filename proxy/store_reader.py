@@ -1,5 +1,6 @@
 """Reads from the store on a plugin's behalf: the current version of a resource, a search, a
-$validate; and stores the few records plugins keep themselves (audit events).
+$validate; and stores (or removes) the few records plugins keep themselves (audit events,
+outbox entries).
 
 Plugins get one as ``ctx.store``; it carries the request's id to the store so the store's log
 ties the look-up to the request that caused it.
@@ -76,6 +77,15 @@ class StoreReader:
         if status >= 300:
             raise FhirError(503, f"The FHIR store refused a {resource['resourceType']} record ({status})")
         return body
+
+    def delete(self, resource_type: str, resource_id: str) -> None:
+        """Remove a plugin's own record (an outbox entry whose change did not happen); a record
+        already gone is fine."""
+        path = f"{resource_type}/{resource_id}"
+        self._read.pop(path, None)
+        status, _ = self._send("DELETE", path, [], None)
+        if status >= 300 and status not in (404, 410):
+            raise FhirError(503, f"The FHIR store refused to remove {path} ({status})")
 
     def put(self, resource: dict) -> dict | None:
         """Store a plugin's own record under the id it chose (an outbox entry)."""

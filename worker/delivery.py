@@ -203,12 +203,13 @@ def _send(d: Delivery, partner) -> dict:
             },
         )
         record_delivery(d, partner)
-        _metric(metrics.record_delivered, redis_from_env(), d.partner, latency)
+        redis = redis_from_env()
+        _metric(metrics.record_delivered, redis, d.partner, latency)
         store = os.environ.get("FHIRPLUG_STORE_URL")
         if store:
             from worker.outbox import done
 
-            done(store, d.id)  # the outbox record has served its purpose
+            done(store, d.id, redis)  # the outbox record has served its purpose
         return {"status": resp.status_code, "latency_s": latency}
     busy = resp.status_code == 409 and resp.headers.get("Retry-After")  # an earlier copy still in hand
     if resp.status_code in (408, 429) or resp.status_code >= 500 or busy:

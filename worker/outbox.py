@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,6 @@ from rq.scheduler import RQScheduler
 
 from proxy import read_cache
 from proxy.errors import FhirError
-from proxy.redis_conn import DEFAULT_URL as DEFAULT_REDIS_URL
 from worker.delivery import QUEUE, Delivery, enqueue
 
 log = logging.getLogger("fhirplug.outbox")
@@ -69,11 +67,11 @@ def delivery_of(basic: dict) -> Delivery:
     return d
 
 
-def done(store_url: str, delivery_id: str) -> None:
+def done(store_url: str, delivery_id: str, redis: Redis) -> None:
     """The delivery happened: its outbox record goes (idempotent)."""
     try:
         # written past the proxy, so fenced like the proxy's own writes (proxy/read_cache.py)
-        with read_cache.fenced(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)):
+        with read_cache.WriteFence(redis, marker_ttl_s=120).write():
             requests.delete(f"{store_url.rstrip('/')}/Basic/{delivery_id}", timeout=10)
     except (requests.RequestException, FhirError):
         log.warning("could not remove outbox record %s; the sweep will", delivery_id)
@@ -125,14 +123,14 @@ def sweep(store_url: str, redis: Redis, grace_s: float = GRACE_S) -> dict[str, i
             elif status == JobStatus.FAILED:
                 counts["in_queue"] += 1  # a dead letter: waits for an operator (`fhirplug queue replay`)
             elif status == JobStatus.FINISHED:
-                done(store_url, basic["id"])
+                done(store_url, basic["id"], redis)
                 counts["removed"] += 1
             else:
                 happened = _happened(store_url, basic)
                 if happened is None:
                     continue
                 if not happened:
-                    done(store_url, basic["id"])
+                    done(store_url, basic["id"], redis)
                     counts["dropped"] += 1
                     continue
                 enqueue(delivery_of(basic), redis, after=before)  # behind the earlier one for its Task
