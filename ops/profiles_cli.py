@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from proxy import conformance, read_cache
 from proxy.errors import FhirError
+from proxy.store_caller import store_auth
 
 
 @dataclass
@@ -79,7 +80,9 @@ def _post(resources: list[tuple[str, dict]], store_url: str, redis: Redis | None
     # the proxies' read caches must not outlive the load (without Redis there are none to tell)
     fence = read_cache.WriteFence(redis, marker_ttl_s=660).write() if redis is not None else nullcontext()
     with fence:
-        resp = requests.post(store_url.rstrip("/"), json=bundle, headers=ACCEPT, timeout=600)
+        resp = requests.post(
+            store_url.rstrip("/"), json=bundle, headers=ACCEPT, timeout=600, auth=store_auth()
+        )
     if resp.status_code != 200:
         try:
             why = "; ".join(i.get("diagnostics", "") for i in resp.json().get("issue", []))
@@ -108,7 +111,7 @@ def _versions(load: dict, store_url: str) -> list[str | None]:
         "type": "batch",
         "entry": [{"request": {"method": "GET", "url": e["request"]["url"]}} for e in load["entry"]],
     }
-    resp = requests.post(store_url.rstrip("/"), json=batch, headers=ACCEPT, timeout=120)
+    resp = requests.post(store_url.rstrip("/"), json=batch, headers=ACCEPT, timeout=120, auth=store_auth())
     resp.raise_for_status()
     out = []
     for e in resp.json().get("entry", []):

@@ -22,6 +22,7 @@ from rq.job import Job
 
 from proxy import read_cache
 from proxy.errors import FhirError
+from proxy.store_caller import store_auth
 from worker.metrics import QUEUE, fetch_jobs, partner_of, queue_snapshot
 
 REASON_WIDTH = 100
@@ -269,6 +270,7 @@ def forget_outbox(store_url: str, ids: list[str], redis: Redis) -> list[str]:
     failed = []
     fence = read_cache.WriteFence(redis, marker_ttl_s=60)  # past the proxy: fenced as it would
     with requests.Session() as http:
+        http.auth = store_auth()
         for job_id in ids:
             try:
                 with fence.write():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -277,7 +278,27 @@ def build_store(force: bool = False) -> Path:
     return STORE_JAR
 
 
+def store_secret(cfg: StackConfig) -> str:
+    """The secret the proxy signs each store request's caller with (FHIRPLUG_STORE_SECRET).
+
+    Taken from the environment when set; otherwise made once and kept in var/store-secret
+    (mode 600). Put into this process's environment too, so that every process started from here,
+    and this process's own direct store requests (the profile load), use it."""
+    from proxy.store_caller import SECRET_ENV
+
+    secret = os.environ.get(SECRET_ENV, "").strip()
+    if not secret:
+        path = cfg.path("store-secret")
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32))
+        secret = path.read_text().strip()
+        os.environ[SECRET_ENV] = secret
+    return secret
+
+
 def start_store(cfg: StackConfig) -> str:
+    store_secret(cfg)
     if _http_ok(cfg.store_url + "/metadata?_summary=true", timeout=5):
         return cfg.store_url
     jar = build_store()
@@ -312,6 +333,7 @@ def start_store(cfg: StackConfig) -> str:
 
 
 def proxy_env(cfg: StackConfig) -> dict[str, str]:
+    store_secret(cfg)
     return {
         "FHIRPLUG_BIND": f"{cfg.host}:{cfg.proxy_port}",
         "FHIRPLUG_STORE_URL": cfg.store_url,

@@ -21,6 +21,7 @@ from proxy.logs import configure_logging
 from proxy.plugin_manager import build_plugin_manager
 from proxy.read_cache import CachingStore
 from proxy.response import ProxyResponse
+from proxy.store_caller import CallerSigner
 from proxy.store_reader import StoreReader
 from proxy.upstream import StoreClient
 
@@ -121,6 +122,7 @@ def _store(settings: Settings, redis: Redis):
         settings.store_read_timeout,
         settings.store_pool_size,
         settings.store_max_idle_s,
+        CallerSigner(settings.store_secret),  # refuses an empty secret: the store would refuse us
     )
     if settings.read_cache_ttl_s <= 0:
         return client

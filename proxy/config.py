@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from proxy.store_caller import secret_from_env
+
 # message checks before profile validation: the cheap refusals first, then the store's validator
 DEFAULT_PLUGINS = (
     "request_id",
@@ -54,6 +56,7 @@ class Settings:
     token_lifetime_s: int = 300
     read_cache_ttl_s: int = 60  # 0: no read cache
     read_cache_max_bytes: int = 64 * 1024
+    store_secret: str = field(default="", repr=False)  # signs the caller of each store request
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -73,6 +76,7 @@ class Settings:
             token_lifetime_s=_lifetime(_env("FHIRPLUG_TOKEN_LIFETIME", "300")),
             read_cache_ttl_s=int(_env("FHIRPLUG_READ_CACHE_TTL", "60")),
             read_cache_max_bytes=int(_env("FHIRPLUG_READ_CACHE_MAX_BYTES", str(64 * 1024))),
+            store_secret=secret_from_env(),  # fail closed: no secret, no proxy
         )
 
     @property

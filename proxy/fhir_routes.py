@@ -13,6 +13,7 @@ from proxy.errors import FhirError
 from proxy.pipeline import call_guarded
 from proxy.response import ProxyResponse, dumps
 from proxy.rewrite import replace_base, stream_replace
+from proxy.store_caller import CALLER_KEY, caller_of
 from proxy.upstream import CAPITALISED, REQUEST_HEADERS, RESPONSE_HEADERS, StoreClient
 
 log = logging.getLogger("fhirplug.fhir")
@@ -117,6 +118,8 @@ class FhirPassthrough:
             headers["if-match"] = entries[0].if_match
         # one spelling per header: a plugin's "X-Request-ID" must replace, not join, ours
         headers.update({k.lower(): v for k, v in ctx.upstream_headers.items()})
+        # the store's own tenancy line acts for the client we authenticated, never for a header
+        headers[CALLER_KEY] = caller_of(ctx.client.role, ctx.client.ods)
         query = [(k, replace_base(v, public, internal)) for k, v in query_pairs + ctx.upstream_query]
 
         upstream = self.store.send(method, path, query, headers, out_body)

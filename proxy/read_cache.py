@@ -43,6 +43,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from proxy.errors import FhirError
+from proxy.store_caller import CALLER_KEY
 
 log = logging.getLogger("fhirplug.read_cache")
 
@@ -203,7 +204,8 @@ class CachingStore:
         if method != "GET" or "$" in path or path.split("/", 1)[0] in NEVER_CACHED:
             return None
         asked = {k.lower(): v for k, v in headers.items()}
-        if set(asked) - {"accept", "x-request-id"}:
+        if set(asked) - {"accept", "x-request-id", CALLER_KEY}:
             return None  # conditional reads, Cache-Control, preferences: the store decides
-        text = f"{path}?{urlencode(query)}|{asked.get('accept', '')}"
+        # the store answers each caller for itself (its tenancy line): one entry per caller
+        text = f"{path}?{urlencode(query)}|{asked.get('accept', '')}|{asked.get(CALLER_KEY, '')}"
         return ENTRY + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

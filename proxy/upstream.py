@@ -14,6 +14,7 @@ from urllib.parse import urlencode, urlsplit
 import urllib3
 
 from proxy.errors import FhirError
+from proxy.store_caller import CALLER_KEY, HEADER, CallerSigner
 
 log = logging.getLogger("fhirplug.upstream")
 
@@ -89,7 +90,9 @@ class StoreClient:
         read_timeout: float,
         pool_size: int,
         max_idle_s: float = 20.0,
+        signer: CallerSigner | None = None,
     ):
+        self.signer = signer  # None: nothing is asserted, and the store answers only its metadata
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         self._path = parts.path
@@ -122,6 +125,9 @@ class StoreClient:
         if query:
             url += "?" + urlencode(query)
         headers = {**headers, "Accept-Encoding": "identity"}
+        role, _, ods = headers.pop(CALLER_KEY, "admin;").partition(";")
+        if self.signer is not None:
+            headers[HEADER] = self.signer.header(role, ods)
         try:
             return self._pool.urlopen(
                 method,

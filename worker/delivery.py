@@ -31,6 +31,7 @@ from plugins.audit import HANDOFF_SYSTEM, ODS_SYSTEM
 from plugins.tenancy import TENANT_SYSTEM
 from proxy.auth.outbound import PartnerCredentials, PartnerTokenClient, TokenRequestError
 from proxy.partners import PartnerDirectory
+from proxy.store_caller import store_auth
 from worker import metrics
 
 log = logging.getLogger("fhirplug.delivery")
@@ -296,6 +297,6 @@ def record_delivery(d: Delivery, partner) -> None:
     if name:
         event["entity"][0]["name"] = name  # the Task's shared identifier: AuditEvent?entity-name=
     try:
-        requests.post(store.rstrip("/") + "/AuditEvent", json=event, timeout=10)
+        requests.post(store.rstrip("/") + "/AuditEvent", json=event, timeout=10, auth=store_auth())
     except requests.RequestException:
         log.exception("could not record the delivery's audit event")

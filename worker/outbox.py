@@ -30,6 +30,7 @@ from rq.scheduler import RQScheduler
 
 from proxy import read_cache
 from proxy.errors import FhirError
+from proxy.store_caller import store_auth
 from worker.delivery import QUEUE, Delivery, enqueue
 
 log = logging.getLogger("fhirplug.outbox")
@@ -72,7 +73,7 @@ def done(store_url: str, delivery_id: str, redis: Redis) -> None:
     try:
         # written past the proxy, so fenced like the proxy's own writes (proxy/read_cache.py)
         with read_cache.WriteFence(redis, marker_ttl_s=120).write():
-            requests.delete(f"{store_url.rstrip('/')}/Basic/{delivery_id}", timeout=10)
+            requests.delete(f"{store_url.rstrip('/')}/Basic/{delivery_id}", timeout=10, auth=store_auth())
     except (requests.RequestException, FhirError):
         log.warning("could not remove outbox record %s; the sweep will", delivery_id)
 
@@ -80,7 +81,9 @@ def done(store_url: str, delivery_id: str, redis: Redis) -> None:
 def _pending(store_url: str) -> list[dict]:
     out, url = [], f"{store_url.rstrip('/')}/Basic"
     params = {"code": f"{OUTBOX_SYSTEM}|delivery", "_count": "200", "_sort": "_lastUpdated"}
-    resp = requests.get(url, params=params, headers={"Accept": "application/fhir+json"}, timeout=30)
+    resp = requests.get(
+        url, params=params, headers={"Accept": "application/fhir+json"}, timeout=30, auth=store_auth()
+    )
     resp.raise_for_status()
     for e in resp.json().get("entry") or []:
         out.append(e["resource"])
@@ -94,7 +97,7 @@ def _happened(store_url: str, basic: dict) -> bool | None:
     if not version:
         return True  # written in the same transaction as what it announces
     subject = (basic.get("subject") or {}).get("reference", "")
-    r = requests.get(f"{store_url.rstrip('/')}/{subject}/_history/{version}", timeout=10)
+    r = requests.get(f"{store_url.rstrip('/')}/{subject}/_history/{version}", timeout=10, auth=store_auth())
     if r.status_code == 200:
         return True
     return False if r.status_code in (404, 410) else None

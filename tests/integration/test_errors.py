@@ -7,6 +7,8 @@ import time
 import pytest
 import requests
 
+from proxy.store_caller import store_auth
+
 pytestmark = pytest.mark.integration
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
@@ -129,5 +131,5 @@ def test_a_refused_write_leaves_nothing_in_the_store(stack, http):
         json={"resourceType": "Observation", "name": [{"family": family}]},
         headers=FHIR_JSON,
     )
-    direct = requests.get(f"{stack.store_url}/Patient", params={"family": family}).json()
+    direct = requests.get(f"{stack.store_url}/Patient", params={"family": family}, auth=store_auth()).json()
     assert direct["total"] == 0

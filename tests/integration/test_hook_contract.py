@@ -7,6 +7,8 @@ import uuid
 import pytest
 import requests
 
+from proxy.store_caller import store_auth
+
 pytestmark = pytest.mark.integration
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 PROBE = "tests.support.probe_plugins"
@@ -29,7 +31,9 @@ def family() -> str:
 
 
 def count(stack, fam: str) -> int:
-    return requests.get(f"{stack.store_url}/Patient", params={"family": fam}).json()["total"]
+    return requests.get(f"{stack.store_url}/Patient", params={"family": fam}, auth=store_auth()).json()[
+        "total"
+    ]
 
 
 def test_response_hooks_run_in_configured_order(probe_proxy, ph):
@@ -70,7 +74,7 @@ def test_before_storage_amends_each_entry_of_a_transaction_in_order(stack, probe
     }
     r = ph.post(probe_proxy[0], json=bundle, headers=FHIR_JSON)
     assert r.status_code == 200, r.text
-    stored = requests.get(f"{stack.store_url}/Patient", params={"family": fam}).json()
+    stored = requests.get(f"{stack.store_url}/Patient", params={"family": fam}, auth=store_auth()).json()
     assert stored["total"] == 3
     for e in stored["entry"]:
         codes = [t["code"] for t in e["resource"]["meta"]["tag"]]

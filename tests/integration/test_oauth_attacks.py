@@ -25,6 +25,7 @@ from joserfc.jwk import ECKey, RSAKey, import_key
 from redis import Redis
 
 from proxy.auth.registry import ClientRegistry
+from proxy.store_caller import store_auth
 from tests.support import oauth
 from tests.support.http_stub import QuietHandler
 
@@ -910,7 +911,12 @@ def test_create_without_the_c_scope_is_403(stack, patient_rs_token):
         headers=_as(patient_rs_token),
     )
     forbidden_by_scope(r)
-    assert requests.get(f"{stack.store_url}/Patient", params={"family": family}).json()["total"] == 0
+    assert (
+        requests.get(f"{stack.store_url}/Patient", params={"family": family}, auth=store_auth()).json()[
+            "total"
+        ]
+        == 0
+    )
 
 
 @pytest.mark.parametrize(

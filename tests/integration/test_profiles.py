@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from ops import stack as stackmod
+from proxy.store_caller import store_auth
 
 pytestmark = pytest.mark.integration
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -46,7 +47,9 @@ STORED_TYPES = ("Task", "MedicationRequest", "MedicationDispense", "Patient", "O
 
 def store_count(stack, rtype: str) -> int:
     """Straight from the store, past the proxy: what is really there."""
-    return requests.get(f"{stack.store_url}/{rtype}", params={"_summary": "count"}).json()["total"]
+    return requests.get(f"{stack.store_url}/{rtype}", params={"_summary": "count"}, auth=store_auth()).json()[
+        "total"
+    ]
 
 
 def fresh_nhs_number() -> str:
@@ -255,7 +258,9 @@ def test_a_broken_package_is_refused_naming_the_file_and_nothing_is_loaded(stack
     )
     assert sd_count(stack) == before
     assert (
-        requests.get(f"{stack.store_url}/StructureDefinition", params={"url": good["url"]}).json()["total"]
+        requests.get(
+            f"{stack.store_url}/StructureDefinition", params={"url": good["url"]}, auth=store_auth()
+        ).json()["total"]
         == 0
     )
 

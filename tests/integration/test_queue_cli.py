@@ -22,6 +22,7 @@ from rq import Queue, Retry, SimpleWorker
 from rq.job import Job, JobStatus
 from rq.results import Result
 
+from proxy.store_caller import store_auth
 from worker import metrics
 from worker.delivery import MAX_RETRIES, QUEUE, Delivery
 from worker.outbox import record
@@ -102,11 +103,13 @@ def kill(queue: Queue, job: Job, reason: str | None = None, exc: str = "") -> Jo
 def outbox(stack, job: Job) -> str:
     """Store the outbox record of a queued delivery, as the proxy does before queueing it."""
     task = {"resourceType": "Task", "status": "requested", "intent": "order"}
-    r = requests.post(f"{stack.store_url}/Task", json=task, timeout=30)
+    r = requests.post(f"{stack.store_url}/Task", json=task, timeout=30, auth=store_auth())
     assert r.status_code == 201, r.text  # the store checks that the record's subject exists
     basic = record(Delivery(**job.args[0]), f"Task/{r.json()['id']}")
     url = f"{stack.store_url}/Basic/{job.id}"
-    r = requests.put(url, json=basic, headers={"Content-Type": "application/fhir+json"}, timeout=30)
+    r = requests.put(
+        url, json=basic, headers={"Content-Type": "application/fhir+json"}, timeout=30, auth=store_auth()
+    )
     assert r.status_code in (200, 201), r.text
     return url
 

@@ -15,6 +15,7 @@ from redis import Redis
 
 from proxy.errors import FhirError
 from proxy.read_cache import GENERATION, CachingStore, is_write
+from proxy.store_caller import store_auth
 from tests.support.fake_store import FakeStore
 
 pytestmark = pytest.mark.integration
@@ -176,7 +177,9 @@ def family_at_proxy(stack, session, pid, **headers) -> str:
 def behind_the_proxys_back(stack, pid, family) -> None:
     """A write straight to the store, which fhirplug cannot see (so must never be done in use)."""
     body = {"resourceType": "Patient", "id": pid, "name": [{"family": family}]}
-    r = requests.put(f"{stack.store_url}/Patient/{pid}", json=body, headers=FHIR_JSON, timeout=30)
+    r = requests.put(
+        f"{stack.store_url}/Patient/{pid}", json=body, headers=FHIR_JSON, timeout=30, auth=store_auth()
+    )
     assert r.status_code == 200, r.text
 
 

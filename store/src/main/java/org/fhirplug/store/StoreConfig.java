@@ -2,6 +2,7 @@ package org.fhirplug.store;
 
 import ca.uhn.fhir.context.FhirContext;
 import ca.uhn.fhir.context.support.IValidationSupport;
+import ca.uhn.fhir.interceptor.api.IInterceptorService;
 import ca.uhn.fhir.jpa.api.IDaoRegistry;
 import ca.uhn.fhir.jpa.api.config.JpaStorageSettings;
 import ca.uhn.fhir.jpa.api.config.ThreadPoolFactoryConfig;
@@ -34,6 +35,8 @@ import jakarta.persistence.EntityManagerFactory;
 import java.util.HashMap;
 import java.util.Map;
 import javax.sql.DataSource;
+import org.fhirplug.store.tenancy.CallerAssertion;
+import org.fhirplug.store.tenancy.TenancyInterceptor;
 import org.hibernate.dialect.Dialect;
 import org.springframework.beans.factory.annotation.Value;
 import org.springframework.beans.factory.config.ConfigurableListableBeanFactory;
@@ -89,6 +92,17 @@ public class StoreConfig {
 	/** Empty: links use the address the request came in on (the proxy rewrites it to its own). */
 	@Value("${hapi.fhir.server_address:}")
 	private String serverAddress;
+
+	/**
+	 * The store's own line of tenancy (see TenancyInterceptor). {@code off} exists for one purpose:
+	 * the benchmark that measures what the line costs. Never switch it off in a deployment.
+	 */
+	@Value("${fhirplug.store.tenancy:on}")
+	private String tenancy;
+
+	/** Shared with the proxy, which signs every request's caller with it. */
+	@Value("${FHIRPLUG_STORE_SECRET:}")
+	private String secret;
 
 	@Value("${spring.jpa.properties.hibernate.dialect:ca.uhn.fhir.jpa.model.dialect.HapiFhirH2Dialect}")
 	private String dialect;
@@ -223,10 +237,19 @@ public class StoreConfig {
 			JpaStorageSettings storageSettings,
 			ISearchParamRegistry searchParamRegistry,
 			IValidationSupport validationSupport,
-			DatabaseBackedPagingProvider pagingProvider) {
+			DatabaseBackedPagingProvider pagingProvider,
+			IInterceptorService interceptors) {
 		// Narratives are the sender's business; generating them costs time on every write.
 		fhirContext.setNarrativeGenerator(new NullNarrativeGenerator());
-		RestfulServer server = new RestfulServer(fhirContext);
+		// One interceptor service for the REST layer and the JPA layer: the tenancy hooks sit on both
+		// (who is asking; what a search, a read or a write touches).
+		RestfulServer server = new RestfulServer(fhirContext, interceptors);
+		if ("off".equalsIgnoreCase(tenancy)) {
+			org.slf4j.LoggerFactory.getLogger(StoreConfig.class)
+					.warn("fhirplug.store.tenancy=off: the store answers anyone; for benchmarks only");
+		} else {
+			interceptors.registerInterceptor(new TenancyInterceptor(new CallerAssertion(secret)));
+		}
 		server.registerProviders(resourceProviders.createProviders());
 		server.registerProvider(systemProvider);
 		server.setServerConformanceProvider(new JpaCapabilityStatementProvider(
