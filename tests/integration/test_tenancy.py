@@ -155,9 +155,13 @@ def test_another_spokes_page_link_shows_nothing_of_theirs(stack, a, b):
     assert not [e for e in stolen.json().get("entry", []) if SPOKE_A in str(e)]
 
 
-def test_history_of_another_spokes_task_is_empty(stack, b, a_task):
+def test_history_of_another_spokes_task_answers_as_an_unknown_ids(stack, b, a_task):
     r = b.get(f"{stack.fhir}/Task/{a_task['Task']}/_history")
-    assert r.status_code == 200 and not r.json().get("entry") and "total" not in r.json()
+    unknown = b.get(f"{stack.fhir}/Task/no-such-task-0/_history")
+    assert r.status_code == unknown.status_code == 404
+    assert r.json()["issue"][0]["diagnostics"].replace(a_task["Task"], "x") == unknown.json()["issue"][0][
+        "diagnostics"
+    ].replace("no-such-task-0", "x")
 
 
 @pytest.mark.parametrize("path", ["Task/_history", "_history"])
