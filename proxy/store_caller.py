@@ -32,7 +32,7 @@ SECRET_ENV = "FHIRPLUG_STORE_SECRET"
 SECRET_FILE_ENV = "FHIRPLUG_STORE_SECRET_FILE"
 DEFAULT_SECRET_FILE = "var/store-secret"  # where `make up` keeps the one it made
 MIN_SECRET_LENGTH = 32
-_WORD = re.compile(r"^[A-Za-z0-9_-]{0,64}$")
+_WORD = re.compile(r"[A-Za-z0-9_-]{0,64}")
 
 
 class StoreSecretMissing(RuntimeError):
@@ -73,7 +73,7 @@ class CallerSigner:
         return cls(secret_from_env())
 
     def header(self, role: str, ods: str = "", now: float | None = None) -> str:
-        if not (_WORD.match(role) and _WORD.match(ods)):
+        if not (_WORD.fullmatch(role) and _WORD.fullmatch(ods)):
             raise ValueError(f"cannot assert caller role {role!r} ODS {ods!r}")
         signed = f"v1;{role};{ods};{int(time.time() if now is None else now)}"
         mac = hmac.new(self._key, signed.encode(), hashlib.sha256).digest()
