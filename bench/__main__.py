@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from proxy.store_caller import store_auth
+
 HEADERS = {"Accept": "application/fhir+json", "Accept-Encoding": "identity"}
 JSON = {**HEADERS, "Content-Type": "application/fhir+json"}
 
@@ -60,13 +62,16 @@ local body = [[%(body)s]]
 local prefix = "%(prefix)s"
 local tag = "%(tag)s"
 local token = "%(token)s"
+local caller = "%(caller)s"
+local search_extra = "%(search_extra)s"
 request = function()
   local h = {["Accept"] = "application/fhir+json", ["Accept-Encoding"] = "identity"}
   if token ~= "" then h["Authorization"] = "Bearer " .. token end
+  if caller ~= "" then h["X-Fhirplug-Caller"] = caller end
   if kind == "read" then
     return wrk.format("GET", prefix .. "/Patient/" .. ids[math.random(#ids)], h)
   elseif kind == "search" then
-    return wrk.format("GET", prefix .. "/Patient?family=" .. tag .. "&_count=10", h)
+    return wrk.format("GET", prefix .. "/Patient?family=" .. tag .. "&_count=10" .. search_extra, h)
   end
   h["Content-Type"] = "application/fhir+json"
   if kind == "create" then
@@ -110,7 +115,8 @@ class Side:
         return sum(r.errors for r in self.rounds)
 
 
-def seed(base: str, tag: str, n: int = 50) -> list[str]:
+def seed(base: str, tag: str, n: int = 50, labels: list[dict] | None = None) -> list[str]:
+    """``n`` Patients of family ``tag`` straight into a store (as its administrator)."""
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
@@ -121,13 +127,14 @@ def seed(base: str, tag: str, n: int = 50) -> list[str]:
                     "name": [{"family": tag, "given": [f"G{i}"]}],
                     "birthDate": "1970-01-01",
                     "gender": "female",
+                    **({"meta": {"security": labels}} if labels else {}),
                 },
                 "request": {"method": "POST", "url": "Patient"},
             }
             for i in range(n)
         ],
     }
-    r = requests.post(base, json=bundle, headers=JSON, timeout=120)
+    r = requests.post(base, json=bundle, headers=JSON, timeout=120, auth=store_auth())
     r.raise_for_status()
     return [e["response"]["location"].split("/")[1] for e in r.json()["entry"]]
 
@@ -164,10 +171,16 @@ def wrk_round(
     seconds: float,
     script_dir: str,
     token: str = "",
+    caller: str = "",
+    search_extra: str = "",
+    labels: list[dict] | None = None,
 ) -> Round:
+    """One wrk run; ``search_extra`` is appended to the search's query, ``labels`` go into the
+    meta.security of what ``create`` posts."""
     url = urlsplit(base)
     if kind == "create":
-        body = json.dumps({"resourceType": "Patient", "name": [{"family": f"{tag}-new"}]})
+        created = {"resourceType": "Patient", "name": [{"family": f"{tag}-new"}]}
+        body = json.dumps({**created, "meta": {"security": labels}} if labels else created)
     elif kind == "transaction":
         body = json.dumps(transaction_bundle(f"{tag}-tx"))
     else:
@@ -183,6 +196,8 @@ def wrk_round(
                 "prefix": url.path.rstrip("/"),
                 "tag": tag,
                 "token": token,
+                "caller": caller,
+                "search_extra": search_extra,
             }
         )
     threads = min(concurrency, 2)
@@ -261,7 +276,11 @@ def main() -> int:
                         order = list(bases)[rnd % len(bases) :] + list(bases)[: rnd % len(bases)]
                         for label in order:
                             token = tokens[label]()
-                            r = wrk_round(bases[label], kind, ids, tag, conc, args.seconds, tmp, token)
+                            # the store answers only callers the proxy signs for: the bench is the admin
+                            caller = store_auth().signer.header("admin") if label == "direct" else ""
+                            r = wrk_round(
+                                bases[label], kind, ids, tag, conc, args.seconds, tmp, token, caller
+                            )
                             if rnd:  # round 0 warms every side up
                                 sides[label].rounds.append(r)
                     d = sides["direct"]

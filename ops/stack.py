@@ -44,6 +44,7 @@ class StackConfig:
     store_heap: str = "1g"
     store_boot_timeout: float = 300.0
     proxy_env: dict[str, str] = field(default_factory=dict)
+    store_args: list[str] = field(default_factory=list)  # more --key=value for the launcher
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -314,6 +315,7 @@ def start_store(cfg: StackConfig) -> str:
         f"--server.port={cfg.store_port}",
         f"--server.address={cfg.host}",
         f"--spring.datasource.url={h2}",
+        *cfg.store_args,
     ]
     say(f"starting the embedded FHIR store on {cfg.store_url} (log: {log})")
     t0 = time.monotonic()

@@ -188,9 +188,27 @@ public class TenancyInterceptor {
 				}
 			}
 		}
-		if (!CONFORMANCE.contains(search.getResourceType())) {
+		if (!CONFORMANCE.contains(search.getResourceType()) && !alreadyNarrowed(map, caller.ods())) {
 			map.add("_security", new TokenParam(TENANT_SYSTEM, caller.ods()));
 		}
+	}
+
+	/**
+	 * The proxy's first line already asks for exactly this label: a second, identical clause would
+	 * only cost the database another join.
+	 */
+	private static boolean alreadyNarrowed(SearchParameterMap map, String ods) {
+		List<List<ca.uhn.fhir.model.api.IQueryParameterType>> and = map.get("_security");
+		if (and == null) {
+			return false;
+		}
+		for (List<ca.uhn.fhir.model.api.IQueryParameterType> or : and) {
+			if (or.size() == 1 && or.get(0) instanceof TokenParam t && t.getModifier() == null
+					&& TENANT_SYSTEM.equals(t.getSystem()) && ods.equals(t.getValue())) {
+				return true;
+			}
+		}
+		return false;
 	}
 
 	@Hook(Pointcut.STORAGE_PREACCESS_RESOURCES)
