@@ -132,12 +132,14 @@ def test_vread_and_instance_history_of_another_tenants_task_reveal_nothing(route
         ("Patient", {"_id": "{Patient}", "_revinclude": "Task:patient"}),
         ("MedicationRequest", {"_include": "MedicationRequest:subject"}),
         ("Task", {"_include": "*", "_revinclude": "*"}),
+        ("", {"_type": "Task,Patient"}),
     ],
 )
 def test_searches_and_histories_never_carry_another_tenants_resources(route, a_data, fmt, path, query):
     (ids, _task), (params, headers) = a_data, FORMATS[fmt]
     q = {k: v.format(**ids) for k, v in query.items()} | params
-    r = route.http.get(f"{route.base}/{path}", params=q, headers=headers)
+    url = f"{route.base}/{path}" if path else route.base  # "": a search across types
+    r = route.http.get(url, params=q, headers=headers)
     assert r.status_code < 500 and not leaks(r, ids["identifier"]), (route.name, fmt, path, r.text[:300])
 
 

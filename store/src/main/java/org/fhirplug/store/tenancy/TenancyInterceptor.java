@@ -188,7 +188,8 @@ public class TenancyInterceptor {
 				}
 			}
 		}
-		if (!CONFORMANCE.contains(search.getResourceType()) && !alreadyNarrowed(map, caller.ods())) {
+		String type = search.getResourceType(); // null for a search across types: narrowed too
+		if ((type == null || !CONFORMANCE.contains(type)) && !alreadyNarrowed(map, caller.ods())) {
 			map.add("_security", new TokenParam(TENANT_SYSTEM, caller.ods()));
 		}
 	}
@@ -286,7 +287,7 @@ public class TenancyInterceptor {
 		if (caller.isUnrestricted()) {
 			return;
 		}
-		if (!visible(caller, before)) {
+		if (before != null && !visible(caller, before)) {
 			throw notKnown(before.getIdElement());
 		}
 		checkWritable(caller, after);
