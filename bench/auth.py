@@ -71,7 +71,7 @@ def check_cpu_us(cfg, token: str, issuer: str, n: int = 20000) -> float:
     from proxy.context import Interaction, RequestContext, make_request_view
 
     server = AuthServer.build(cfg.effective_redis_url, str(cfg.var_dir / "keys"), 300)
-    enforcer = AuthEnforcer(server.tokens, lambda ctx: issuer)
+    enforcer = AuthEnforcer(server.tokens, issuer)
     headers = {"Authorization": f"Bearer {token}"}
 
     def one():

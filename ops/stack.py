@@ -45,6 +45,8 @@ class StackConfig:
     store_boot_timeout: float = 300.0
     proxy_env: dict[str, str] = field(default_factory=dict)
     store_args: list[str] = field(default_factory=list)  # more --key=value for the launcher
+    # the main proxy's FHIRPLUG_PUBLIC_BASE_URL; None: its local address (see public_base)
+    public_base_url: str | None = None
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -55,6 +57,7 @@ class StackConfig:
             redis_port=int(os.environ.get("FHIRPLUG_REDIS_PORT", "6379")),
             redis_url=os.environ.get("REDIS_URL") or None,
             store_heap=os.environ.get("FHIRPLUG_STORE_HEAP", "1g"),
+            public_base_url=os.environ.get("FHIRPLUG_PUBLIC_BASE_URL") or None,
         )
 
     @property
@@ -64,6 +67,15 @@ class StackConfig:
     @property
     def proxy_url(self) -> str:
         return f"http://{self.host}:{self.proxy_port}"
+
+    def public_base(self, port: int | None = None) -> str:
+        """The FHIRPLUG_PUBLIC_BASE_URL of a proxy of this stack listening on ``port`` (default:
+        the main one): what the operator set for the main proxy, else the local address. The
+        proxy refuses to start without one; it never takes its identity from a request's Host."""
+        port = port or self.proxy_port
+        if self.public_base_url and port == self.proxy_port:
+            return self.public_base_url.rstrip("/")
+        return f"http://{self.host}:{port}/fhir"
 
     @property
     def effective_redis_url(self) -> str:
@@ -355,7 +367,12 @@ def start_proxy(
         return url
     log, pidfile = cfg.path("log", f"{name}.log"), cfg.path("run", f"{name}.pid")
     cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "proxy" / "gunicorn_conf.py"), "proxy.wsgi:app"]
-    full_env = {**proxy_env(cfg), "FHIRPLUG_BIND": f"{cfg.host}:{port}", **(env or {})}
+    full_env = {
+        **proxy_env(cfg),
+        "FHIRPLUG_BIND": f"{cfg.host}:{port}",
+        "FHIRPLUG_PUBLIC_BASE_URL": cfg.public_base(port),  # each proxy its own, by its port
+        **(env or {}),
+    }
     proc = _spawn(cmd, log, pidfile, env=full_env)
     _wait(f"the proxy {name}", lambda: _http_ok(url + "/healthz"), 60, proc.pid, log)
     return url
@@ -400,8 +417,10 @@ def load_profiles(cfg: StackConfig) -> str:
 def up(cfg: StackConfig) -> None:
     if docker_engine_answers():
         say("a Docker engine answers: starting the production stack with docker compose")
-        subprocess.run(["docker", "compose", "up", "-d", "--wait"], cwd=ROOT, check=True)
-        say("proxy on http://127.0.0.1:8080/fhir (see docker-compose.yml)")
+        public = cfg.public_base_url or "http://127.0.0.1:8080/fhir"  # compose publishes 8080
+        env = {**os.environ, "FHIRPLUG_PUBLIC_BASE_URL": public}
+        subprocess.run(["docker", "compose", "up", "-d", "--wait"], cwd=ROOT, check=True, env=env)
+        say(f"proxy on {public} (see docker-compose.yml)")
         return
     redis = start_redis(cfg)
     store = start_store(cfg)
@@ -409,7 +428,7 @@ def up(cfg: StackConfig) -> None:
     proxy = start_proxy(cfg)
     start_worker(cfg)
     say("stack is up (embedded store)")
-    print(f"  proxy (FHIR base)  {proxy}/fhir")
+    print(f"  proxy (FHIR base)  {cfg.public_base()}   (listening on {proxy})")
     print(f"  FHIR store         {store}   (internal: only the proxy calls it)")
     print(f"  Redis              {redis}")
     print(f"  forwarding worker  pid {_read_pid(cfg.path('run', 'worker.pid'))}")

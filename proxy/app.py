@@ -37,9 +37,11 @@ def create_app(
     redis=None,
 ) -> Flask:
     """Build the proxy. ``extra_plugins``, ``store`` and ``redis`` let unit tests run it without
-    servers."""
+    servers. Raises ConfigError without a public base (FHIRPLUG_PUBLIC_BASE_URL): who we are
+    comes from configuration only, never from a request's Host."""
     configure_logging()
     settings = settings or Settings.from_env()
+    settings.check_public_base()
     app = Flask("fhirplug")
     auth = None
     if settings.auth:
@@ -48,7 +50,7 @@ def create_app(
         log.warning("FHIRPLUG_AUTH=off: every caller is an administrator; never do this in production")
     enforcer = AuthEnforcer(
         auth.tokens if auth else None,
-        lambda ctx: ctx.public_base.removesuffix("/fhir"),
+        settings.issuer,
         tenant_scoping="tenancy" in settings.plugins,
     )
     pm = build_plugin_manager(settings.plugins, list(extra_plugins), builtins=[("auth", enforcer)])
@@ -84,7 +86,7 @@ def create_app(
 
         return serve(interaction_of, handler)
 
-    oauth_routes.register(app, auth, lambda: _public_base(settings).removesuffix("/fhir"), serve)
+    oauth_routes.register(app, auth, settings.issuer, serve)
     _metrics(app, serve, settings, auth, shared_redis)
 
     @app.get("/healthz")
@@ -139,19 +141,14 @@ def _metrics(app: Flask, serve, settings: Settings, auth: AuthServer | None, red
     def authorize(header: str | None) -> None:
         if auth is None:
             return
-        claims = auth.tokens.verify(header, _public_base(settings).removesuffix("/fhir"))
+        claims = auth.tokens.verify(header, settings.issuer)
         if claims.role != "admin":
             raise FhirError(403, "Metrics are for administrators", code="forbidden")
 
     metrics_route.register(app, serve, lambda: metrics.prometheus_text(redis), authorize)
 
 
-def _public_base(settings: Settings) -> str:
-    return settings.public_base_url or request.host_url.rstrip("/") + "/fhir"
-
-
 def _context(settings: Settings, store, interaction_of) -> tuple[RequestContext, FhirError | None]:
-    public = _public_base(settings)
     headers = {k: v for k, v in request.headers.items()}
     view = make_request_view(
         request.method,
@@ -166,7 +163,7 @@ def _context(settings: Settings, store, interaction_of) -> tuple[RequestContext,
         interaction, error = interaction_of(view.headers), None
     except FhirError as exc:
         interaction, error = Interaction("unknown", request.method), exc
-    ctx = RequestContext(request=view, interaction=interaction, public_base=public)
+    ctx = RequestContext(request=view, interaction=interaction, public_base=settings.public_base_url)
     ctx.store = StoreReader(store, lambda: ctx.request_id)
     return ctx, error
 

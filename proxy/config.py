@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from proxy.store_caller import secret_from_env
 
@@ -23,6 +24,13 @@ DEFAULT_PLUGINS = (
 )
 
 
+PUBLIC_BASE_KEY = "FHIRPLUG_PUBLIC_BASE_URL"
+
+
+class ConfigError(ValueError):
+    """A setting the proxy cannot start without, or cannot make sense of."""
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
@@ -34,7 +42,9 @@ def _list(value: str) -> list[str]:
 @dataclass(frozen=True)
 class Settings:
     store_url: str = "http://127.0.0.1:8090/fhir"
-    public_base_url: str = ""  # empty: derived from each request's Host
+    # who we are: the FHIR base clients call, e.g. https://fhir.example.org/fhir. Required: the
+    # proxy refuses to start without it (``create_app``); never derived from a request's Host
+    public_base_url: str = ""
     plugins: list[str] = field(
         default_factory=lambda: [
             "request_id",
@@ -62,7 +72,7 @@ class Settings:
     def from_env(cls) -> Settings:
         return cls(
             store_url=_env("FHIRPLUG_STORE_URL", cls.store_url).rstrip("/"),
-            public_base_url=_env("FHIRPLUG_PUBLIC_BASE_URL", "").rstrip("/"),
+            public_base_url=_env(PUBLIC_BASE_KEY, "").strip().rstrip("/"),
             plugins=_list(_env("FHIRPLUG_PLUGINS", ",".join(DEFAULT_PLUGINS))),
             max_body_bytes=int(_env("FHIRPLUG_MAX_BODY_BYTES", str(cls.max_body_bytes))),
             store_connect_timeout=float(_env("FHIRPLUG_STORE_CONNECT_TIMEOUT", "3")),
@@ -81,8 +91,36 @@ class Settings:
 
     @property
     def issuer(self) -> str:
-        """This server's OAuth issuer: the public base without its /fhir (empty: per request)."""
+        """This server's OAuth issuer: the public base without its /fhir."""
         return self.public_base_url.removesuffix("/fhir")
+
+    def check_public_base(self) -> None:
+        """Refuse to run without a usable public base: it is the token endpoint's audience, the
+        issuer of our tokens and every absolute URL we write, so it must never come from a request."""
+        value = self.public_base_url
+        if not value:
+            raise ConfigError(
+                f"{PUBLIC_BASE_KEY} is not set: set it to this proxy's public FHIR base, as clients "
+                "call it (e.g. https://fhir.example.org/fhir). It is the token endpoint's audience and "
+                "the issuer of our access tokens; the proxy never takes it from a request's Host header"
+            )
+        parts = urlsplit(value)
+        try:
+            port_ok = parts.port is None or parts.port > 0  # a port that is not a number raises
+        except ValueError:
+            port_ok = False
+        if not (
+            port_ok
+            and parts.scheme in ("http", "https")
+            and parts.hostname
+            and "@" not in parts.netloc
+            and not {"?", "#", " "} & set(value)
+            and parts.path.endswith("/fhir")
+        ):
+            raise ConfigError(
+                f"{PUBLIC_BASE_KEY}={value!r} is not a public FHIR base: it must be an http(s) URL "
+                "ending in /fhir, without a query, fragment or credentials (e.g. https://fhir.example.org/fhir)"
+            )
 
 
 def _auth_switch(value: str) -> bool:

@@ -103,7 +103,7 @@ class FhirPassthrough:
                 method, body, mt = entry.method, entry.resource, "application/fhir+json"
 
         out_body = dumps(body) if body is not None else (raw if has_body else None)
-        if out_body and public:
+        if out_body:
             # callers write our public base into fullUrls and references; the store knows its own
             out_body = out_body.replace(public.encode(), internal.encode())
 

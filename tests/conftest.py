@@ -25,7 +25,7 @@ class Stack:
         self.cfg = cfg
         self.store_url = cfg.store_url  # direct, for checks that must bypass the proxy
         self.proxy = cfg.proxy_url
-        self.fhir = cfg.proxy_url + "/fhir"
+        self.fhir = cfg.public_base()  # the proxy's configured FHIRPLUG_PUBLIC_BASE_URL
         self.redis_url = cfg.effective_redis_url
         self.keys_dir = cfg.var_dir / "test-client-keys"
         self._extra = 0

@@ -33,9 +33,9 @@ class AuthEnforcer:
     """``tokens`` None means authentication is switched off (FHIRPLUG_AUTH=off, benchmarks only):
     every caller is then an anonymous administrator."""
 
-    def __init__(self, tokens: TokenService | None, issuer_of, tenant_scoping: bool = True):
+    def __init__(self, tokens: TokenService | None, issuer: str, tenant_scoping: bool = True):
         self.tokens = tokens
-        self.issuer_of = issuer_of  # ctx -> this server's issuer (public origin)
+        self.issuer = issuer  # this server's issuer (public origin), from configuration
         # without the tenancy plugin a spoke would see every spoke's data: refuse tenants then
         self.tenant_scoping = tenant_scoping
 
@@ -52,7 +52,7 @@ class AuthEnforcer:
                 "Access tokens are accepted only in the Authorization header, never in the URL",
                 "invalid_request",
             )
-        claims = self.tokens.verify(ctx.request.header("Authorization"), self.issuer_of(ctx))
+        claims = self.tokens.verify(ctx.request.header("Authorization"), self.issuer)
         scopes = claims.scopes
         ctx.client = Client(id=claims.client_id, ods=claims.ods, role=claims.role, scopes=scopes)
         if claims.role in ("spoke", "hub") and not self.tenant_scoping:
@@ -70,7 +70,7 @@ class AuthEnforcer:
     @hookimpl(trylast=True)
     def fhirplug_response(self, ctx: RequestContext, response):
         if ctx.interaction.kind == "capabilities" and response.status == 200 and response.is_json:
-            _advertise_oauth(response, self.issuer_of(ctx))
+            _advertise_oauth(response, self.issuer)
             return
         scopes = ctx.client.scopes
         if scopes is None or (scopes.allows("*", "r") and scopes.allows("*", "s")):

@@ -33,9 +33,10 @@ def _error(exc: OAuthError) -> ProxyResponse:
     return _json(exc.status, exc.body(), extra)
 
 
-def register(app: Flask, server: AuthServer | None, issuer_of, serve) -> None:
-    """``issuer_of()`` gives this server's public origin for the current request; ``serve`` runs
-    a handler through the hooks (request id, access log) like any other request."""
+def register(app: Flask, server: AuthServer | None, issuer: str, serve) -> None:
+    """``issuer`` is this server's public origin, from configuration (never from the request's
+    Host); ``serve`` runs a handler through the hooks (request id, access log) like any other
+    request."""
 
     def route(handler):
         def view():
@@ -51,7 +52,7 @@ def register(app: Flask, server: AuthServer | None, issuer_of, serve) -> None:
             return _error(OAuthError(400, "invalid_request", "Authentication is switched off here"))
         try:
             form = _read_form()
-            return _json(200, server.token_response(form, issuer_of()), NO_STORE)
+            return _json(200, server.token_response(form, issuer), NO_STORE)
         except OAuthError as exc:
             return _error(exc)
         except RedisError:
@@ -74,7 +75,7 @@ def register(app: Flask, server: AuthServer | None, issuer_of, serve) -> None:
     def smart_configuration():
         if server is None:
             return _json(404, {"error": "not_found"})
-        return _json(200, server.smart_configuration(issuer_of()), {"Cache-Control": "max-age=300"})
+        return _json(200, server.smart_configuration(issuer), {"Cache-Control": "max-age=300"})
 
 
 def _read_form() -> dict:

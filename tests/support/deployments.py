@@ -23,13 +23,18 @@ SPOKE_SCOPES = "system/Task.cruds system/MedicationRequest.cruds system/Medicati
 class Deployment:
     def __init__(self, cfg: stackmod.StackConfig):
         self.cfg = cfg
-        self.fhir = cfg.proxy_url + "/fhir"
+        self.fhir = cfg.public_base()  # what its proxy is configured to be (FHIRPLUG_PUBLIC_BASE_URL)
         self.redis_url = cfg.effective_redis_url
 
     def register_partner(self, ods, role, other: Deployment, our_client_id, key_file):
         PartnerDirectory(Redis.from_url(self.redis_url)).put(
             Partner(
-                ods, role, other.fhir, other.cfg.proxy_url + "/oauth2/token", our_client_id, str(key_file)
+                ods,
+                role,
+                other.fhir,
+                other.fhir.removesuffix("/fhir") + "/oauth2/token",
+                our_client_id,
+                str(key_file),
             )
         )
 

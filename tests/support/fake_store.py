@@ -10,6 +10,8 @@ import urllib3
 from proxy.errors import FhirError
 
 BASE = "http://store.internal:8090/fhir"
+# what unit tests configure as the proxy's FHIRPLUG_PUBLIC_BASE_URL (create_app needs one)
+PUBLIC_BASE = "https://proxy.test/fhir"
 
 
 class FakeStore:

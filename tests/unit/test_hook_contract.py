@@ -9,7 +9,7 @@ from proxy.app import create_app
 from proxy.config import Settings
 from proxy.hookspecs import hookimpl
 from proxy.plugin_manager import PluginLoadError, build_plugin_manager, plugin_order
-from tests.support.fake_store import FakeStore
+from tests.support.fake_store import PUBLIC_BASE, FakeStore
 from tests.support.probe_plugins import Probe
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -17,7 +17,11 @@ FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
 def make(plugins=("request_id",), extra=(), store=None):
     store = store or FakeStore()
-    app = create_app(Settings(plugins=list(plugins), auth=False), extra_plugins=list(extra), store=store)
+    app = create_app(
+        Settings(public_base_url=PUBLIC_BASE, plugins=list(plugins), auth=False),
+        extra_plugins=list(extra),
+        store=store,
+    )
     return app.test_client(), store
 
 

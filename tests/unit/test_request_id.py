@@ -1,11 +1,13 @@
 from plugins.request_id import choose_request_id
 from proxy.app import create_app
 from proxy.config import Settings
-from tests.support.fake_store import FakeStore
+from tests.support.fake_store import PUBLIC_BASE, FakeStore
 
 
 def client(store):
-    return create_app(Settings(plugins=["request_id"], auth=False), store=store).test_client()
+    return create_app(
+        Settings(public_base_url=PUBLIC_BASE, plugins=["request_id"], auth=False), store=store
+    ).test_client()
 
 
 def test_callers_request_id_is_kept_sent_to_the_store_and_returned():
