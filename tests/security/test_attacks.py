@@ -3,6 +3,8 @@
 Each attack runs against:
 
 - ``proxy``: the proxy as deployed (its own checks, then the store's);
+- ``proxy-checks-off``: a proxy with ``FHIRPLUG_TENANCY_PROXY_CHECKS=off`` (it still labels what
+  tenants write, but narrows, filters and refuses nothing), so only the store's line holds;
 - ``store``: the store itself, sent exactly what a proxy with no tenancy checks at all would send
   for spoke B (B's signed caller assertion, B's labels on what B writes), so the store-side line
   is proved to stop every attack on its own.
@@ -72,11 +74,22 @@ def a_data(stack, a):
     return ids, task
 
 
-@pytest.fixture(scope="module", params=["proxy", "store"])
+@pytest.fixture(scope="module")
+def unchecked_proxy(stack) -> str:
+    """A proxy on the same store with its own tenancy checks off: only the store's line holds."""
+    fhir, _ = stack.start_proxy({"FHIRPLUG_TENANCY_PROXY_CHECKS": "off"})
+    return fhir
+
+
+@pytest.fixture(scope="module", params=["proxy", "proxy-checks-off", "store"])
 def route(request, stack):
     if request.param == "proxy":
         s = stack.session(client=stack.client("spoke-b", "spoke", SPOKE_B))
         yield Route("proxy", stack.fhir, s, labels=False)
+    elif request.param == "proxy-checks-off":
+        base = request.getfixturevalue("unchecked_proxy")
+        s = stack.session(base, client=stack.client("spoke-b", "spoke", SPOKE_B))
+        yield Route("proxy-checks-off", base, s, labels=False)
     else:
         s = requests.Session()
         s.auth = _AsCaller("spoke", SPOKE_B)
