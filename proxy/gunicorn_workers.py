@@ -42,10 +42,11 @@ def outcome_for(exc: BaseException) -> FhirError:
         return FhirError(414, "The request line is too long", code="too-long")
     if isinstance(exc, e.LimitRequestHeaders):
         return FhirError(431, "The request headers are too large or too many", code="too-long")
+    # gunicorn answers these two 501; they are the caller's mistakes, and a 5xx would say ours
     if isinstance(exc, e.InvalidRequestMethod):
-        return FhirError(501, "The request method is not one this server knows", code="not-supported")
+        return FhirError(400, "The request method is not a valid HTTP method name", code="not-supported")
     if isinstance(exc, e.UnsupportedTransferCoding):
-        return FhirError(501, f"Unsupported transfer coding: {exc}", code="not-supported")
+        return FhirError(400, f"Unsupported transfer coding: {exc}", code="not-supported")
     if isinstance(exc, e.ExpectationFailed):
         return FhirError(417, f"Unsupported expectation: {exc}", code="not-supported")
     if isinstance(exc, e.ForbiddenProxyRequest):
