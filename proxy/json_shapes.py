@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+from proxy import query_checks
 from proxy.errors import FhirError
 from proxy.json_limits import expression
 
@@ -223,6 +224,8 @@ class _Shapes:
             for name in REQUEST_STRINGS:
                 if name in request:
                     self.string(request[name], ((path, "request"), name))
+            if "url" in request:  # a search inside a batch: its parameters as for a search
+                query_checks.check_url(request["url"], expression(self.root, ((path, "request"), "url")))
 
 
 def _is_number(value) -> bool:

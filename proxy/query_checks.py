@@ -2,6 +2,8 @@
 
 ``_offset=-5`` makes the store fail inside its database layer; ``_count`` and the store's own
 paging offset are held to the same rule so every paging parameter is refused the same way.
+``_filter`` is switched off in the store, but the store parses it before saying so and fails
+on malformed expressions (``(((``): it is refused here, whatever it holds.
 """
 
 from __future__ import annotations
@@ -12,20 +14,37 @@ from proxy.errors import FhirError
 
 WHOLE_NUMBERS = ("_count", "_offset", "_getpagesoffset")
 FORM = "application/x-www-form-urlencoded"
+UNSUPPORTED = ("_filter",)
 MAX_DIGITS = 9  # an offset or page size past a billion is not a real request
 
 
+def check_url(url: str, where: str) -> None:
+    """The query of a bundle entry's request.url, held to the same rules."""
+    _, _, query = url.partition("?")
+    if query:
+        check_pairs(parse_qsl(query, keep_blank_values=True), where)
+
+
 def check(query: list[tuple[str, str]], content_type: str | None = None, body: bytes = b"") -> None:
-    """FhirError(400) unless every paging parameter, in the URL or a POST _search form body,
-    is a whole number (0, 1, 2, ...)."""
+    """FhirError(400) for ``_filter`` or a paging parameter that is not a whole number
+    (0, 1, 2, ...), in the URL or in a POST _search form body."""
     pairs = list(query)
     if body and (content_type or "").split(";", 1)[0].strip().lower() == FORM:
         pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    check_pairs(pairs)
+
+
+def check_pairs(pairs: list[tuple[str, str]], where: str | None = None) -> None:
+    """``where`` is the FHIRPath the parameters came from (a bundle entry's request.url)."""
     for name, value in pairs:
+        if name.split(":", 1)[0] in UNSUPPORTED:
+            raise FhirError(
+                400, f"{name} is not supported by this server", [where or name], code="not-supported"
+            )
         if name in WHOLE_NUMBERS and not (value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS):
             raise FhirError(
                 400,
                 f"{name} must be a whole number (0 or more, at most {MAX_DIGITS} digits), not {value[:40]!r}",
-                [name],
+                [where or name],
                 code="invalid",
             )
