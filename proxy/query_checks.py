@@ -8,6 +8,7 @@ on malformed expressions (``(((``): it is refused here, whatever it holds.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from proxy.errors import FhirError
@@ -16,6 +17,7 @@ WHOLE_NUMBERS = ("_count", "_offset", "_getpagesoffset")
 FORM = "application/x-www-form-urlencoded"
 UNSUPPORTED = ("_filter",)
 MAX_DIGITS = 9  # an offset or page size past a billion is not a real request
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
 def check_url(url: str, where: str) -> None:
@@ -27,9 +29,12 @@ def check_url(url: str, where: str) -> None:
 
 def check(query: list[tuple[str, str]], content_type: str | None = None, body: bytes = b"") -> None:
     """FhirError(400) for ``_filter`` or a paging parameter that is not a whole number
-    (0, 1, 2, ...), in the URL or in a POST _search form body."""
+    (0, 1, 2, ...), in the URL or in a POST _search form body; and for a form body that is not
+    percent-encoded properly."""
     pairs = list(query)
     if body and (content_type or "").split(";", 1)[0].strip().lower() == FORM:
+        if _BAD_ESCAPE.search(body):  # the store relays the form as sent and fails decoding it: 500
+            raise FhirError(400, "The form body has a % not followed by two hex digits", code="invalid")
         pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
     check_pairs(pairs)
 

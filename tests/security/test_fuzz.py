@@ -10,6 +10,7 @@ a severity and a code, the proxy healthy afterwards and its workers' memory flat
 
 from __future__ import annotations
 
+import collections
 import copy
 import gzip
 import json
@@ -680,6 +681,7 @@ def test_fuzz_never_5xx_always_operation_outcome_healthy_and_flat(stack):
 
     failures: list[str] = []
     counts = {"sent": 0}
+    statuses: collections.Counter[int] = collections.Counter()
     lock = threading.Lock()
 
     def run(chunk: list[Probe]) -> None:
@@ -688,6 +690,7 @@ def test_fuzz_never_5xx_always_operation_outcome_healthy_and_flat(stack):
         try:
             for p in chunk:
                 s = anon if p.who == "anon" else sessions[p.who]
+                status = 0  # 0: no answer, or an answer that is not a proper error
                 try:
                     r = s.request(
                         p.method, p.url, headers=p.headers, data=p.body, timeout=60, allow_redirects=False
@@ -695,10 +698,12 @@ def test_fuzz_never_5xx_always_operation_outcome_healthy_and_flat(stack):
                     problem = outcome_problem(
                         r.status_code, r.headers.get("Content-Type", ""), r.content, p.method, p.url
                     )
+                    status = r.status_code if not problem or "5xx" in problem else 0
                 except requests.RequestException as exc:
                     problem = f"no answer: {type(exc).__name__}: {exc}"
                 with lock:
                     counts["sent"] += 1
+                    statuses[status] += 1
                     if problem:
                         failures.append(
                             f"{p.who} {p.method} {p.url[:200]} body={(p.body or b'')[:200]!r}: {problem}"
@@ -738,7 +743,7 @@ def test_fuzz_never_5xx_always_operation_outcome_healthy_and_flat(stack):
     elapsed = time.monotonic() - started
     print(
         f"\nfuzz: {counts['sent']} requests in {elapsed:.0f} s; worker RSS {rss_warm:.0f} MB after warm-up,"
-        f" {rss_end:.0f} MB at the end; {len(failures)} failures"
+        f" {rss_end:.0f} MB at the end; {len(failures)} failures; statuses {sorted(statuses.items())}"
     )
     assert counts["sent"] >= HTTP_REQUESTS + RAW_REQUESTS
     assert not failures, f"{len(failures)} bad answers, first ones:\n" + "\n".join(failures[:25])
