@@ -71,6 +71,7 @@ class FhirPassthrough:
         if inter.kind == "create" and entries:
             entries[0].if_none_exist = req.header("if-none-exist")
         original = [(e.method, e.url) for e in entries]
+        query_checks.check_conditional_updates(ctx.store, entries)
 
         for entry in entries:
             try:

@@ -3,7 +3,9 @@
 ``_offset=-5`` makes the store fail inside its database layer; ``_count`` and the store's own
 paging offset are held to the same rule so every paging parameter is refused the same way.
 ``_filter`` is switched off in the store, but the store parses it before saying so and fails
-on malformed expressions (``(((``): it is refused here, whatever it holds.
+on malformed expressions (``(((``): it is refused here, whatever it holds. A conditional
+update whose criteria the store cannot parse (``Task?_lastUpdated=xx2020``) fails in the store
+with a 500, where the same criteria in a search are a 400: they are asked as a search first.
 """
 
 from __future__ import annotations
@@ -53,3 +55,19 @@ def check_pairs(pairs: list[tuple[str, str]], where: str | None = None) -> None:
                 [where or name],
                 code="invalid",
             )
+
+
+def check_conditional_updates(store, entries) -> None:
+    """Ask the store to parse each conditional update's criteria as a search (``_summary=count``)
+    before the update is sent; FhirError(400) with the store's words when it cannot.
+
+    ``store`` is the request's ``StoreReader``, ``entries`` its ``WriteEntry`` list."""
+    for entry in entries:
+        if entry.method != "PUT" or not entry.conditional:
+            continue
+        path, _, query = entry.url.partition("?")
+        resource_type = path.strip("/").split("/", 1)[0]
+        problem = store.criteria_problem(resource_type, query)
+        if problem:
+            where = [f"Bundle.entry[{entry.index}].request.url"] if entry.index is not None else []
+            raise FhirError(400, f"The conditional update's criteria are not valid: {problem}", where)

@@ -70,6 +70,16 @@ class StoreReader:
             if e.get("resource") and (e.get("search") or {}).get("mode", "match") == "match"
         ]
 
+    def criteria_problem(self, resource_type: str, query: str) -> str | None:
+        """What the store says is wrong with search criteria (its diagnostics), None if nothing."""
+        pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "_format"]
+        status, body = self._get(resource_type, [*pairs, ("_summary", "count")])
+        if status < 400:
+            return None
+        issues = (body or {}).get("issue") if isinstance(body, dict) else None
+        first = issues[0] if isinstance(issues, list) and issues and isinstance(issues[0], dict) else {}
+        return str(first.get("diagnostics") or f"the store refused them ({status})")
+
     def validate(self, resource: dict, profile: str | None = None) -> dict:
         """The store's ``$validate`` OperationOutcome for ``resource`` (stores nothing)."""
         query = [("profile", profile)] if profile else []
