@@ -9,7 +9,9 @@ an HTML page. These workers write the same status as an OperationOutcome instead
 from __future__ import annotations
 
 import json
+import socket
 import ssl
+import time
 
 from gunicorn import util
 from gunicorn.http import errors as http_errors
@@ -76,6 +78,29 @@ def response_bytes(err: FhirError) -> bytes:
     return head.encode("latin-1") + body
 
 
+LINGER_S = 1.0  # at most this long reading what the caller still sends after a refusal
+LINGER_BYTES = 1 << 20
+
+
+def linger(client) -> None:
+    """Close politely: stop writing, then read (and drop) what the caller is still sending.
+
+    Closing a socket with unread bytes in it makes the kernel answer with a reset, which can
+    destroy the refusal before the caller reads it (an oversized request line or header is
+    exactly that case)."""
+    try:
+        client.shutdown(socket.SHUT_WR)
+        client.settimeout(LINGER_S)
+        deadline, drained = time.monotonic() + LINGER_S, 0
+        while time.monotonic() < deadline and drained < LINGER_BYTES:
+            data = client.recv(64 * 1024)
+            if not data:
+                break
+            drained += len(data)
+    except OSError:
+        pass
+
+
 class _FhirErrors:
     """Overrides gunicorn's ``handle_error``: same logging and access log, a FHIR body."""
 
@@ -94,6 +119,8 @@ class _FhirErrors:
             util.write_nonblock(client, response_bytes(err))
         except Exception:
             self.log.debug("Failed to send error message.")
+            return
+        linger(client)
 
 
 class FhirGeventWorker(_FhirErrors, GeventWorker):
