@@ -5,8 +5,9 @@ Plugins read ``meta.security``, references (``Task.owner.identifier.value``), id
 who sends another JSON type there (``"subject": "x"``, ``"reference": 5``, ``"meta": [1]``)
 would make a plugin fail with a 500; the store itself often accepts such a body silently.
 This check refuses them with a 400 whose expression names the element
-(``Task.meta.security[0]``). It knows element names, not the whole FHIR model: each rule below
-holds for every element of that name in FHIR R4, so it never refuses a valid resource.
+(``Task.meta.security[0]``). It knows element names, not the whole FHIR model: each generic rule
+holds for every element of that name in FHIR R4 (checked against R4's StructureDefinitions), and
+the per-type rules hold where they are written, so it never refuses a valid resource.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from proxy import query_checks
 from proxy.errors import FhirError
 from proxy.json_limits import expression
 
-# Elements that are a Reference (or a BackboneElement holding one) wherever they occur in R4:
-# each is an object, or an array of objects.
+# Element names that are an object (a Reference, or a complex type or BackboneElement holding
+# one) or an array of objects wherever they occur in R4. Checked against the R4 StructureDefinitions:
+# names that are a primitive somewhere (partOf, receiver, responsible, supportingInformation) are
+# checked only where the tables below say.
 REFERENCE_NAMES = frozenset(
     {
         "subject",
@@ -29,13 +32,11 @@ REFERENCE_NAMES = frozenset(
         "for",
         "focus",
         "basedOn",
-        "partOf",
         "encounter",
         "managingOrganization",
         "generalPractitioner",
         "authorizingPrescription",
         "medicationReference",
-        "supportingInformation",
         "reasonReference",
         "relevantHistory",
         "priorPrescription",
@@ -43,10 +44,8 @@ REFERENCE_NAMES = frozenset(
         "detectedIssue",
         "insurance",
         "sender",
-        "receiver",
         "recorder",
         "enterer",
-        "responsible",
         "author",
         "performer",
         "actor",
@@ -58,8 +57,10 @@ REFERENCE_NAMES = frozenset(
         "valueReference",
     }
 )
-# Primitive elements whose JSON type is the same wherever they occur.
-STRINGS = frozenset({"resourceType", "id", "status", "fullUrl", "url", "system", "versionId", "lastUpdated"})
+# Primitive elements that are a JSON string wherever they occur in R4.
+STRINGS = frozenset({"resourceType", "id", "fullUrl", "url", "versionId", "lastUpdated"})
+# status is a code at the root of every resource but these two (a CodeableConcept there)
+STATUS_NOT_A_CODE = frozenset({"MedicinalProductAuthorization", "SubstanceSpecification"})
 _VALUE_STRING = re.compile(
     r"value(String|Code|Uri|Url|Canonical|Id|Oid|Uuid|Markdown|Base64Binary|Instant|Date|DateTime|Time)"
 )
@@ -80,8 +81,21 @@ MANY = {
     "Patient": {"generalPractitioner"},
     "MessageHeader": {"focus"},
 }
-# the only resources whose own identifier is one Identifier, not an array of them
-SINGLE_IDENTIFIER = frozenset({"Bundle", "Composition", "QuestionnaireResponse"})
+# the resources whose own identifier is one Identifier, not an array of them
+SINGLE_IDENTIFIER = frozenset(
+    {
+        "AdverseEvent",
+        "Bundle",
+        "Composition",
+        "ConceptMap",
+        "MedicinalProductIngredient",
+        "QuestionnaireResponse",
+        "SpecimenDefinition",
+        "SubstanceSpecification",
+        "TestReport",
+        "TestScript",
+    }
+)
 REQUEST_STRINGS = ("method", "url", "ifNoneExist", "ifMatch", "ifNoneMatch", "ifModifiedSince")
 
 
@@ -101,10 +115,12 @@ class _Shapes:
             node, path = stack.pop()
             if isinstance(node, dict):
                 rtype = node.get("resourceType")
-                rtype = rtype if isinstance(rtype, str) else None  # set: node is a resource
+                if rtype is not None:
+                    self.string(rtype, (path, "resourceType"))
+                    self.resource(rtype, node, path)
                 for key, child in node.items():
                     here = (path, key)
-                    self.element(key, child, here, rtype)
+                    self.element(key, child, here)
                     if isinstance(child, dict | list):
                         stack.append((child, here))
             elif isinstance(node, list):
@@ -112,16 +128,31 @@ class _Shapes:
                     if isinstance(child, dict | list):
                         stack.append((child, (path, i)))
 
-    def element(self, key: str, value, path, rtype: str | None) -> None:
-        if rtype is not None and key in SINGLE.get(rtype, ()) and not isinstance(value, dict):
-            raise self.fail(path, "an object (one Reference)")
-        if rtype is not None and key in MANY.get(rtype, ()) and not isinstance(value, list):
-            raise self.fail(path, "an array of References")
-        if rtype is not None and key == "identifier":
-            if rtype in SINGLE_IDENTIFIER and not isinstance(value, dict):
-                raise self.fail(path, "an Identifier object")
-            if rtype not in SINGLE_IDENTIFIER and not isinstance(value, list):
-                raise self.fail(path, "an array of Identifiers")
+    def resource(self, rtype: str, res: dict, path) -> None:
+        """Rules for the elements at the root of a resource of type ``rtype``."""
+        for key in SINGLE.get(rtype, ()):
+            if key in res and not isinstance(res[key], dict):
+                raise self.fail((path, key), "an object (one Reference)")
+            if key in res:
+                self.reference(res[key], (path, key))
+        for key in MANY.get(rtype, ()):
+            if key in res:
+                for item, where in self.array_of_objects(res[key], (path, key)):
+                    self.reference(item, where)
+        if "identifier" in res:
+            single = rtype in SINGLE_IDENTIFIER
+            if not isinstance(res["identifier"], dict if single else list):
+                raise self.fail((path, "identifier"), "an Identifier object" if single else "an array")
+        if "status" in res and rtype not in STATUS_NOT_A_CODE:
+            self.string(res["status"], (path, "status"))
+        if rtype == "Parameters" and "parameter" in res:
+            self.parameters(res["parameter"], (path, "parameter"))
+        if rtype == "Bundle" and "entry" in res:
+            for item, where in self.array_of_objects(res["entry"], (path, "entry")):
+                self.entry(item, where)
+
+    def element(self, key: str, value, path) -> None:
+        """Rules for an element of this name wherever it is."""
         if key in STRINGS:
             self.string(value, path)
         elif key == "meta":
@@ -133,19 +164,16 @@ class _Shapes:
             if not isinstance(value, str | dict):
                 raise self.fail(path, "a string")
         elif key == "identifier":
+            if isinstance(value, str):
+                return  # ValueSet.expansion.identifier and MessageHeader.response.identifier
             for item, where in self.objects(value, path, "an Identifier object or an array of them"):
                 for name in ("system", "value"):
                     if name in item:
                         self.string(item[name], (where, name))
-        elif key in ("extension", "modifierExtension", "coding", "parameter", "part", "contained"):
+        elif key in ("extension", "modifierExtension", "coding", "contained"):
             for item, where in self.array_of_objects(value, path):
-                if key in ("parameter", "part") and "name" in item:
-                    self.string(item["name"], (where, "name"))
                 if key == "coding":
                     self.coding(item, where)
-        elif key == "entry":
-            for item, where in self.array_of_objects(value, path):
-                self.entry(item, where)
         elif _VALUE_STRING.fullmatch(key):
             self.string(value, path)
         elif _VALUE_INTEGER.fullmatch(key):
@@ -156,6 +184,17 @@ class _Shapes:
                 raise self.fail(path, "true or false")
         elif key == "valueDecimal" and not _is_number(value):
             raise self.fail(path, "a number")
+
+    def parameters(self, value, path) -> None:
+        """Parameters.parameter, and each one's part, at any depth: objects with a string name."""
+        stack = [(value, path)]
+        while stack:
+            value, path = stack.pop()
+            for item, where in self.array_of_objects(value, path):
+                if "name" in item:
+                    self.string(item["name"], (where, "name"))
+                if "part" in item:
+                    stack.append((item["part"], (where, "part")))
 
     # -------------------------------------------------------------- datatypes
 
@@ -242,7 +281,9 @@ def check(body) -> None:
     if not isinstance(body, dict):
         return  # not a resource: bodies.py says so with its own message
     root = body.get("resourceType")
-    shapes = _Shapes(root if isinstance(root, str) and root.isidentifier() else "$this")
+    if not isinstance(root, str):
+        return  # not a resource: bodies.py says so with its own message
+    shapes = _Shapes(root if root.isidentifier() else "$this")
     shapes.walk(body, None)
 
 

@@ -147,3 +147,29 @@ def test_a_json_patch_needs_objects_with_string_op_and_path():
 
 def test_a_body_that_is_not_an_object_is_left_to_the_resource_check():
     json_shapes.check("x")
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {"resourceType": "ValueSet", "expansion": {"identifier": "urn:uuid:1", "timestamp": "2020"}},
+        {"resourceType": "MessageHeader", "response": {"identifier": "abc", "code": "ok"}},
+        {"resourceType": "OperationDefinition", "system": True},
+        {"resourceType": "NamingSystem", "responsible": "NHS England"},
+        {"resourceType": "ChargeItemDefinition", "partOf": ["http://x/cid"]},
+        {"resourceType": "ExampleScenario", "process": [{"step": [{"operation": {"receiver": "x"}}]}]},
+        {"resourceType": "Contract", "term": [{"action": [{"status": {"text": "x"}}]}]},
+        {"resourceType": "SubstanceSpecification", "status": {"text": "x"}, "identifier": {"value": "x"}},
+        {"resourceType": "Library", "author": [{"name": "x"}]},
+        {"resourceType": "Parameters", "parameter": [{"name": "a", "part": [{"name": "b", "part": []}]}]},
+        {"resourceType": "Basic", "code": {"coding": [{"system": "s", "code": "c"}]}, "part": "x"},
+    ],
+)
+def test_elements_that_share_a_name_with_another_type_in_r4_pass(resource):
+    json_shapes.check(resource)
+
+
+def test_a_part_deep_in_parameters_is_checked():
+    params = [{"name": "a", "part": [{"name": "b", "part": ["x"]}]}]
+    err = refused({"resourceType": "Parameters", "parameter": params})
+    assert err.expression == ["Parameters.parameter[0].part[0].part[0]"]
