@@ -204,8 +204,8 @@ def test_percent_encoded_cr_lf_and_nul_in_paths_are_404(stack, http, path):
 # ---------------------------------------------------------------- what gunicorn refuses itself
 
 
-def raw(stack, data: bytes) -> tuple[int, str, bytes]:
-    with socket.create_connection((stack.cfg.host, stack.cfg.proxy_port), timeout=10) as s:
+def raw(stack, data: bytes, port: int | None = None) -> tuple[int, str, bytes]:
+    with socket.create_connection((stack.cfg.host, port or stack.cfg.proxy_port), timeout=10) as s:
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
         answer = b""
@@ -266,3 +266,24 @@ def test_invalid_chunking_is_400(stack, http, chunks):
     head = b"POST /fhir/Patient HTTP/1.1\r\n" + host(stack) + f"Authorization: Bearer {token}\r\n".encode()
     head += b"Content-Type: application/fhir+json\r\nTransfer-Encoding: chunked\r\n\r\n"
     outcome(*raw(stack, head + chunks), 400)
+
+
+@pytest.fixture(scope="module")
+def gthread_port(stack):
+    fhir, _ = stack.start_proxy({"FHIRPLUG_WORKER_CLASS": "gthread"})
+    return int(fhir.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+@pytest.mark.parametrize(
+    "data, status",
+    [
+        (b"GET /fhir/Pat\rient HTTP/1.1\r\n", 400),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n", 414),
+        (b"GET /fhir/Patient HTTP/1.1\r\nX-Big: " + b"a" * 10_000 + b"\r\n", 431),
+        (b"PROPFIND /fhir/Patient HTTP/1.1\r\n", 405),
+    ],
+    ids=["cr", "too-long", "huge-header", "unknown-method"],
+)
+def test_the_gthread_worker_answers_in_fhir_too(stack, gthread_port, data, status):
+    host = f"Host: {stack.cfg.host}:{gthread_port}\r\nConnection: close\r\n".encode()
+    outcome(*raw(stack, data + host + b"\r\n", gthread_port), status)
