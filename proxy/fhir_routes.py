@@ -50,7 +50,7 @@ class FhirPassthrough:
         if has_body and mt not in bodies.XML_TYPES and mt != bodies.FORM:
             if body is None:
                 body = ctx.body = bodies.parse_json(raw)
-                json_shapes.check(body)  # before any plugin reads it
+                json_shapes.check(body, mt)  # before any plugin reads it
             if inter.kind == "transaction":
                 btype, entries = bodies.bundle_entries(body)
                 ctx.interaction = inter = dataclasses.replace(inter, kind=btype)

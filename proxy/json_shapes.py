@@ -96,6 +96,7 @@ SINGLE_IDENTIFIER = frozenset(
         "TestScript",
     }
 )
+JSON_PATCH = "application/json-patch+json"
 REQUEST_STRINGS = ("method", "url", "ifNoneExist", "ifMatch", "ifNoneMatch", "ifModifiedSince")
 
 
@@ -271,13 +272,15 @@ def _is_number(value) -> bool:
     return isinstance(value, int | Decimal | float) and not isinstance(value, bool)
 
 
-def check(body) -> None:
+def check(body, media_type: str = "application/fhir+json") -> None:
     """Refuse (400, expression at the element) a body whose elements have the wrong JSON types.
 
-    ``body`` is a parsed resource, or a JSON Patch (an array of operations)."""
+    ``body`` is a parsed resource, or with ``media_type`` application/json-patch+json a JSON
+    Patch (an array of operations)."""
     if isinstance(body, list):
-        _check_json_patch(body)
-        return
+        if media_type == JSON_PATCH:
+            _check_json_patch(body)
+        return  # not a resource: bodies.py says so with its own message
     if not isinstance(body, dict):
         return  # not a resource: bodies.py says so with its own message
     root = body.get("resourceType")

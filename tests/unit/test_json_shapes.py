@@ -139,10 +139,20 @@ def test_primitive_values_of_the_wrong_type_are_refused(key, value):
     assert refused(body).expression == [f"Patient.extension[0].{key}"]
 
 
+def refused_patch(body) -> FhirError:
+    with pytest.raises(FhirError) as e:
+        json_shapes.check(body, "application/json-patch+json")
+    return e.value
+
+
 def test_a_json_patch_needs_objects_with_string_op_and_path():
-    json_shapes.check([{"op": "replace", "path": "/status", "value": 5}])
-    assert refused([1]).expression == ["$this[0]"]
-    assert refused([{"op": 5}]).expression == ["$this[0].op"]
+    json_shapes.check([{"op": "replace", "path": "/status", "value": 5}], "application/json-patch+json")
+    assert refused_patch([1]).expression == ["$this[0]"]
+    assert refused_patch([{"op": 5}]).expression == ["$this[0].op"]
+
+
+def test_an_array_that_is_not_a_patch_is_left_to_the_resource_check():
+    json_shapes.check([1, 2])
 
 
 def test_a_body_that_is_not_an_object_is_left_to_the_resource_check():
