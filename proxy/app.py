@@ -7,6 +7,7 @@ import zlib
 
 from flask import Flask, Response, request
 from redis import Redis
+from werkzeug.exceptions import HTTPException
 
 from proxy import bodies, pipeline
 from proxy.auth import routes as oauth_routes
@@ -105,6 +106,8 @@ def create_app(
 
         return serve(lambda h: Interaction("health", "GET"), handler)
 
+    _error_pages(app, settings)
+
     @app.route("/", methods=METHODS, defaults={"path": ""})
     @app.route("/<path:path>", methods=METHODS)
     def unknown(path: str):
@@ -114,6 +117,31 @@ def create_app(
         return serve(lambda h: Interaction("unknown", request.method), handler)
 
     return app
+
+
+def _error_pages(app: Flask, settings: Settings) -> None:
+    """What werkzeug answers itself (405 for a method no route takes, 404 for a path no route
+    matches, such as one with a %0A in it) and any exception that escapes a view: an
+    OperationOutcome, never werkzeug's HTML page or a traceback."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        status = exc.code or 500
+        headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
+        if status == 405:
+            text = f"The method {request.method} is not supported here"
+        elif status == 404:
+            text = "Unknown route"
+        else:
+            text = exc.description or exc.name
+        err = FhirError(status, text, headers=headers)
+        return _to_flask(pipeline.error_response(err), settings.gzip_min_bytes)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.error("unexpected error outside the pipeline", exc_info=exc)
+        err = FhirError(500, "Internal error in the proxy", code="exception")
+        return _to_flask(pipeline.error_response(err), settings.gzip_min_bytes)
 
 
 def _store(settings: Settings, redis: Redis):

@@ -6,9 +6,9 @@ import zlib
 
 import simplejson
 
+from proxy import json_limits
 from proxy.context import Interaction, WriteEntry
 from proxy.errors import FhirError
-from proxy.response import loads
 
 JSON_TYPES = {"application/fhir+json", "application/json"}
 XML_TYPES = {"application/fhir+xml", "application/xml", "text/xml"}
@@ -58,7 +58,7 @@ def decode_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
 
 def parse_json(raw: bytes):
     try:
-        return loads(raw)
+        return json_limits.loads(raw)
     except simplejson.JSONDecodeError as exc:
         raise FhirError(
             400,

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 from urllib.parse import parse_qsl, urlencode
 
-from proxy import bodies, conformance
+from proxy import bodies, conformance, json_shapes, query_checks
 from proxy.auth.enforcement import authorize_entries
 from proxy.context import RequestContext, StorageOutcome, WriteEntry
 from proxy.errors import FhirError
@@ -32,6 +32,7 @@ class FhirPassthrough:
         inter = ctx.interaction
         public, internal = ctx.public_base, self.store.base_url
         raw = bodies.decode_body(raw, content_encoding, self.max_body_bytes)
+        query_checks.check(req.query, req.content_type, raw)
         body = None
         install = inter.kind == "operation" and (inter.resource_type, inter.operation) == INSTALL
         if install:
@@ -50,6 +51,7 @@ class FhirPassthrough:
         if has_body and mt not in bodies.XML_TYPES and mt != bodies.FORM:
             if body is None:
                 body = ctx.body = bodies.parse_json(raw)
+                json_shapes.check(body, mt)  # before any plugin reads it
             if inter.kind == "transaction":
                 btype, entries = bodies.bundle_entries(body)
                 ctx.interaction = inter = dataclasses.replace(inter, kind=btype)
@@ -70,6 +72,7 @@ class FhirPassthrough:
         if inter.kind == "create" and entries:
             entries[0].if_none_exist = req.header("if-none-exist")
         original = [(e.method, e.url) for e in entries]
+        query_checks.check_conditional_updates(ctx.store, entries)
 
         for entry in entries:
             try:

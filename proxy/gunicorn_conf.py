@@ -9,7 +9,12 @@ bind = os.environ.get("FHIRPLUG_BIND", "127.0.0.1:8080")
 # less CPU per request, and no process left idle while another holds every keep-alive
 # connection (gthread did that: half the throughput in some runs). gthread stays selectable.
 workers = int(os.environ.get("FHIRPLUG_WORKERS", str(max(2, multiprocessing.cpu_count()))))
-worker_class = os.environ.get("FHIRPLUG_WORKER_CLASS", "gevent")
+# gunicorn's own workers, answering what gunicorn refuses itself as an OperationOutcome
+_kind = os.environ.get("FHIRPLUG_WORKER_CLASS", "gevent")
+worker_class = {
+    "gevent": "proxy.gunicorn_workers.FhirGeventWorker",
+    "gthread": "proxy.gunicorn_workers.FhirThreadWorker",
+}.get(_kind, _kind)
 threads = int(os.environ.get("FHIRPLUG_THREADS", "8"))  # gthread only
 # gevent: requests in flight per process; bounded so Redis and store connections stay bounded too
 worker_connections = int(os.environ.get("FHIRPLUG_WORKER_CONNECTIONS", "256"))

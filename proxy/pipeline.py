@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 
 import pluggy
+from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import HTTPException
 
 from proxy.context import RequestContext
@@ -19,6 +20,10 @@ Handler = Callable[[RequestContext], ProxyResponse]
 
 def error_response(err: FhirError) -> ProxyResponse:
     return ProxyResponse.from_resource(err.status, err.to_resource(), err.headers)
+
+
+def body_unreadable(exc: Exception) -> FhirError:
+    return FhirError(400, f"The request body could not be read: {exc}", code="structure")
 
 
 def _plugin_failure(ctx: RequestContext, hook: str) -> ProxyResponse:
@@ -44,6 +49,8 @@ def run(pm: pluggy.PluginManager, ctx: RequestContext, handler: Handler) -> Prox
         response = error_response(FhirError(exc.code or 500, exc.description or exc.name))
     except PluginFailure as pf:
         response = _plugin_failure(ctx, pf.hook)
+    except (ParseException, NoMoreData) as exc:  # gunicorn could not read the body (bad chunking)
+        response = error_response(body_unreadable(exc))
     except Exception:
         log.exception("internal error", extra={"fields": {"request_id": ctx.request_id}})
         response = error_response(

@@ -41,7 +41,13 @@ class StoreReader:
             raise FhirError(
                 503, "The FHIR store failed a look-up; retry shortly", headers={"Retry-After": "5"}
             )
-        return resp.status, (loads(data) if data else None)
+        try:
+            return resp.status, (loads(data) if data else None)
+        except ValueError as exc:
+            if resp.status >= 400:
+                return resp.status, None  # a refusal, whatever it says
+            # only a caller's criteria can change the representation (_format is taken out)
+            raise FhirError(400, "The search criteria could not be evaluated as given") from exc
 
     def read(self, resource_type: str, resource_id: str) -> dict | None:
         """The current version, or None when it does not exist or was deleted."""
@@ -54,6 +60,7 @@ class StoreReader:
     def search(self, resource_type: str, query: str | list[tuple[str, str]]) -> list[dict]:
         """The matching resources (first page, up to 200); ``query`` as ``a=1&b=2`` or pairs."""
         pairs = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else list(query)
+        pairs = [(k, v) for k, v in pairs if k != "_format"]  # criteria a caller wrote: plugins read JSON
         status, body = self._get(resource_type, [*pairs, ("_count", "200")])
         if status != 200 or not body:
             return []
@@ -62,6 +69,16 @@ class StoreReader:
             for e in body.get("entry") or []
             if e.get("resource") and (e.get("search") or {}).get("mode", "match") == "match"
         ]
+
+    def criteria_problem(self, resource_type: str, query: str) -> str | None:
+        """What the store says is wrong with search criteria (its diagnostics), None if nothing."""
+        pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "_format"]
+        status, body = self._get(resource_type, [*pairs, ("_summary", "count")])
+        if status < 400:
+            return None
+        issues = (body or {}).get("issue") if isinstance(body, dict) else None
+        first = issues[0] if isinstance(issues, list) and issues and isinstance(issues[0], dict) else {}
+        return str(first.get("diagnostics") or f"the store refused them ({status})")
 
     def validate(self, resource: dict, profile: str | None = None) -> dict:
         """The store's ``$validate`` OperationOutcome for ``resource`` (stores nothing)."""
