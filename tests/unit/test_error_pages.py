@@ -9,12 +9,14 @@ from gunicorn.http import errors as gerrors
 from proxy import gunicorn_workers
 from proxy.app import create_app
 from proxy.config import Settings
-from tests.support.fake_store import FakeStore
+from tests.support.fake_store import PUBLIC_BASE, FakeStore
 
 
 @pytest.fixture
 def client():
-    app = create_app(Settings(plugins=["request_id"], auth=False), store=FakeStore())
+    app = create_app(
+        Settings(plugins=["request_id"], auth=False, public_base_url=PUBLIC_BASE), store=FakeStore()
+    )
 
     @app.get("/boom")
     def boom():
