@@ -50,7 +50,8 @@ class FhirPassthrough:
             if body is None:
                 body = ctx.body = bodies.parse_json(raw)
             if inter.kind == "transaction":
-                btype, entries = bodies.bundle_entries(body)
+                bases = (public, internal)  # the only absolute entry URLs accepted
+                btype, entries = bodies.bundle_entries(body, bases)
                 ctx.interaction = inter = dataclasses.replace(inter, kind=btype)
                 authorize_entries(ctx, body)
                 refusal = call_guarded(
@@ -61,7 +62,7 @@ class FhirPassthrough:
                 if refusal is not None:
                     raise refusal if isinstance(refusal, FhirError) else FhirError(500, "Unexpected refusal")
                 # the bundle hook may have amended request urls or added entries
-                btype, entries = bodies.bundle_entries(body)
+                btype, entries = bodies.bundle_entries(body, bases)
             else:
                 entries = bodies.resource_entries(inter, req.path, query_text, body, mt)
         elif inter.kind == "delete":
@@ -115,8 +116,14 @@ class FhirPassthrough:
             headers["if-none-exist"] = entries[0].if_none_exist
         if entries and entries[0].index is None and entries[0].if_match and not req.header("if-match"):
             headers["if-match"] = entries[0].if_match
-        # one spelling per header: a plugin's "X-Request-ID" must replace, not join, ours
-        headers.update({k.lower(): v for k, v in ctx.upstream_headers.items()})
+        # one spelling per header: a plugin's "X-Request-ID" must replace, not join, ours;
+        # None withholds the caller's header from the store
+        for k, v in ctx.upstream_headers.items():
+            if v is None:
+                headers.pop(k.lower(), None)
+            else:
+                headers[k.lower()] = v
+        query_pairs = [(k, v) for k, v in query_pairs if k not in ctx.upstream_query_withheld]
         query = [(k, replace_base(v, public, internal)) for k, v in query_pairs + ctx.upstream_query]
 
         upstream = self.store.send(method, path, query, headers, out_body)
