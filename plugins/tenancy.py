@@ -219,9 +219,8 @@ class Tenancy:
                 for h in ("ifNoneMatch", "ifModifiedSince"):
                     req.pop(h, None)  # a conditional read answers 304 for anyone's id: read it whole
                 if inter.kind.startswith("search") and inter.resource_type not in CONFORMANCE:
-                    req["url"] = _narrow_url(
-                        target.url, ods
-                    )  # a search inside a batch: the caller's own only
+                    # a search inside a batch: the caller's own only
+                    req["url"] = _narrow_url(target.url, ods)
                 continue
             res = e.get("resource") or {}
             if method in ("POST", "PUT") and res.get("resourceType") == "Task":
@@ -243,7 +242,7 @@ class Tenancy:
         rtype = entry.resource_type
         swaps = ctx.state.setdefault("tenancy.swaps", {})
         if entry.conditional:
-            path, _, query = entry.url.partition("?")
+            query = entry.url.partition("?")[2]
             refuse_oracle_params(canonical.parse_query(query), _where(entry, "request.url"))
             entry.url = _narrow_url(entry.url, ods)  # can only ever match the caller's own
         elif entry.resource_id is not None:
@@ -266,8 +265,10 @@ class Tenancy:
                 entry.url = f"{rtype}/{fake}"
         if entry.if_none_exist:
             where = _where(entry, "request.ifNoneExist")
-            refuse_oracle_params(canonical.parse_criteria(entry.if_none_exist, rtype, where), where)
-            entry.if_none_exist = entry.if_none_exist + "&" + _narrow_url("", ods).lstrip("?")
+            criteria = canonical.parse_criteria(entry.if_none_exist, rtype, where)
+            refuse_oracle_params(criteria, where)
+            # the store gets the criteria as read here, and only ever matches the caller's own
+            entry.if_none_exist = urlencode([*criteria, narrowing(ods)])
         if entry.method == "PATCH":
             _refuse_meta_patch(entry)
         if entry.resource is not None:
@@ -317,7 +318,7 @@ class Tenancy:
             return
         if not response.is_json:
             # asked for JSON, the store answered something else: nothing unjudged leaves
-            if response.status != 204:
+            if response.headers.get("Content-Type") and response.status != 204:
                 _not_acceptable(response)
             return
         body = response.resource
