@@ -446,20 +446,25 @@ def test_a_write_naming_another_tenants_resource_is_one_naming_a_missing_resourc
     _same(theirs, missing, a_data[rtype])
 
 
-def test_a_conditional_reference_matches_only_the_callers_own(stack, b, a_data):
-    a_patient = requests.get(
-        f"{stack.store_url}/Patient/{a_data['Patient']}", headers={"Accept": "application/fhir+json"}
-    ).json()
-    ident = a_patient["identifier"][0]
-    task = {
-        "resourceType": "Task",
-        "status": "requested",
-        "intent": "order",
-        "requester": {"identifier": {"system": ODS, "value": SPOKE_B}},
-        "for": {"reference": f"Patient?identifier={ident['system']}|{ident['value']}"},
-    }
-    r = b.post(f"{stack.fhir}/Task", json=task, headers=FHIR_JSON)
-    assert r.status_code >= 400 and a_data["Patient"] not in r.text
+def test_a_conditional_reference_matches_only_the_callers_own(stack, a, b):
+    system = "https://fhirplug.test/patient-id"
+    theirs_value, missing_value = uuid.uuid4().hex, uuid.uuid4().hex
+    patient = {"resourceType": "Patient", "identifier": [{"system": system, "value": theirs_value}]}
+    assert a.post(f"{stack.fhir}/Patient", json=patient, headers=FHIR_JSON).status_code == 201
+
+    def attempt(value):
+        task = {
+            "resourceType": "Task",
+            "status": "requested",
+            "intent": "order",
+            "requester": {"identifier": {"system": ODS, "value": SPOKE_B}},
+            "for": {"reference": f"Patient?identifier={system}|{value}"},
+        }
+        return _raw(stack, b, "POST", "Task", FHIR_JSON, json.dumps(task).encode())
+
+    theirs, missing = attempt(theirs_value), attempt(missing_value)
+    assert theirs[0] == missing[0] and theirs[0] >= 400
+    assert theirs[2] == missing[2].replace(missing_value.encode(), theirs_value.encode())
 
 
 # ---------------------------------------------------------------- search oracles
