@@ -503,24 +503,33 @@ def _hide_foreign_references(ctx, entry, ods: str, swaps: dict) -> None:
     """A reference to another tenant's resource is sent to the store as one to an id it has
     never held, so the write is answered exactly as one naming a missing resource; a conditional
     reference (``Patient?identifier=x``) is narrowed to the caller's own resources."""
-    bases = tuple(b for b in (ctx.public_base, getattr(ctx.store, "base_url", "")) if b)
+    bases = _local_bases(ctx)
     bundle = ctx.body if entry.index is not None and isinstance(ctx.body, dict) else {}
-    full_urls = {e.get("fullUrl") for e in bundle.get("entry") or [] if isinstance(e, dict)}
+    # a reference to a fullUrl a create of this transaction carries is rewritten by the store to
+    # the new resource, whoever once held that id
+    created = {
+        e.get("fullUrl")
+        for e in bundle.get("entry") or []
+        if isinstance(e, dict) and str((e.get("request") or {}).get("method", "")).upper() == "POST"
+    }
     for holder in _references(entry.resource):
         ref = holder["reference"]
-        if ref.startswith("#") or ref.startswith("urn:") or ref in full_urls:
+        if ref.startswith("#") or ref.startswith("urn:") or ref in created:
             continue
-        rel = ref
+        prefix, rel = "", ref
         for base in bases:
-            if ref.startswith(base.rstrip("/") + "/"):
-                rel = ref[len(base.rstrip("/")) + 1 :]
+            if ref.startswith(base + "/"):
+                prefix, rel = ref[: len(base) + 1], ref[len(base) + 1 :]
                 break
+        else:
+            if canonical.is_absolute(ref):
+                continue  # another server's resource: the store does not look it up
         if "?" in rel:
             rtype, _, query = rel.partition("?")
             where = _where(entry, "resource")
             criteria = canonical.parse_criteria(rel, rtype, where)
             refuse_oracle_params(criteria, where)
-            holder["reference"] = f"{rtype}?{urlencode([*criteria, narrowing(ods)])}"
+            holder["reference"] = f"{prefix}{rtype}?{urlencode([*criteria, narrowing(ods)])}"
             continue
         m = _LITERAL_REF.match(rel)
         if not m:
@@ -529,7 +538,18 @@ def _hide_foreign_references(ctx, entry, ods: str, swaps: dict) -> None:
         if found is not None and not visible_to(found, ods):
             fake = _unknown_id(m.group(2))
             swaps[fake] = m.group(2)
-            holder["reference"] = f"{m.group(1)}/{fake}{m.group(3) or ''}"
+            holder["reference"] = f"{prefix}{m.group(1)}/{fake}{m.group(3) or ''}"
+
+
+def _local_bases(ctx) -> list[str]:
+    """The absolute bases the store takes as its own: ours, the store's, and the store's under
+    the other spelling of the loopback host (HAPI's default local bases are both)."""
+    bases = {b.rstrip("/") for b in (ctx.public_base, getattr(ctx.store, "base_url", "")) if b}
+    for b in list(bases):
+        for one, other in (("//127.0.0.1", "//localhost"), ("//localhost", "//127.0.0.1")):
+            if one + ":" in b or b.split("/")[2:3] == [one[2:]]:
+                bases.add(b.replace(one, other, 1))
+    return sorted(bases, key=len, reverse=True)
 
 
 def _references(node):

@@ -74,6 +74,11 @@ class Target:
         return [k for k, _ in self.query]
 
 
+def is_absolute(url: str) -> bool:
+    """Does the URL start with a scheme (``https:``, ``urn:``)?"""
+    return bool(_SCHEME.match(url))
+
+
 def parse_path(raw: str, where: str | None = None) -> str:
     """The canonical path of a still percent-encoded path below the FHIR base."""
     if _ENCODED_REFUSED.search(raw):

@@ -138,7 +138,9 @@ class WriteEntry:
 
     @property
     def conditional(self) -> bool:
-        return "?" in self.url
+        """Names its resource by search criteria. ``Task/1?_format=json`` is not conditional: the
+        store writes Task/1 whatever the query says, so it must be judged as a write by id."""
+        return "?" in self.url and self.resource_id is None
 
     @property
     def resource_type(self) -> str | None:

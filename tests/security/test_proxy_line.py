@@ -59,6 +59,7 @@ ENTRY_FORMS = [
     "//{t}/{id}",
     "{t}/{id}?",
     "/{t}/{id}?",
+    "{t}/{id}?_pretty=true",
     "{t}/{id}/",
     "{base}/{t}/{id}",
     "{base}/{t}/{id}?",
@@ -377,23 +378,36 @@ def test_bundle_writes_to_another_tenants_id_are_writes_to_a_missing_one(
     assert _version(stack, rtype, a_data[rtype]) == versions[rtype]
 
 
+@pytest.mark.parametrize("rep", ["json", "xml", "accept-xml"])
 @pytest.mark.parametrize("method", ["DELETE", "PUT", "PATCH"])
 @pytest.mark.parametrize(
-    "form", ["{t}/{id}", "{t}/{id}?", "{t}/{id}/", "{t_encoded}/{id}", "{t}//{id}", "{t}%2F{id}"]
+    "form",
+    [
+        "{t}/{id}",
+        "{t}/{id}?",
+        "{t}/{id}?_pretty=true",
+        "{t}/{id}/",
+        "{t_encoded}/{id}",
+        "{t}//{id}",
+        "{t}%2F{id}",
+    ],
 )
 @pytest.mark.parametrize("rtype", ["Task", "Patient"])
 def test_direct_writes_to_another_tenants_id_are_writes_to_a_missing_one(
-    stack, b, a_data, versions, rtype, form, method
+    stack, b, a_data, versions, rtype, form, method, rep
 ):
+    params, rep_headers = REPRESENTATIONS[rep]
+    query = ("&" if "?" in form else "?") + urlencode(params) if params else ""
+
     def attempt(rid):
-        body, headers = None, {}
+        body, headers = None, dict(rep_headers)
         if method == "PUT":
             res = _takeover(stack, rtype, a_data[rtype])
             res["id"] = rid
-            body, headers = json.dumps(res).encode(), FHIR_JSON
+            body, headers = json.dumps(res).encode(), {**headers, **FHIR_JSON}
         if method == "PATCH":
-            body, headers = json.dumps(_patch_for(rtype)).encode(), FHIR_JSON
-        return _raw(stack, b, method, _form(form, stack, rtype, rid), headers, body)
+            body, headers = json.dumps(_patch_for(rtype)).encode(), {**headers, **FHIR_JSON}
+        return _raw(stack, b, method, _form(form, stack, rtype, rid) + query, headers, body)
 
     theirs, missing = attempt(a_data[rtype]), attempt(MISSING)
     _same(theirs, missing, a_data[rtype])
@@ -417,12 +431,27 @@ def test_a_message_cannot_take_over_another_tenants_task(stack, b, a_data, versi
     assert _version(stack, "Task", a_data["Task"]) == versions["Task"]
 
 
+REFERENCE_FORMS = [
+    "{t}/{id}",
+    "{t}/{id}/_history/1",
+    "{base}/{t}/{id}",
+    "{store}/{t}/{id}",
+    "{store_localhost}/{t}/{id}",
+]
+
+
+@pytest.mark.parametrize("form", REFERENCE_FORMS)
 @pytest.mark.parametrize("where", ["direct", "transaction"])
 @pytest.mark.parametrize("rtype", ["Patient", "MedicationRequest"])
 def test_a_write_naming_another_tenants_resource_is_one_naming_a_missing_resource(
-    stack, b, a_data, rtype, where
+    stack, b, a_data, rtype, where, form
 ):
     field = "for" if rtype == "Patient" else "focus"
+    store = stack.store_url
+    bases = {"base": stack.fhir, "store": store, "store_localhost": store.replace("127.0.0.1", "localhost")}
+
+    def ref(rid):
+        return form.format(t=rtype, id=rid, **bases)
 
     def attempt(rid):
         task = {
@@ -430,7 +459,7 @@ def test_a_write_naming_another_tenants_resource_is_one_naming_a_missing_resourc
             "status": "requested",
             "intent": "order",
             "requester": {"identifier": {"system": ODS, "value": SPOKE_B}},
-            field: {"reference": f"{rtype}/{rid}"},
+            field: {"reference": ref(rid)},
         }
         if where == "direct":
             return _raw(stack, b, "POST", "Task", FHIR_JSON, json.dumps(task).encode())

@@ -6,6 +6,7 @@ import pytest
 from proxy import bodies, canonical
 from proxy.app import create_app
 from proxy.config import Settings
+from proxy.context import WriteEntry
 from proxy.errors import FhirError
 from tests.support.fake_store import FakeStore
 
@@ -253,3 +254,11 @@ def test_a_form_search_body_is_read_canonically_and_sent_as_query(proxy):
         "/fhir/Task/_search", data="_method=DELETE", content_type="application/x-www-form-urlencoded"
     )
     assert r.status_code == 400
+
+
+def test_a_write_by_id_with_a_query_is_a_write_by_id():
+    """``DELETE Task/1?_format=xml`` deletes Task/1 in the store: it must be judged as such, not
+    as a conditional delete whose criteria could be narrowed."""
+    by_id = WriteEntry("DELETE", "Task/1?_format=xml", None)
+    assert not by_id.conditional and by_id.resource_id == "1"
+    assert WriteEntry("DELETE", "Task?identifier=x", None).conditional
