@@ -215,6 +215,10 @@ class Tenancy:
             if not self.proxy_checks:
                 continue
             refuse_oracle_params(target.query, where)
+            if inter.kind.startswith("search") and method not in ("GET", "HEAD"):
+                raise FhirError(
+                    400, "A search inside a batch or transaction is a GET", [where], code="not-supported"
+                )
             if method in ("GET", "HEAD"):
                 for h in ("ifNoneMatch", "ifModifiedSince"):
                     req.pop(h, None)  # a conditional read answers 304 for anyone's id: read it whole
@@ -262,7 +266,10 @@ class Tenancy:
                 # rule's on the way) is exactly its answer for an unknown id
                 fake = _unknown_id(entry.resource_id)
                 swaps[fake] = entry.resource_id
-                entry.url = f"{rtype}/{fake}"
+                _, mark, query = entry.url.partition("?")
+                entry.url = (
+                    f"{rtype}/{fake}{mark}{query}"  # all else as asked: the store's wording follows it
+                )
         if entry.if_none_exist:
             where = _where(entry, "request.ifNoneExist")
             criteria = canonical.parse_criteria(entry.if_none_exist, rtype, where)

@@ -534,6 +534,15 @@ def test_chains_and_has_are_refused_to_tenants(stack, b, param, where):
     assert r.json()["issue"][0]["expression"] == [expression]
 
 
+def test_a_search_inside_a_bundle_is_a_get(stack, b):
+    """A POST search entry would take its criteria from somewhere the narrowing does not reach."""
+    entry = {"request": {"method": "POST", "url": "Task/_search"}, "resource": {"resourceType": "Parameters"}}
+    r = b.post(
+        stack.fhir, json={"resourceType": "Bundle", "type": "batch", "entry": [entry]}, headers=FHIR_JSON
+    )
+    assert r.status_code == 400 and r.json()["issue"][0]["expression"] == ["Bundle.entry[0].request.url"]
+
+
 @pytest.mark.parametrize("how", ["param", "header", "form"])
 def test_method_overrides_are_refused(stack, b, a_data, versions, how):
     rid = a_data["Patient"]
