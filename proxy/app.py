@@ -193,6 +193,9 @@ def _fhir_target(settings: Settings) -> tuple[str, list[tuple[str, str]]]:
         rest = raw.split("://", 1)[1]
         raw = rest[rest.find("/") :] if "/" in rest else "/"
     raw_path, _, raw_query = raw.partition("?")
+    root = request.script_root  # mounted under a prefix (SCRIPT_NAME): the raw URI carries it
+    if root and raw_path.startswith(root + "/"):
+        raw_path = raw_path[len(root) :]
     if not (raw_path == "/fhir" or raw_path.startswith("/fhir/")):
         raise FhirError(400, "The FHIR base in the URL path must be written /fhir, unencoded", code="invalid")
     canonical.check_headers(request.headers.keys())
