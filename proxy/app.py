@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import zlib
+from urllib.parse import quote
 
 from flask import Flask, Response, request
 from redis import Redis
 from werkzeug.exceptions import HTTPException
 
-from proxy import bodies, pipeline
+from proxy import bodies, canonical, pipeline
 from proxy.auth import routes as oauth_routes
 from proxy.auth.enforcement import AuthEnforcer
 from proxy.auth.server import AuthServer
@@ -62,8 +63,8 @@ def create_app(
     fhir = FhirPassthrough(pm, store, settings.max_body_bytes)
     app.extensions["fhirplug"] = {"settings": settings, "plugins": pm, "store": store, "auth": auth}
 
-    def serve(interaction_of, handler):
-        ctx, route_error = _context(settings, store, interaction_of)
+    def serve(interaction_of, handler, fhir=False):
+        ctx, route_error = _context(settings, store, interaction_of, fhir)
         if route_error is not None:
 
             def handler(ctx, error=route_error):  # still run the hooks (request id, log), then refuse
@@ -77,15 +78,17 @@ def create_app(
     @app.route("/fhir", methods=METHODS, defaults={"path": ""}, strict_slashes=False)
     @app.route("/fhir/<path:path>", methods=METHODS)
     def fhir_route(path: str):
-        def interaction_of(headers):
-            paging = "_getpages" in request.args
-            return parse_interaction(request.method, path, bool(request.args), headers, paging)
+        # ``path`` as Flask decoded it is not used: the request line is read once, canonically,
+        # from the raw URI (proxy.canonical), and that reading is what is judged and relayed
+        def interaction_of(view):
+            paging = view.param("_getpages") is not None
+            return parse_interaction(request.method, view.path, bool(view.query), view.headers, paging)
 
         def handler(ctx):
             raw = bodies.read_limited(request.stream, request.content_length, settings.max_body_bytes)
             return fhir.handle(ctx, raw, request.headers.get("Content-Encoding"))
 
-        return serve(interaction_of, handler)
+        return serve(interaction_of, handler, fhir=True)
 
     oauth_routes.register(app, auth, settings.issuer, serve)
     _metrics(app, serve, settings, auth, shared_redis)
@@ -176,24 +179,67 @@ def _metrics(app: Flask, serve, settings: Settings, auth: AuthServer | None, red
     metrics_route.register(app, serve, lambda: metrics.prometheus_text(redis), authorize)
 
 
-def _context(settings: Settings, store, interaction_of) -> tuple[RequestContext, FhirError | None]:
+def _context(settings: Settings, store, interaction_of, fhir: bool = False):
+    """The request's context, and the error to answer with when the request cannot be read."""
     headers = {k: v for k, v in request.headers.items()}
+    path = request.view_args.get("path", "") if request.view_args else ""
+    query = list(request.args.items(multi=True))
+    error = None
+    if fhir:
+        try:
+            path, query = _fhir_target(settings)
+        except FhirError as exc:
+            path, query, error = "", [], exc
     view = make_request_view(
-        request.method,
-        request.path,
-        request.view_args.get("path", "") if request.view_args else "",
-        list(request.args.items(multi=True)),
-        headers,
-        request.content_type,
-        request.remote_addr,
+        request.method, request.path, path, query, headers, request.content_type, request.remote_addr
     )
     try:
-        interaction, error = interaction_of(view.headers), None
+        interaction = interaction_of(view if fhir else view.headers)
     except FhirError as exc:
-        interaction, error = Interaction("unknown", request.method), exc
+        interaction, error = Interaction("unknown", request.method), error or exc
+    if error is not None:
+        interaction = Interaction("unknown", request.method)
     ctx = RequestContext(request=view, interaction=interaction, public_base=settings.public_base_url)
     ctx.store = StoreReader(store, lambda: ctx.request_id)
     return ctx, error
+
+
+def _fhir_target(settings: Settings) -> tuple[str, list[tuple[str, str]]]:
+    """The canonical path below /fhir and query of this request, read from the raw request line.
+
+    A form-encoded ``POST _search`` body is search parameters too (the store reads it so): it
+    is read here, by the same rules, and its parameters join the query; the store then gets
+    them all in the URL and an empty body, so nothing it acts on escaped the checks."""
+    env = request.environ
+    raw = env.get("RAW_URI") or env.get("REQUEST_URI")
+    if raw is None:
+        raw = quote(env.get("PATH_INFO", ""), safe="/;$!*'(),:@&=+") + (
+            "?" + env["QUERY_STRING"] if env.get("QUERY_STRING") else ""
+        )
+    if "://" in raw.split("?", 1)[0]:  # absolute-form request target: keep its path and query
+        rest = raw.split("://", 1)[1]
+        raw = rest[rest.find("/") :] if "/" in rest else "/"
+    raw_path, _, raw_query = raw.partition("?")
+    root = request.script_root  # mounted under a prefix (SCRIPT_NAME): the raw URI carries it
+    if root and raw_path.startswith(root + "/"):
+        raw_path = raw_path[len(root) :]
+    if not (raw_path == "/fhir" or raw_path.startswith("/fhir/")):
+        raise FhirError(400, "The FHIR base in the URL path must be written /fhir, unencoded", code="invalid")
+    canonical.check_headers(request.headers.keys())
+    target = canonical.parse_request_target(raw_path[len("/fhir") :], raw_query)
+    query = list(target.query)
+    if (
+        request.method == "POST"
+        and target.path.rsplit("/", 1)[-1] == "_search"
+        and bodies.media_type(request.content_type) == bodies.FORM
+    ):
+        raw_body = bodies.read_limited(request.stream, request.content_length, settings.max_body_bytes)
+        try:
+            text = raw_body.decode("ascii")
+        except UnicodeDecodeError:
+            raise FhirError(400, "A form-encoded _search body must be ASCII (percent-encoded)") from None
+        query += canonical.parse_query(text)
+    return target.path, query
 
 
 def _to_flask(response: ProxyResponse, gzip_min: int) -> Response:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import zlib
+from urllib.parse import urlencode
 
 import simplejson
 
-from proxy import json_limits
+from proxy import canonical, json_limits
 from proxy.context import Interaction, WriteEntry
 from proxy.errors import FhirError
+from proxy.interactions import parse_entry
 
 JSON_TYPES = {"application/fhir+json", "application/json"}
 XML_TYPES = {"application/fhir+xml", "application/xml", "text/xml"}
@@ -128,8 +130,14 @@ def resource_entries(interaction: Interaction, path: str, query: str, body, mt: 
     return []
 
 
-def bundle_entries(body) -> tuple[str, list[WriteEntry]]:
-    """Bundle.type and the write entries of a transaction or batch posted to the base."""
+def bundle_entries(body, bases: tuple[str, ...] = ()) -> tuple[str, list[WriteEntry]]:
+    """Bundle.type and the write entries of a transaction or batch posted to the base.
+
+    Every entry's ``request.url`` (and ``ifNoneExist``) is read by the one canonical parser
+    (``proxy.canonical``) and rewritten in ``body`` to the canonical form, so the checks that
+    follow and the store read the same URL. ``bases`` are this server's absolute bases (public
+    and the store's), the only absolute entry URLs accepted.
+    """
     _require_resource(body)
     if body["resourceType"] != "Bundle":
         raise FhirError(
@@ -153,16 +161,42 @@ def bundle_entries(body) -> tuple[str, list[WriteEntry]]:
         req = e.get("request") if isinstance(e, dict) else None
         if not isinstance(req, dict) or not req.get("method") or not req.get("url"):
             raise FhirError(400, f"Entry {i} needs request.method and request.url", [f"{where}.request"])
-        method = str(req["method"]).upper()
-        if method not in WRITE_METHODS:
-            continue
+        method = req["method"]
+        if not isinstance(method, str) or method.upper() not in canonical.ENTRY_METHODS:
+            raise FhirError(
+                400, f"Entry {i}: {str(method)[:20]!r} is not a FHIR method", [f"{where}.request.method"]
+            )
+        method = method.upper()
+        target = canonical.parse_entry_url(req["url"], i, bases)
+        inter = parse_entry(method, target, i)
+        req["url"], req["method"] = target.url, method  # the store acts on what was judged
+        if req.get("ifNoneExist") is not None:
+            criteria = canonical.parse_criteria(
+                req["ifNoneExist"], inter.resource_type, f"{where}.request.ifNoneExist"
+            )
+            req["ifNoneExist"] = urlencode(list(criteria))
+        if inter.kind not in ("create", "update", "patch", "delete"):
+            continue  # reads, searches and operations: judged by the plugins' bundle hooks
         res = e.get("resource")
         if method in ("POST", "PUT", "PATCH") and not isinstance(res, dict):
             raise FhirError(400, f"Entry {i} ({method}) has no resource", [f"{where}.resource"])
+        if inter.kind in ("create", "update") and res.get("resourceType") != inter.resource_type:
+            raise FhirError(
+                400,
+                f"Entry {i}: the resource is a {res.get('resourceType')!r} but the URL names "
+                f"{inter.resource_type}",
+                [f"{where}.resource.resourceType"],
+            )
+        if inter.kind == "update" and inter.id and res.get("id") not in (None, inter.id):
+            raise FhirError(
+                400,
+                f"Entry {i}: the resource's id {res.get('id')!r} does not match the URL's id {inter.id!r}",
+                [f"{where}.resource.id"],
+            )
         out.append(
             WriteEntry(
                 method,
-                str(req["url"]),
+                target.url,
                 res,
                 index=i,
                 full_url=e.get("fullUrl"),

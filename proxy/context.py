@@ -1,7 +1,7 @@
 """What every hook is given: one small, Flask-free object per request.
 
 Plugins read the client, the interaction and the request from here, and may leave notes for
-each other in ``state``. Only ``upstream_headers`` and ``state`` are meant to be written.
+each other in ``state``. Only ``upstream_*``, ``render_as`` and ``state`` are meant to be written.
 """
 
 from __future__ import annotations
@@ -95,9 +95,14 @@ class RequestContext:
     client: Client = ANONYMOUS
     request_id: str | None = None
     public_base: str = ""
-    upstream_headers: dict[str, str] = field(default_factory=dict)
+    upstream_headers: dict[str, str | None] = field(default_factory=dict)  # None: withhold
     # query parameters added to what the store is sent (e.g. a tenant's narrowing of a search)
     upstream_query: list[tuple[str, str]] = field(default_factory=list)
+    # names of the caller's query parameters the store is not sent (e.g. _format for a tenant)
+    upstream_query_withheld: set[str] = field(default_factory=set)
+    # "xml": the JSON answer is rendered as FHIR XML by the proxy after every response hook
+    # (the store was asked for JSON so that the hooks could judge it)
+    render_as: str | None = None
     state: dict[str, Any] = field(default_factory=dict)
     started_at: float = field(default_factory=time.perf_counter)
     # the parsed write body (a resource, a Bundle, a JSON Patch), once read; read it, don't change it
@@ -133,7 +138,9 @@ class WriteEntry:
 
     @property
     def conditional(self) -> bool:
-        return "?" in self.url
+        """Names its resource by search criteria. ``Task/1?_format=json`` is not conditional: the
+        store writes Task/1 whatever the query says, so it must be judged as a write by id."""
+        return "?" in self.url and self.resource_id is None
 
     @property
     def resource_type(self) -> str | None:

@@ -53,7 +53,8 @@ class FhirPassthrough:
                 body = ctx.body = bodies.parse_json(raw)
                 json_shapes.check(body, mt)  # before any plugin reads it
             if inter.kind == "transaction":
-                btype, entries = bodies.bundle_entries(body)
+                bases = (public, internal)  # the only absolute entry URLs accepted
+                btype, entries = bodies.bundle_entries(body, bases)
                 ctx.interaction = inter = dataclasses.replace(inter, kind=btype)
                 authorize_entries(ctx, body)
                 refusal = call_guarded(
@@ -64,7 +65,7 @@ class FhirPassthrough:
                 if refusal is not None:
                     raise refusal if isinstance(refusal, FhirError) else FhirError(500, "Unexpected refusal")
                 # the bundle hook may have amended request urls or added entries
-                btype, entries = bodies.bundle_entries(body)
+                btype, entries = bodies.bundle_entries(body, bases)
             else:
                 entries = bodies.resource_entries(inter, req.path, query_text, body, mt)
         elif inter.kind == "delete":
@@ -119,8 +120,14 @@ class FhirPassthrough:
             headers["if-none-exist"] = entries[0].if_none_exist
         if entries and entries[0].index is None and entries[0].if_match and not req.header("if-match"):
             headers["if-match"] = entries[0].if_match
-        # one spelling per header: a plugin's "X-Request-ID" must replace, not join, ours
-        headers.update({k.lower(): v for k, v in ctx.upstream_headers.items()})
+        # one spelling per header: a plugin's "X-Request-ID" must replace, not join, ours;
+        # None withholds the caller's header from the store
+        for k, v in ctx.upstream_headers.items():
+            if v is None:
+                headers.pop(k.lower(), None)
+            else:
+                headers[k.lower()] = v
+        query_pairs = [(k, v) for k, v in query_pairs if k not in ctx.upstream_query_withheld]
         # the store's own tenancy line acts for the client we authenticated, never for a header
         headers[CALLER_KEY] = caller_of(ctx.client.role, ctx.client.ods)
         query = [(k, replace_base(v, public, internal)) for k, v in query_pairs + ctx.upstream_query]

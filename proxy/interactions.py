@@ -109,3 +109,17 @@ def _check(kind: str, method: str, path: str) -> str:
 
 def _only_get(kind, method, path, rtype=None, rid=None) -> Interaction:
     return Interaction(_check(kind, method, path), method, rtype, rid)
+
+
+def parse_entry(method: str, target, index: int) -> Interaction:
+    """What a transaction or batch entry asks for, read from its canonical URL by the same rules
+    as a request line; what those rules cannot place is refused with the entry's expression."""
+    try:
+        return parse_interaction(method, target.path, bool(target.query), {}, "_getpages" in target.names())
+    except FhirError as exc:
+        raise FhirError(
+            400,
+            f"Entry {index}: {exc.diagnostics}",
+            [f"Bundle.entry[{index}].request.url"],
+            code="invalid",
+        ) from None

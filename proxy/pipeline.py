@@ -9,6 +9,7 @@ import pluggy
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import HTTPException
 
+from proxy import xml_render
 from proxy.context import RequestContext
 from proxy.errors import FhirError
 from proxy.response import ProxyResponse
@@ -65,6 +66,9 @@ def run(pm: pluggy.PluginManager, ctx: RequestContext, handler: Handler) -> Prox
         response = _plugin_failure(ctx, "fhirplug_response")
         if ctx.request_id:
             response.headers["X-Request-ID"] = ctx.request_id
+    if ctx.render_as == "xml":
+        # after every hook: the hooks judged the JSON the store was asked for; XML is only its rendering
+        xml_render.render_response(response)
     return response
 
 

@@ -54,5 +54,12 @@ class ProxyResponse:
         self.headers["Content-Type"] = FHIR_JSON
         self.headers.pop("Content-Length", None)
 
+    def replace_body(self, data: bytes, content_type: str) -> None:
+        """A body in another syntax (the proxy's XML rendering of the JSON it judged)."""
+        self._resource = None
+        self._body = (data,)
+        self.headers["Content-Type"] = content_type
+        self.headers.pop("Content-Length", None)
+
     def iter_body(self) -> Iterator[bytes]:
         yield from self._body

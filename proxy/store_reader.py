@@ -23,6 +23,11 @@ class StoreReader:
         # Plugins look before the request's own write, so the first answer stays the right one.
         self._read: dict[str, dict | None] = {}
 
+    @property
+    def base_url(self) -> str:
+        """The store's own FHIR base (absolute references under it are local to the store)."""
+        return getattr(self._store, "base_url", "")
+
     def _get(self, path: str, query: list[tuple[str, str]]) -> tuple[int, dict | None]:
         return self._send("GET", path, query, None)
 

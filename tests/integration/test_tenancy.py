@@ -16,6 +16,7 @@ JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 TASK_ID_SYSTEM = "https://fhirplug.test/task-id"
 SPOKE_A, SPOKE_B, HUB = "FA001", "FB002", "FH003"
+MISSING = "987654321"  # an id no test creates
 
 
 @pytest.fixture(scope="module")
@@ -127,18 +128,48 @@ def test_post_search_is_narrowed_too(stack, b, a_task):
     assert r.status_code == 200 and not r.json().get("entry")
 
 
+def b_task_naming(stack, patient_id: str) -> str:
+    """A Task of B's that names A's Patient. B itself cannot write one (a reference to another
+    tenant's resource is answered as one to a missing resource), so an administrator does."""
+    task = {
+        "resourceType": "Task",
+        "meta": {"security": [{"system": "https://fhirplug.org/fhir/CodeSystem/tenant", "code": SPOKE_B}]},
+        "status": "requested",
+        "intent": "order",
+        "requester": {"identifier": {"system": ODS, "value": SPOKE_B}},
+        "for": {"reference": f"Patient/{patient_id}"},
+    }
+    r = stack.session().post(f"{stack.fhir}/Task", json=task, headers=FHIR_JSON)
+    assert r.status_code == 201, r.text
+    return r.headers["Location"].split("/_history")[0].split("/")[-1]
+
+
+def test_another_spokes_patient_is_referenced_as_if_it_did_not_exist(stack, b, a_task):
+    bundle, _ = spoke_bundle(SPOKE_B, patient_ref=f"Patient/{a_task['Patient']}")
+    theirs = b.post(stack.fhir, json=bundle, headers=FHIR_JSON)
+    missing_id = f"{int(a_task['Patient']) + 10**6}"
+    bundle, _ = spoke_bundle(SPOKE_B, patient_ref=f"Patient/{missing_id}")
+    missing = b.post(stack.fhir, json=bundle, headers=FHIR_JSON)
+    assert theirs.status_code == missing.status_code == 400
+
+    def blank(text, rid):  # HAPI names either search parameter's path of the reference, at random
+        return re.sub(r"specified in path: [^\"]*", "", text.replace(rid, "X"))
+
+    assert blank(theirs.text, a_task["Patient"]) == blank(missing.text, missing_id)
+
+
 def test_include_does_not_pull_in_another_spokes_patient(stack, a, b, a_task):
     # B's own Task points at A's Patient (ids can be guessed); including it must not reveal it
-    mine = submit(stack, b, SPOKE_B, patient_ref=f"Patient/{a_task['Patient']}")
-    r = b.get(f"{stack.fhir}/Task", params={"_id": mine["Task"], "_include": "Task:patient"})
+    mine = b_task_naming(stack, a_task["Patient"])
+    r = b.get(f"{stack.fhir}/Task", params={"_id": mine, "_include": "Task:patient"})
     types = [e["resource"]["resourceType"] for e in r.json().get("entry", [])]
     assert types == ["Task"]
     # the same search by A (who owns the Patient) but of B's Task finds nothing at all
-    assert not a.get(f"{stack.fhir}/Task", params={"_id": mine["Task"]}).json().get("entry")
+    assert not a.get(f"{stack.fhir}/Task", params={"_id": mine}).json().get("entry")
 
 
 def test_revinclude_does_not_pull_in_another_spokes_task(stack, a, b, a_task):
-    submit(stack, b, SPOKE_B, patient_ref=f"Patient/{a_task['Patient']}")
+    b_task_naming(stack, a_task["Patient"])
     r = a.get(f"{stack.fhir}/Patient", params={"_id": a_task["Patient"], "_revinclude": "Task:patient"})
     tasks = [e["resource"] for e in r.json()["entry"] if e["resource"]["resourceType"] == "Task"]
     assert [t["id"] for t in tasks] == [a_task["Task"]]
@@ -155,13 +186,11 @@ def test_another_spokes_page_link_shows_nothing_of_theirs(stack, a, b):
     assert not [e for e in stolen.json().get("entry", []) if SPOKE_A in str(e)]
 
 
-def test_history_of_another_spokes_task_answers_as_an_unknown_ids(stack, b, a_task):
+def test_history_of_another_spokes_task_answers_as_for_an_unknown_id(stack, b, a_task):
     r = b.get(f"{stack.fhir}/Task/{a_task['Task']}/_history")
-    unknown = b.get(f"{stack.fhir}/Task/no-such-task-0/_history")
-    assert r.status_code == unknown.status_code == 404
-    assert r.json()["issue"][0]["diagnostics"].replace(a_task["Task"], "x") == unknown.json()["issue"][0][
-        "diagnostics"
-    ].replace("no-such-task-0", "x")
+    missing = b.get(f"{stack.fhir}/Task/{MISSING}/_history")
+    assert r.status_code == missing.status_code == 404
+    assert r.text.replace(a_task["Task"], "X") == missing.text.replace(MISSING, "X")
 
 
 @pytest.mark.parametrize("path", ["Task/_history", "_history"])
@@ -191,19 +220,25 @@ def test_another_spoke_cannot_update_the_task(stack, b, a, a_task):
     task = a.get(f"{stack.fhir}/Task/{a_task['Task']}").json()
     task["status"] = "cancelled"
     r = b.put(f"{stack.fhir}/Task/{a_task['Task']}", json=task, headers=FHIR_JSON)
-    assert r.status_code == 403 and r.json()["issue"][0]["code"] == "forbidden"
+    missing = b.put(f"{stack.fhir}/Task/{MISSING}", json={**task, "id": MISSING}, headers=FHIR_JSON)
+    # a tenant updates only what is its own; a free id and a taken one answer alike
+    assert r.status_code == missing.status_code == 405
+    assert r.text.replace(a_task["Task"], "X") == missing.text.replace(MISSING, "X")
     assert a.get(f"{stack.fhir}/Task/{a_task['Task']}").json()["status"] == "requested"
 
 
 def test_another_spoke_cannot_patch_or_delete_the_task(stack, b, a, a_task):
     patch = [{"op": "replace", "path": "/status", "value": "cancelled"}]
-    r = b.patch(
-        f"{stack.fhir}/Task/{a_task['Task']}",
-        json=patch,
-        headers={"Content-Type": "application/json-patch+json"},
-    )
-    assert r.status_code == 403
-    assert b.delete(f"{stack.fhir}/Task/{a_task['Task']}").status_code == 403
+    answers = []
+    for rid in (a_task["Task"], MISSING):
+        r = b.patch(
+            f"{stack.fhir}/Task/{rid}",
+            json=patch,
+            headers={"Content-Type": "application/json-patch+json"},
+        )
+        d = b.delete(f"{stack.fhir}/Task/{rid}")
+        answers.append((r.status_code, r.text.replace(rid, "X"), d.status_code, d.text.replace(rid, "X")))
+    assert answers[0] == answers[1]  # exactly as for an id that does not exist
     assert a.get(f"{stack.fhir}/Task/{a_task['Task']}").json()["meta"]["versionId"] == "1"
 
 
@@ -221,13 +256,18 @@ def test_a_transaction_cannot_patch_another_spokes_task(stack, b, a, a_task):
             }
         ],
     }
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [{"resource": patch, "request": {"method": "PATCH", "url": f"Task/{a_task['Task']}"}}],
-    }
-    r = b.post(stack.fhir, json=bundle, headers=FHIR_JSON)
-    assert r.status_code == 403
+
+    def attempt(rid):
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [{"resource": patch, "request": {"method": "PATCH", "url": f"Task/{rid}"}}],
+        }
+        r = b.post(stack.fhir, json=bundle, headers=FHIR_JSON)
+        return r.status_code, r.text.replace(rid, "X")
+
+    theirs, missing = attempt(a_task["Task"]), attempt(MISSING)
+    assert theirs == missing and theirs[0] == 404
     assert a.get(f"{stack.fhir}/Task/{a_task['Task']}").json()["status"] == "requested"
 
 
