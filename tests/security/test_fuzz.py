@@ -706,6 +706,9 @@ def test_fuzz_never_5xx_always_operation_outcome_healthy_and_flat(stack):
                         r.status_code, r.headers.get("Content-Type", ""), r.content, p.method, p.url
                     )
                     status = r.status_code if not problem or "5xx" in problem else 0
+                    if problem:
+                        shown = {k: v for k, v in (p.headers or {}).items() if k.lower() != "authorization"}
+                        problem += f" headers={shown} answer={r.content[:300]!r}"
                 except requests.RequestException as exc:
                     problem = f"no answer: {type(exc).__name__}: {exc}"
                 with lock:

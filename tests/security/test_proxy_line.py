@@ -19,6 +19,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import requests
 
+from proxy.store_caller import store_auth
 from tests.integration.test_tenancy import spoke_bundle
 
 pytestmark = pytest.mark.integration
@@ -105,7 +106,9 @@ def versions(stack, a_data):
 
 
 def _version(stack, rtype, rid):
-    r = requests.get(f"{stack.store_url}/{rtype}/{rid}", headers={"Accept": "application/fhir+json"})
+    r = requests.get(
+        f"{stack.store_url}/{rtype}/{rid}", headers={"Accept": "application/fhir+json"}, auth=store_auth()
+    )
     return r.status_code, r.json().get("meta", {}).get("versionId")
 
 
@@ -347,6 +350,7 @@ def _takeover(stack, rtype: str, rid: str) -> dict:
     current = requests.get(
         f"{stack.store_url}/{rtype}/{rid if rid != MISSING else 'x'}",
         headers={"Accept": "application/fhir+json"},
+        auth=store_auth(),
     )
     res = current.json() if current.status_code == 200 else {"resourceType": rtype}
     res = {k: v for k, v in res.items() if k != "meta"}
@@ -563,7 +567,9 @@ def test_method_overrides_are_refused(stack, b, a_data, versions, how):
 def test_the_owner_gets_the_xml_the_store_would_have_written(stack, a, a_data, rtype):
     ours = a.get(f"{stack.fhir}/{rtype}/{a_data[rtype]}", params={"_format": "xml"})
     assert ours.status_code == 200 and ours.headers["Content-Type"].startswith("application/fhir+xml")
-    store = requests.get(f"{stack.store_url}/{rtype}/{a_data[rtype]}", params={"_format": "xml"})
+    store = requests.get(
+        f"{stack.store_url}/{rtype}/{a_data[rtype]}", params={"_format": "xml"}, auth=store_auth()
+    )
     assert _tree(ours.content) == _tree(store.content.replace(stack.store_url.encode(), stack.fhir.encode()))
 
 
@@ -596,7 +602,7 @@ def test_with_the_proxy_checks_off_writes_are_still_labelled(stack):
     assert r.status_code == 201, r.text
     pid = r.headers["Location"].split("/_history")[0].split("/")[-1]
     stored = requests.get(
-        f"{stack.store_url}/Patient/{pid}", headers={"Accept": "application/fhir+json"}
+        f"{stack.store_url}/Patient/{pid}", headers={"Accept": "application/fhir+json"}, auth=store_auth()
     ).json()
     assert {"system": TENANT, "code": SPOKE_B} in stored["meta"]["security"]
     # and the switch is read: the proxy line does not refuse what it refuses when on

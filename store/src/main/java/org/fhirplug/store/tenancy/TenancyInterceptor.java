@@ -19,6 +19,7 @@ import ca.uhn.fhir.rest.server.exceptions.ForbiddenOperationException;
 import ca.uhn.fhir.rest.server.exceptions.InvalidRequestException;
 import ca.uhn.fhir.rest.server.exceptions.ResourceGoneException;
 import ca.uhn.fhir.rest.server.exceptions.ResourceNotFoundException;
+import ca.uhn.fhir.rest.server.method.PageMethodBinding;
 import ca.uhn.fhir.rest.server.util.ICachedSearchDetails;
 import jakarta.servlet.http.HttpServletRequest;
 import java.util.EnumSet;
@@ -233,6 +234,10 @@ public class TenancyInterceptor {
 				&& request.getRestOperationType() == RestOperationTypeEnum.HISTORY_INSTANCE) {
 			throw notKnown(request.getId()); // another tenant's history reads as an unknown id's
 		}
+		if (hidden > 0 && request.getRestOperationType() == RestOperationTypeEnum.GET_PAGE) {
+			// a page of someone else's search: its total and links are theirs too
+			throw unknownSearch(request);
+		}
 	}
 
 	/** Also what a conditional create, update, patch or delete matched: it never matches another's. */
@@ -357,6 +362,14 @@ public class TenancyInterceptor {
 
 	private static boolean isSingleRead(RequestDetails request) {
 		return request != null && SINGLE_READS.contains(request.getRestOperationType());
+	}
+
+	/** Word for word what the store says of a paging id it does not have (HAPI-0417). */
+	private static ResourceGoneException unknownSearch(RequestDetails request) {
+		String[] ids = request.getParameters().get("_getpages");
+		String id = ids == null || ids.length == 0 ? "" : ids[0];
+		return new ResourceGoneException(Msg.code(417) + request.getFhirContext().getLocalizer()
+				.getMessage(PageMethodBinding.class, "unknownSearchId", id));
 	}
 
 	/** Word for word what the store says of an id it does not have (HAPI-2001). */
