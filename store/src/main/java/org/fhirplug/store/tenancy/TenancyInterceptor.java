@@ -234,7 +234,7 @@ public class TenancyInterceptor {
 				&& request.getRestOperationType() == RestOperationTypeEnum.HISTORY_INSTANCE) {
 			throw notKnown(request.getId()); // another tenant's history reads as an unknown id's
 		}
-		if (hidden > 0 && request.getRestOperationType() == RestOperationTypeEnum.GET_PAGE) {
+		if (hidden > 0 && isPage(request)) {
 			// a page of someone else's search: its total and links are theirs too
 			throw unknownSearch(request);
 		}
@@ -253,9 +253,16 @@ public class TenancyInterceptor {
 				if (isSingleRead(request)) {
 					throw notKnown(request.getId());
 				}
+				if (isPage(request)) {
+					throw unknownSearch(request); // someone else's search: its total and links are theirs
+				}
 				details.setResource(i, null);
 			}
 		}
+	}
+
+	private static boolean isPage(RequestDetails request) {
+		return request != null && request.getRestOperationType() == RestOperationTypeEnum.GET_PAGE;
 	}
 
 	/** A deleted resource of another tenant reads as an unknown id, not as "deleted at ...". */
