@@ -3,7 +3,7 @@
 from types import SimpleNamespace
 
 from tests.support.fake_redis import FakeRedis
-from worker.delivery import (
+from forwarding.policy import (
     PermanentFailure,
     RetryableFailure,
     acquire_slot,
