@@ -2,7 +2,6 @@
 
 from types import SimpleNamespace
 
-from tests.support.fake_redis import FakeRedis
 from forwarding.policy import (
     PermanentFailure,
     RetryableFailure,
@@ -12,6 +11,7 @@ from forwarding.policy import (
     retry_after_of,
     stop_retrying_if_final,
 )
+from tests.support.fake_redis import FakeRedis
 
 
 def job(retries_left=5, intervals=(1, 2, 4, 8, 16)):
