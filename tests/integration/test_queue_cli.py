@@ -281,9 +281,9 @@ def test_purge_dead_only_keeps_the_waiting_ones_but_not_those_waiting_on_the_dea
     assert queue.get_job_ids() == [waiting.id]
     assert not any(Job.exists(j.id, connection=redis) for j in (dead, behind, after_behind))
     # their outbox records go too, or the sweep would queue them again; the waiting one's stays
-    assert requests.get(records[waiting.id], timeout=30).status_code == 200
+    assert requests.get(records[waiting.id], timeout=30, auth=store_auth()).status_code == 200
     for job in (dead, behind, after_behind):
-        assert requests.get(records[job.id], timeout=30).status_code in (404, 410)
+        assert requests.get(records[job.id], timeout=30, auth=store_auth()).status_code in (404, 410)
 
 
 def test_purge_without_a_store_warns_that_the_outbox_sweep_may_queue_them_again(redis_url, queue):
