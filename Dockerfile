@@ -6,6 +6,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY proxy ./proxy
 COPY plugins ./plugins
+COPY hubspoke ./hubspoke
+COPY forwarding ./forwarding
 COPY worker ./worker
 COPY ops ./ops
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 fhirplug \

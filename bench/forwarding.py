@@ -28,11 +28,12 @@ from redis import Redis
 
 from bench.__main__ import machine
 from bench.report import write_section
+from forwarding.delivery import Delivery
+from forwarding.queue import enqueue
 from ops import stack
 from proxy.auth import partner_keys
 from proxy.partners import Partner, PartnerDirectory
 from tests.support.messages import Case
-from worker.delivery import Delivery, enqueue
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,7 +112,7 @@ def main() -> int:
         t0 = time.time()
         for i in range(args.n):
             body = dict(message, identifier={**message["identifier"], "value": f"bench-{i}"})
-            d = Delivery("FB001", "POST", "", body, task_key=f"bench|{i}", what="bench bundle")
+            d = Delivery("FB001", "POST", "", body, task_key=f"bench|{i}")
             partner.queued_at[d.id] = d.queued_at
             enqueue(d, redis)
         queued_s = time.time() - t0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +17,9 @@ import requests
 from redis import Redis
 from redis.exceptions import RedisError
 
-from proxy import conformance, read_cache
+from proxy import conformance
+from proxy.direct_store import DirectStore
 from proxy.errors import FhirError
-from proxy.store_caller import store_auth
 
 
 @dataclass
@@ -75,14 +74,11 @@ def load(
 
 def _post(resources: list[tuple[str, dict]], store_url: str, redis: Redis | None) -> LoadSummary:
     bundle = conformance.load_bundle(resources)
-    before = _versions(bundle, store_url)
-    t0 = time.monotonic()
     # the proxies' read caches must not outlive the load (without Redis there are none to tell)
-    fence = read_cache.WriteFence(redis, marker_ttl_s=660).write() if redis is not None else nullcontext()
-    with fence:
-        resp = requests.post(
-            store_url.rstrip("/"), json=bundle, headers=ACCEPT, timeout=600, auth=store_auth()
-        )
+    with DirectStore(store_url, redis, marker_ttl_s=660) as store:
+        before = _versions(bundle, store)
+        t0 = time.monotonic()
+        resp = store.write("POST", "", bundle, timeout=600)
     if resp.status_code != 200:
         try:
             why = "; ".join(i.get("diagnostics", "") for i in resp.json().get("issue", []))
@@ -101,17 +97,14 @@ def _post(resources: list[tuple[str, dict]], store_url: str, redis: Redis | None
     return summary
 
 
-ACCEPT = {"Accept": "application/fhir+json"}
-
-
-def _versions(load: dict, store_url: str) -> list[str | None]:
+def _versions(load: dict, store: DirectStore) -> list[str | None]:
     """The current version of each resource the load names (None: not there yet), in one batch."""
     batch = {
         "resourceType": "Bundle",
         "type": "batch",
         "entry": [{"request": {"method": "GET", "url": e["request"]["url"]}} for e in load["entry"]],
     }
-    resp = requests.post(store_url.rstrip("/"), json=batch, headers=ACCEPT, timeout=120, auth=store_auth())
+    resp = store.read_batch(batch, timeout=120)
     resp.raise_for_status()
     out = []
     for e in resp.json().get("entry", []):

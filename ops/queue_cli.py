@@ -20,10 +20,10 @@ from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
-from proxy import read_cache
+from forwarding.delivery import QUEUE, Delivery
+from forwarding.metrics import fetch_jobs, partner_of, queue_snapshot
+from proxy.direct_store import DirectStore
 from proxy.errors import FhirError
-from proxy.store_caller import store_auth
-from worker.metrics import QUEUE, fetch_jobs, partner_of, queue_snapshot
 
 REASON_WIDTH = 100
 
@@ -109,9 +109,13 @@ def _first_arg(job: Job) -> dict:
 
 
 def what_of(job: Job) -> str:
-    what = _first_arg(job).get("what")
-    if what:
-        return str(what)
+    first = _first_arg(job)
+    if first.get("what") and "kind" not in first:
+        return str(first["what"])  # queued before deliveries had a kind
+    try:
+        return Delivery.from_dict(first).label
+    except (TypeError, ValueError):  # not a delivery's arguments: its description tells
+        pass
     desc = job.description or ""
     return desc.rsplit(" to ", 1)[0] if " to " in desc else desc
 
@@ -265,16 +269,14 @@ def _delete(queue: Queue, job_id: str) -> None:
 
 
 def forget_outbox(store_url: str, ids: list[str], redis: Redis) -> list[str]:
-    """Remove the outbox records (``Basic/<delivery id>``, see worker.outbox) of purged deliveries,
-    so that the sweep does not queue them again. Returns the ids whose record could not go."""
+    """Remove the outbox records (``Basic/<delivery id>``, see forwarding/outbox.py) of purged
+    deliveries, so that the sweep does not queue them again. Returns the ids whose record could
+    not go."""
     failed = []
-    fence = read_cache.WriteFence(redis, marker_ttl_s=60)  # past the proxy: fenced as it would
-    with requests.Session() as http:
-        http.auth = store_auth()
+    with DirectStore(store_url, redis, marker_ttl_s=60) as store:  # past the proxy: fenced
         for job_id in ids:
             try:
-                with fence.write():
-                    r = http.delete(f"{store_url.rstrip('/')}/Basic/{job_id}", timeout=10)
+                r = store.delete(f"Basic/{job_id}", timeout=10)
                 ok = r.status_code < 300 or r.status_code in (404, 410)
             except (requests.RequestException, FhirError):
                 ok = False

@@ -12,7 +12,7 @@ Nothing is forwarded back to the party it came from. A spoke or hub with no entr
 directory is a tenant of this deployment (an ICS hub hosting spokes that call it directly): it
 reads its Tasks here and nothing is forwarded. A message our own spoke system addresses to a hub
 that is neither us nor a partner is refused (422) at submit time: it could never be delivered.
-The delivery itself is queued after the store has answered (``worker.delivery``).
+The delivery itself is queued after the store has answered (``forwarding.queue``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from urllib.parse import parse_qsl
 
 from redis import Redis
 
+from forwarding import metrics, outbox
+from forwarding.delivery import Delivery, DeliveryKind
+from forwarding.queue import enqueue
 from plugins import task_rules
 from plugins.intake import MESSAGE_ID_SYSTEM, PARTNER_TASK_SYSTEM, task_entry
 from plugins.tenancy import TENANT_ROLES, TENANT_SYSTEM, narrowing, ods_of_reference
@@ -31,8 +34,6 @@ from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
 from proxy.partners import PartnerDirectory
 from proxy.redis_conn import UsesRedis
-from worker import outbox
-from worker.delivery import Delivery, enqueue
 
 log = logging.getLogger("fhirplug.routing")
 OURS = {MESSAGE_ID_SYSTEM, PARTNER_TASK_SYSTEM}
@@ -112,7 +113,7 @@ class Routing(UsesRedis):
                 original,
                 request_id=ctx.request_id,
                 task_key=self._task_key(entry["resource"]),
-                what="spoke-to-hub message",
+                kind=DeliveryKind.SPOKE_TO_HUB,
             )
             self._outbox_entry(ctx, bundle, delivery, entry.get("fullUrl") or "")
         elif kind == "hub-to-spoke":
@@ -129,7 +130,7 @@ class Routing(UsesRedis):
                 original,
                 request_id=ctx.request_id,
                 task_key=self._task_key(task),
-                what="hub-to-spoke dispense",
+                kind=DeliveryKind.HUB_TO_SPOKE,
             )
             self._outbox_entry(ctx, bundle, delivery, f"Task/{task['id']}")
         return None
@@ -184,7 +185,8 @@ class Routing(UsesRedis):
             content_type="application/json-patch+json",
             request_id=ctx.request_id,
             task_key=self._task_key(task),
-            what=f"Task {task.get('status')}",
+            kind=DeliveryKind.TASK_CHANGE,
+            task_status=task.get("status"),
         )
         version = int((current.get("meta") or {}).get("versionId", "1")) + 1
         ctx.store.put(outbox.record(delivery, f"Task/{current['id']}", str(version)))  # before the Task
@@ -213,7 +215,7 @@ class Routing(UsesRedis):
         if entry.resource_type == "Basic" and entry.resource_id == delivery.id and outcome.ok:
             ctx.state.pop("routing")
             their_task = task_entry(delivery.body) if isinstance(delivery.body, dict) else None
-            if delivery.what == "spoke-to-hub message" and their_task and ctx.state.get("routing.task"):
+            if delivery.kind is DeliveryKind.SPOKE_TO_HUB and their_task and ctx.state.get("routing.task"):
                 their_task["resource"]["id"] = ctx.state["routing.task"]  # how the hub will address it
             self._send(ctx, delivery)
 
@@ -228,6 +230,13 @@ class Routing(UsesRedis):
             enqueue(delivery, self.redis)
         except Exception:
             log.exception("could not queue a delivery", extra={"fields": {"request_id": ctx.request_id}})
+
+    # ------------------------------------------------------------ metrics
+
+    @hookimpl
+    def fhirplug_metrics(self, redis: Redis) -> str:
+        """The forwarding metrics (queue, deliveries, latency) for GET /metrics."""
+        return metrics.prometheus_text(redis)
 
 
 routing = Routing()

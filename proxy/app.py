@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Callable
 from urllib.parse import quote
 
 from flask import Flask, Response, request
@@ -91,7 +92,7 @@ def create_app(
         return serve(interaction_of, handler, fhir=True)
 
     oauth_routes.register(app, auth, settings.issuer, serve)
-    _metrics(app, serve, settings, auth, shared_redis)
+    _metrics(app, serve, settings, auth, lambda: "".join(pm.hook.fhirplug_metrics(redis=shared_redis)))
 
     @app.get("/healthz")
     def healthz():
@@ -164,10 +165,10 @@ def _store(settings: Settings, redis: Redis):
     return CachingStore(client, redis, settings.read_cache_ttl_s, settings.read_cache_max_bytes, marker_ttl)
 
 
-def _metrics(app: Flask, serve, settings: Settings, auth: AuthServer | None, redis: Redis) -> None:
-    """GET /metrics (Prometheus) for administrators' tokens; open only when auth is off."""
+def _metrics(app: Flask, serve, settings: Settings, auth: AuthServer | None, text: Callable[[], str]) -> None:
+    """GET /metrics (Prometheus) for administrators' tokens; open only when auth is off. ``text``
+    gives the exposition (every plugin's ``fhirplug_metrics``)."""
     from proxy import metrics_route
-    from worker import metrics
 
     def authorize(header: str | None) -> None:
         if auth is None:
@@ -176,7 +177,7 @@ def _metrics(app: Flask, serve, settings: Settings, auth: AuthServer | None, red
         if claims.role != "admin":
             raise FhirError(403, "Metrics are for administrators", code="forbidden")
 
-    metrics_route.register(app, serve, lambda: metrics.prometheus_text(redis), authorize)
+    metrics_route.register(app, serve, text, authorize)
 
 
 def _context(settings: Settings, store, interaction_of, fhir: bool = False):

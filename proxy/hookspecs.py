@@ -84,3 +84,10 @@ def fhirplug_response(ctx, response):
 @hookspec
 def fhirplug_request_finished(ctx, status):
     """Observe a finished request (``status`` is the HTTP status sent): logs and metrics."""
+
+
+@hookspec
+def fhirplug_metrics(redis):
+    """Return this plugin's metrics for ``GET /metrics`` as Prometheus text exposition (format
+    0.0.4, complete lines), read from the shared ``redis``; the route joins every plugin's text.
+    Called only for a caller allowed to read metrics; a ``RedisError`` answers 503."""

@@ -25,7 +25,7 @@ def register(
     authorize: Callable[[str | None], None],
 ) -> None:
     """``authorize(authorization_header)`` raises ``FhirError`` (401/403) unless the caller may
-    read the metrics; ``metrics_text()`` gives the exposition (``worker.metrics.prometheus_text``)."""
+    read the metrics; ``metrics_text()`` gives the exposition (every plugin's ``fhirplug_metrics``)."""
 
     @app.get(PATH)
     def metrics():

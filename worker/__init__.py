@@ -1,5 +1,5 @@
 """RQ workers: delivery of forwarded messages to partners (see the forwarding issue)."""
 
-from worker.delivery import QUEUE
+from forwarding.delivery import QUEUE
 
 QUEUES = [QUEUE]

@@ -1,24 +1,22 @@
-"""The outbox: an intent to forward, kept in the store itself, so no crash can lose it.
+"""The outbox sweep: an intent to forward is kept in the store itself (forwarding/outbox.py), so
+no crash can lose it.
 
-Each delivery is first written to the store as a ``Basic`` resource whose id is the delivery id
-and which carries the whole delivery. For a hub-and-spoke message that record is one more entry
-of the message's own transaction: both are stored, or neither. For a Task change it is written
-just before the Task, with the Task version the change will make; if the change then fails,
-the record is dropped.
+For a hub-and-spoke message the record is one more entry of the message's own transaction: both
+are stored, or neither. For a Task change it is written just before the Task, with the Task
+version the change will make; if the change then fails, the record is dropped.
 
 Delivery is queued in Redis right after the store answers. When that did not happen (the proxy
 died between the two, Redis lost its data), the sweep finds the record still pending and queues
 it again; a record whose delivery is done is removed (by the worker, or by the sweep when the
 worker could not). A job already known to Redis is never queued twice, and the receiving side
 treats a repeated delivery id as the same delivery, so a second send has no second effect.
+Everything it writes to the store goes through ``DirectStore``: signed, and fenced.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import requests
@@ -28,82 +26,47 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
 
-from proxy import read_cache
+from forwarding.delivery import QUEUE
+from forwarding.outbox import SEARCH, delivery_of, expected_version_of, subject_of
+from forwarding.queue import enqueue
+from proxy.direct_store import DirectStore
 from proxy.errors import FhirError
-from proxy.store_caller import store_auth
-from worker.delivery import QUEUE, Delivery, enqueue
 
 log = logging.getLogger("fhirplug.outbox")
-OUTBOX_SYSTEM = "https://fhirplug.org/fhir/CodeSystem/outbox"
-DELIVERY_EXTENSION = "https://fhirplug.org/fhir/StructureDefinition/outbox-delivery"
-EXPECTED_VERSION_EXTENSION = "https://fhirplug.org/fhir/StructureDefinition/outbox-expected-version"
 SWEEP_LOCK = "fhirplug:outbox:sweep"
 GRACE_S = 30  # a record younger than this may still be in the hands of the request that wrote it
 
 
-def record(delivery: Delivery, subject: str, expected_version: str | None = None) -> dict:
-    """The outbox record of a delivery; ``subject`` is the Task (its id, or its fullUrl in a bundle)."""
-    basic = {
-        "resourceType": "Basic",
-        "id": delivery.id,
-        "code": {"coding": [{"system": OUTBOX_SYSTEM, "code": "delivery"}]},
-        "subject": {"reference": subject},
-        "created": datetime.now(UTC).date().isoformat(),
-        "extension": [{"url": DELIVERY_EXTENSION, "valueString": json.dumps(asdict(delivery))}],
-    }
-    if expected_version:
-        basic["extension"].append({"url": EXPECTED_VERSION_EXTENSION, "valueString": expected_version})
-    return basic
-
-
-def delivery_of(basic: dict) -> Delivery:
-    ext = {e["url"]: e.get("valueString") for e in basic.get("extension") or []}
-    d = Delivery(**json.loads(ext[DELIVERY_EXTENSION]))
-    subject = (basic.get("subject") or {}).get("reference", "")
-    if d.method == "POST" and isinstance(d.body, dict) and subject.startswith("Task/"):
-        # a spoke-to-hub message tells the hub our Task's id, known once it was stored
-        for e in d.body.get("entry") or []:
-            if (e.get("resource") or {}).get("resourceType") == "Task":
-                e["resource"]["id"] = subject.split("/")[1]
-    return d
-
-
-def done(store_url: str, delivery_id: str, redis: Redis) -> None:
+def done(store: DirectStore, delivery_id: str) -> None:
     """The delivery happened: its outbox record goes (idempotent)."""
     try:
-        # written past the proxy, so fenced like the proxy's own writes (proxy/read_cache.py)
-        with read_cache.WriteFence(redis, marker_ttl_s=120).write():
-            requests.delete(f"{store_url.rstrip('/')}/Basic/{delivery_id}", timeout=10, auth=store_auth())
+        store.delete(f"Basic/{delivery_id}")
     except (requests.RequestException, FhirError):
         log.warning("could not remove outbox record %s; the sweep will", delivery_id)
 
 
-def _pending(store_url: str) -> list[dict]:
-    out, url = [], f"{store_url.rstrip('/')}/Basic"
-    params = {"code": f"{OUTBOX_SYSTEM}|delivery", "_count": "200", "_sort": "_lastUpdated"}
-    resp = requests.get(
-        url, params=params, headers={"Accept": "application/fhir+json"}, timeout=30, auth=store_auth()
-    )
+def _pending(store: DirectStore) -> list[dict]:
+    out = []
+    params = {**SEARCH, "_count": "200", "_sort": "_lastUpdated"}
+    resp = store.get("Basic", params=params, timeout=30)
     resp.raise_for_status()
     for e in resp.json().get("entry") or []:
         out.append(e["resource"])
     return out
 
 
-def _happened(store_url: str, basic: dict) -> bool | None:
+def _happened(store: DirectStore, basic: dict) -> bool | None:
     """For a Task change: did the write the record announces reach the store? None: not yet known."""
-    ext = {e["url"]: e.get("valueString") for e in basic.get("extension") or []}
-    version = ext.get(EXPECTED_VERSION_EXTENSION)
+    version = expected_version_of(basic)
     if not version:
         return True  # written in the same transaction as what it announces
-    subject = (basic.get("subject") or {}).get("reference", "")
-    r = requests.get(f"{store_url.rstrip('/')}/{subject}/_history/{version}", timeout=10, auth=store_auth())
+    r = store.get(f"{subject_of(basic)}/_history/{version}", timeout=10)
     if r.status_code == 200:
         return True
     return False if r.status_code in (404, 410) else None
 
 
-def sweep(store_url: str, redis: Redis, grace_s: float = GRACE_S) -> dict[str, int]:
+def sweep(store: DirectStore, redis: Redis, grace_s: float = GRACE_S) -> dict[str, int]:
     """Queue what is pending but unknown to Redis; remove records of finished or failed writes."""
     counts = {"requeued": 0, "removed": 0, "in_queue": 0, "dropped": 0}
     if not redis.set(SWEEP_LOCK, b"1", nx=True, ex=60):
@@ -114,7 +77,7 @@ def sweep(store_url: str, redis: Redis, grace_s: float = GRACE_S) -> dict[str, i
         run_due_retries(redis)
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
         latest: dict[str, str] = {}  # task key -> the latest delivery seen for it, oldest first
-        for basic in _pending(store_url):
+        for basic in _pending(store):
             key = delivery_of(basic).task_key
             before, latest[key or basic["id"]] = latest.get(key or basic["id"]), basic["id"]
             updated = datetime.fromisoformat(basic["meta"]["lastUpdated"].replace("Z", "+00:00"))
@@ -126,14 +89,14 @@ def sweep(store_url: str, redis: Redis, grace_s: float = GRACE_S) -> dict[str, i
             elif status == JobStatus.FAILED:
                 counts["in_queue"] += 1  # a dead letter: waits for an operator (`fhirplug queue replay`)
             elif status == JobStatus.FINISHED:
-                done(store_url, basic["id"], redis)
+                done(store, basic["id"])
                 counts["removed"] += 1
             else:
-                happened = _happened(store_url, basic)
+                happened = _happened(store, basic)
                 if happened is None:
                     continue
                 if not happened:
-                    done(store_url, basic["id"], redis)
+                    done(store, basic["id"])
                     counts["dropped"] += 1
                     continue
                 enqueue(delivery_of(basic), redis, after=before)  # behind the earlier one for its Task
@@ -168,9 +131,10 @@ def _status(redis: Redis, job_id: str):
 
 
 def sweep_forever(store_url: str, redis: Redis, every_s: float = 15.0, stop=None) -> None:
+    store = DirectStore(store_url, redis)
     while stop is None or not stop.is_set():
         try:
-            counts = sweep(store_url, redis)
+            counts = sweep(store, redis)
             if counts["requeued"] or counts["dropped"]:
                 log.info("outbox swept", extra={"fields": {"event": "sweep", **counts}})
         except Exception:

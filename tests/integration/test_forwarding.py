@@ -8,16 +8,22 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from redis import Redis
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from forwarding.delivery import Delivery, DeliveryKind
+from forwarding.queue import LAST_FOR_TASK
 from ops import stack as stackmod
+from proxy.direct_store import DirectStore
 from proxy.partners import PartnerDirectory
+from proxy.read_cache import GENERATION
 from tests.support.messages import FHIR_JSON, Case, move
 from tests.support.polling import eventually, task_at
 
@@ -217,3 +223,54 @@ def test_metrics_count_deliveries_per_partner_for_administrators(linked, stack, 
     spoke_side = pair.spoke_system.get(pair.spoke.fhir.removesuffix("/fhir") + "/metrics")
     assert spoke_side.status_code == 403  # a spoke system's token is not an operator's
     assert anon.get(f"{stack.proxy}/metrics").status_code == 401
+
+
+def delivered_records(http, fhir: str, task_identifier: str) -> int:
+    """The "delivered" hand-off AuditEvents about a Task, searched through the proxy (cacheable)."""
+    query = {"subtype": "delivered", "entity-name": task_identifier}
+    r = http.get(f"{fhir}/AuditEvent", params=query)
+    assert r.status_code == 200, r.text
+    return r.json()["total"]
+
+
+def test_a_cached_audit_event_search_sees_the_delivery_record_once_the_delivery_is_done(linked, http):
+    pair = linked
+    case, at_hub, at_spoke = submitted(pair)
+    redis = Redis.from_url(pair.hub.redis_url)
+    stackmod.stop(pair.spoke.cfg, "proxy")  # the hub's delivery waits for its retries meanwhile
+    try:
+        assert move(pair.hub.fhir, pair.hub_system, at_hub["id"], "accepted").status_code == 200
+        queued = eventually(lambda: redis.get(LAST_FOR_TASK + case.task_query["identifier"]), timeout=30)
+        assert queued, jobs_in(redis)
+        # the administrator's search, asked twice with no write between: kept in the read cache
+        assert delivered_records(http, pair.hub.fhir, case.task_identifier) == 0
+        assert delivered_records(http, pair.hub.fhir, case.task_identifier) == 0
+    finally:
+        stackmod.start_proxy(pair.spoke.cfg)
+    job = Job.fetch(queued.decode(), connection=redis)
+    assert eventually(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=150), jobs_in(redis)
+    assert delivered_records(http, pair.hub.fhir, case.task_identifier) == 1  # at once, not after the TTL
+
+
+def test_the_workers_audit_event_is_fenced_so_a_cached_search_sees_it_at_once(stack, http):
+    """``record_delivery`` alone (without the outbox clean-up that follows it in a delivery)."""
+    from worker.delivery import record_delivery
+
+    name = str(uuid.uuid4())
+    redis = Redis.from_url(stack.redis_url)
+    assert delivered_records(http, stack.fhir, name) == 0  # kept in the read cache...
+    assert delivered_records(http, stack.fhir, name) == 0
+    before = int(redis.get(GENERATION) or 0)
+    d = Delivery(
+        "VNE51",
+        "PATCH",
+        "Task/1",
+        [],
+        task_key=f"urn:ietf:rfc:3986|{name}",
+        kind=DeliveryKind.TASK_CHANGE,
+        task_status="accepted",
+    )
+    with DirectStore(stack.store_url, redis) as store:
+        record_delivery(d, SimpleNamespace(client_id="hub-fa565"), store)
+    assert int(redis.get(GENERATION) or 0) > before, "the audit event was written without the fence"
+    assert delivered_records(http, stack.fhir, name) == 1  # ...and not served stale after the write

@@ -1,6 +1,6 @@
 """``fhirplug queue`` and the delivery metrics on the test stack's real Redis, in a database of
 their own (5) that each test starts and leaves empty. Jobs are put on the queue with RQ as
-``worker.delivery.enqueue`` does; no worker runs, except where a real dead letter is made."""
+``forwarding.queue.enqueue`` does; no worker runs, except where a real dead letter is made."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -22,10 +21,11 @@ from rq import Queue, Retry, SimpleWorker
 from rq.job import Job, JobStatus
 from rq.results import Result
 
+from forwarding import metrics
+from forwarding.delivery import QUEUE, Delivery, DeliveryKind
+from forwarding.outbox import record
+from forwarding.policy import MAX_RETRIES
 from proxy.store_caller import store_auth
-from worker import metrics
-from worker.delivery import MAX_RETRIES, QUEUE, Delivery
-from worker.outbox import record
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,20 +66,28 @@ def cli(redis_url: str, *args: str, stdin: str = "", store: str | None = None) -
     )
 
 
-def put(queue: Queue, partner: str, what: str = "message", age_s: float = 0.0, **options) -> Job:
-    """A delivery job as ``worker.delivery.enqueue`` makes it (without running it)."""
-    d = Delivery(partner, "POST", "", {"resourceType": "Bundle"}, what=what, queued_at=time.time() - age_s)
+def put(
+    queue: Queue,
+    partner: str,
+    kind: DeliveryKind = DeliveryKind.MESSAGE,
+    age_s: float = 0.0,
+    task_status: str | None = None,
+    **options,
+) -> Job:
+    """A delivery job as ``forwarding.queue.enqueue`` makes it (without running it)."""
+    body = {"resourceType": "Bundle"}
+    d = Delivery(partner, "POST", "", body, kind=kind, task_status=task_status, queued_at=time.time() - age_s)
     kwargs = {
         "job_id": d.id,
         "retry": Retry(max=MAX_RETRIES, interval=[1] * MAX_RETRIES),
         "failure_ttl": 30 * 24 * 3600,
-        "description": f"{d.what} to {d.partner}",
+        "description": f"{d.label} to {d.partner}",
         **options,
     }
     scheduled_in = kwargs.pop("scheduled_in", None)
     if scheduled_in is not None:
-        return queue.enqueue_in(scheduled_in, "worker.delivery.deliver", asdict(d), **kwargs)
-    return queue.enqueue("worker.delivery.deliver", asdict(d), **kwargs)
+        return queue.enqueue_in(scheduled_in, "worker.delivery.deliver", d.to_dict(), **kwargs)
+    return queue.enqueue("worker.delivery.deliver", d.to_dict(), **kwargs)
 
 
 def kill(queue: Queue, job: Job, reason: str | None = None, exc: str = "") -> Job:
@@ -105,7 +113,7 @@ def outbox(stack, job: Job) -> str:
     task = {"resourceType": "Task", "status": "requested", "intent": "order"}
     r = requests.post(f"{stack.store_url}/Task", json=task, timeout=30, auth=store_auth())
     assert r.status_code == 201, r.text  # the store checks that the record's subject exists
-    basic = record(Delivery(**job.args[0]), f"Task/{r.json()['id']}")
+    basic = record(Delivery.from_dict(job.args[0]), f"Task/{r.json()['id']}")
     url = f"{stack.store_url}/Basic/{job.id}"
     r = requests.put(
         url, json=basic, headers={"Content-Type": "application/fhir+json"}, timeout=30, auth=store_auth()
@@ -157,7 +165,8 @@ def test_status_of_an_empty_queue_is_a_zero_total(redis_url):
 
 
 def test_dead_lists_reason_or_last_exception_line(redis_url, queue):
-    refused = kill(queue, put(queue, "FA003", what="task-update"), reason="422: the Task is not in progress")
+    task_change = put(queue, "FA003", DeliveryKind.TASK_CHANGE, task_status="completed")
+    refused = kill(queue, task_change, reason="422: the Task is not in progress")
     crashed = kill(
         queue,
         put(queue, "FA004"),
@@ -171,7 +180,7 @@ def test_dead_lists_reason_or_last_exception_line(redis_url, queue):
     assert refused.id in lines and crashed.id in lines
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     assert re.search(
-        rf"FA003\s+task-update\s+{today}T\S+Z\s+\?\s+422: the Task is not in progress$", lines[refused.id]
+        rf"FA003\s+Task completed\s+{today}T\S+Z\s+\?\s+422: the Task is not in progress$", lines[refused.id]
     )
     # ran out of retries (no reason of its own): every attempt was made
     attempts = MAX_RETRIES + 1
@@ -191,17 +200,19 @@ def test_dead_lists_reason_or_last_exception_line(redis_url, queue):
 
 def test_a_real_dead_letter_from_the_worker_is_listed_and_replayed(redis_url, redis, queue, monkeypatch):
     """``deliver`` for a partner missing from the directory fails for good at once (``_final``)."""
-    from worker.delivery import enqueue
+    from forwarding.queue import enqueue
 
     monkeypatch.setenv("REDIS_URL", redis_url)  # deliver() finds the partner directory through it
-    job_id = enqueue(Delivery("FA404", "POST", "", {"resourceType": "Bundle"}, what="dispense"), redis)
+    dispense = Delivery("FA404", "POST", "", {"resourceType": "Bundle"}, kind=DeliveryKind.HUB_TO_SPOKE)
+    job_id = enqueue(dispense, redis)
     SimpleWorker([queue], connection=redis).work(burst=True)
     assert job_id in queue.failed_job_registry
 
     r = cli(redis_url, "dead")
     assert r.returncode == 0, r.stderr
     assert re.search(
-        rf"{job_id}\s+FA404\s+dispense\s+\S+Z\s+\S+\s+no partner FA404 in the directory", r.stdout
+        rf"{job_id}\s+FA404\s+hub-to-spoke dispense\s+\S+Z\s+\S+\s+no partner FA404 in the directory",
+        r.stdout,
     )
 
     r = cli(redis_url, "replay", job_id)

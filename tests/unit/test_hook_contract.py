@@ -164,4 +164,5 @@ def test_every_hook_in_the_spec_has_the_project_prefix():
         "fhirplug_after_storage",
         "fhirplug_response",
         "fhirplug_request_finished",
+        "fhirplug_metrics",
     }

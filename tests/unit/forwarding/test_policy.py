@@ -2,8 +2,7 @@
 
 from types import SimpleNamespace
 
-from tests.support.fake_redis import FakeRedis
-from worker.delivery import (
+from forwarding.policy import (
     PermanentFailure,
     RetryableFailure,
     acquire_slot,
@@ -12,6 +11,7 @@ from worker.delivery import (
     retry_after_of,
     stop_retrying_if_final,
 )
+from tests.support.fake_redis import FakeRedis
 
 
 def job(retries_left=5, intervals=(1, 2, 4, 8, 16)):

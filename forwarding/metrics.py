@@ -20,7 +20,8 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-QUEUE = "fhirplug-forward"  # = worker.delivery.QUEUE (not imported: delivery.py imports this module)
+from forwarding.delivery import QUEUE
+
 PREFIX = "fhirplug:metrics:"
 PARTNERS_KEY = PREFIX + "partners"  # a set: every partner anything was recorded for
 COUNTERS = ("queued", "delivered", "retried", "dead_lettered")
