@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl
 
 from redis import Redis
 
-from plugins import task_rules
+from hubspoke import task_states
 from plugins.intake import MESSAGE_ID_SYSTEM, PARTNER_TASK_SYSTEM, task_entry
 from plugins.tenancy import TENANT_ROLES, TENANT_SYSTEM, narrowing, ods_of_reference
 from proxy.errors import FhirError
@@ -36,13 +36,13 @@ from worker.delivery import Delivery, enqueue
 
 log = logging.getLogger("fhirplug.routing")
 OURS = {MESSAGE_ID_SYSTEM, PARTNER_TASK_SYSTEM}
-FORWARDED = task_rules.ALLOWED_CHANGES["owner"] | task_rules.ALLOWED_CHANGES["requester"]
+FORWARDED = task_states.ALLOWED_CHANGES["owner"] | task_states.ALLOWED_CHANGES["requester"]
 
 
 def json_patch(old: dict, new: dict) -> list[dict]:
     """The changes of the elements a party may change, as a JSON Patch."""
     ops = []
-    for name in sorted(task_rules.changed_elements(old, new) & FORWARDED):
+    for name in sorted(task_states.changed_elements(old, new) & FORWARDED):
         if name in new:
             ops.append({"op": "add", "path": f"/{name}", "value": new[name]})
         else:
