@@ -40,6 +40,8 @@ from types import MappingProxyType
 from typing import Any
 
 from fhirpatch.json_values import json_equal
+from hubspoke.tenants import ReadsResources, ods_of_reference
+from proxy.context import Client
 from proxy.errors import FhirError
 
 _MISSING = object()
@@ -212,3 +214,22 @@ def check_task_update(old: Mapping[str, Any], new: Mapping[str, Any], actor: str
                 [f"Task.{e}" for e in sorted(changed)],
                 "conflict",
             )
+
+
+# ---------------------------------------------------------------- who is acting
+
+
+def actor_of(client: Client, task: Mapping[str, Any], store: ReadsResources | None) -> str:
+    """owner, requester or both, from the client's ODS code and the Task's organisations."""
+    if client.role == "admin":
+        return BOTH
+    owner = ods_of_reference(task.get("owner"), None, store)
+    requester = ods_of_reference(task.get("requester"), None, store)
+    is_owner, is_requester = client.ods is not None and client.ods == owner, client.ods == requester
+    if is_owner and is_requester:
+        return BOTH
+    if is_owner:
+        return OWNER
+    if is_requester:
+        return REQUESTER
+    raise FhirError(403, "Only the Task's owner or requester may change it", ["Task.owner"], code="forbidden")

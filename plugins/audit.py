@@ -16,13 +16,10 @@ import os
 import uuid
 from datetime import UTC, datetime
 
-from plugins.tenancy import TENANT_SYSTEM
+from hubspoke.identifiers import HANDOFF_SYSTEM, ODS_SYSTEM, TENANT_SYSTEM
 from proxy.hookspecs import hookimpl
 
 log = logging.getLogger("fhirplug.audit")
-ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
-HANDOFF_SYSTEM = "https://fhirplug.org/fhir/CodeSystem/hand-off"
-CLIENT_SYSTEM = "https://fhirplug.org/fhir/NamingSystem/client-id"
 MESSAGE_HANDOFF = {"spoke-to-hub": "received", "hub-to-spoke": "dispensed"}
 STATUS_HANDOFF = {
     "accepted": "accepted",

@@ -17,8 +17,8 @@ import re
 from redis import Redis
 from redis.exceptions import RedisError
 
-from plugins.first_copy import first_result
 from proxy.errors import FhirError
+from proxy.first_copy import first_result
 from proxy.hookspecs import hookimpl
 from proxy.redis_conn import UsesRedis
 from proxy.response import ProxyResponse, dumps

@@ -8,7 +8,7 @@ Task is refused by ``message_checks``; one that matches none, by ``task_workflow
 
 from __future__ import annotations
 
-from plugins.tenancy import TENANT_ROLES, narrowing
+from hubspoke.tenants import TENANT_ROLES, narrowing
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
 

@@ -24,16 +24,16 @@ import simplejson
 from redis import Redis
 from redis.exceptions import RedisError
 
-from plugins.first_copy import first_result
+from hubspoke.identifiers import MESSAGE_ID_SYSTEM, ODS_SYSTEM, PARTNER_TASK_SYSTEM
+from hubspoke.messages import digest as content_digest
+from hubspoke.messages import task_entry
 from proxy.errors import FhirError
+from proxy.first_copy import first_result
 from proxy.hookspecs import hookimpl
 from proxy.redis_conn import UsesRedis
 from proxy.response import ProxyResponse
 
 log = logging.getLogger("fhirplug.intake")
-ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
-MESSAGE_ID_SYSTEM = "https://fhirplug.org/fhir/NamingSystem/message-identifier"
-PARTNER_TASK_SYSTEM = "https://fhirplug.org/fhir/NamingSystem/partner-task-id"  # "<ODS>/<their id>"
 PENDING_TTL_S = 120  # a claim no result followed (a crash) expires; the store check still guards
 RESULT_TTL_S = 30 * 24 * 3600
 WAIT_S = 30.0
@@ -44,21 +44,9 @@ def message_key(sender: str, identifier: dict) -> str:
     return "fhirplug:message:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
-def content_digest(bundle: dict) -> str:
-    canonical = simplejson.dumps(bundle, sort_keys=True, separators=(",", ":"), use_decimal=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def message_identifier_value(sender: str, identifier: dict) -> str:
     # no "|" inside: a token search would take it for the system separator
     return f"{sender}/{identifier.get('value', '')}"
-
-
-def task_entry(bundle: dict) -> dict | None:
-    for e in bundle.get("entry") or []:
-        if (e.get("resource") or {}).get("resourceType") == "Task":
-            return e
-    return None
 
 
 class Intake(UsesRedis):

@@ -19,7 +19,7 @@ import simplejson
 from redis import Redis
 from redis.exceptions import RedisError
 
-from plugins.message_checks import classify
+from hubspoke.messages import classify
 from proxy.conformance import CONFORMANCE_TYPES, GENERATION_KEY
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl

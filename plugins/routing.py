@@ -25,8 +25,9 @@ from urllib.parse import parse_qsl
 from redis import Redis
 
 from hubspoke import task_states
-from plugins.intake import MESSAGE_ID_SYSTEM, PARTNER_TASK_SYSTEM, task_entry
-from plugins.tenancy import TENANT_ROLES, TENANT_SYSTEM, narrowing, ods_of_reference
+from hubspoke.identifiers import MESSAGE_ID_SYSTEM, PARTNER_TASK_SYSTEM, TENANT_SYSTEM
+from hubspoke.messages import task_entry
+from hubspoke.tenants import TENANT_ROLES, narrowing, ods_of_reference
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
 from proxy.partners import PartnerDirectory

@@ -17,28 +17,12 @@ import json
 from urllib.parse import parse_qsl
 
 from fhirpatch import apply_patch
+from fhirpatch.json_patch import JSON_PATCH
 from hubspoke import task_states
-from plugins.tenancy import TENANT_ROLES, narrowing, ods_of_reference
+from hubspoke.task_states import actor_of
+from hubspoke.tenants import TENANT_ROLES, narrowing
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
-
-JSON_PATCH = "application/json-patch+json"
-
-
-def actor_of(client, task: dict, store) -> str:
-    """owner, requester or both, from the client's ODS code and the Task's organisations."""
-    if client.role == "admin":
-        return task_states.BOTH
-    owner = ods_of_reference(task.get("owner"), None, store)
-    requester = ods_of_reference(task.get("requester"), None, store)
-    is_owner, is_requester = client.ods is not None and client.ods == owner, client.ods == requester
-    if is_owner and is_requester:
-        return task_states.BOTH
-    if is_owner:
-        return task_states.OWNER
-    if is_requester:
-        return task_states.REQUESTER
-    raise FhirError(403, "Only the Task's owner or requester may change it", ["Task.owner"], code="forbidden")
 
 
 def patch_document(entry):

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from plugins import first_copy
+from proxy import first_copy
 from proxy.errors import FhirError
 from tests.support.fake_redis import FakeRedis
 
