@@ -10,11 +10,13 @@ from hubspoke.task_states import (
     FINAL_STATUSES,
     STATUSES,
     TRANSITIONS,
+    actor_of,
     changed_elements,
     check_changes,
     check_task_update,
     check_transition,
 )
+from proxy.context import Client
 from proxy.errors import FhirError
 from tests.support.tasks import FHIR_JSON, op, params, task
 
@@ -291,3 +293,38 @@ def test_patch_then_check_a_hub_acceptance_end_to_end():
     with pytest.raises(FhirError) as caught:
         check_task_update(old, new, "requester")
     assert caught.value.status == 403 and caught.value.expression == ["Task.businessStatus"]
+
+
+# ---------------------------------------------------------------- who is acting
+
+
+class Orgs:
+    def read(self, resource_type, resource_id):
+        ods = {"spoke": "SPOKE1", "hub": "HUB1"}.get(resource_id)
+        ident = [{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": ods}] if ods else []
+        return {"resourceType": "Organization", "id": resource_id, "identifier": ident}
+
+
+@pytest.mark.parametrize(
+    "role,ods,actor",
+    [
+        ("hub", "HUB1", "owner"),
+        ("spoke", "SPOKE1", "requester"),
+        ("admin", None, "both"),
+        ("admin", "X", "both"),
+    ],
+)
+def test_actor_of(role, ods, actor):
+    assert actor_of(Client("c", ods, role), task(), Orgs()) == actor
+
+
+def test_actor_of_a_client_that_is_owner_and_requester_is_both():
+    same = task(owner={"reference": "Organization/spoke"})
+    assert actor_of(Client("c", "SPOKE1", "spoke"), same, Orgs()) == "both"
+
+
+@pytest.mark.parametrize("ods", ["OTHER", None])
+def test_actor_of_anyone_else_is_refused(ods):
+    with pytest.raises(FhirError) as caught:
+        actor_of(Client("c", ods, "spoke"), task(), Orgs())
+    assert caught.value.status == 403
