@@ -25,7 +25,6 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from hubspoke.identifiers import MESSAGE_ID_SYSTEM, ODS_SYSTEM, PARTNER_TASK_SYSTEM
-from hubspoke.messages import digest as content_digest
 from hubspoke.messages import task_entry
 from proxy.errors import FhirError
 from proxy.first_copy import first_result
@@ -50,6 +49,8 @@ def message_identifier_value(sender: str, identifier: dict) -> str:
 
 
 class Intake(UsesRedis):
+    requires = ("message",)
+
     def __init__(self, redis: Redis | None = None, own_ods: str | None = None, role: str | None = None):
         self._redis = redis
         self.own_ods = own_ods if own_ods is not None else os.environ.get("FHIRPLUG_ODS", "")
@@ -59,9 +60,9 @@ class Intake(UsesRedis):
 
     @hookimpl
     def fhirplug_before_bundle(self, ctx, bundle):
-        kind = ctx.state.get("hubspoke.kind")
-        if kind is None:
+        if ctx.message is None:
             return None
+        kind = ctx.message.kind
         identifier = bundle.get("identifier") or {}
         if not isinstance(identifier, dict) or not identifier.get("value"):
             raise FhirError(
@@ -71,7 +72,7 @@ class Intake(UsesRedis):
                 code="required",
             )
         key = message_key(ctx.client.id or "", identifier)
-        digest = ctx.state.get("hubspoke.digest") or content_digest(bundle)
+        digest = ctx.message.digest
         try:
             claimed = self.redis.set(
                 key, json.dumps({"state": "pending", "digest": digest}), nx=True, ex=PENDING_TTL_S

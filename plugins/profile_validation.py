@@ -74,7 +74,8 @@ class ProfileValidation(UsesRedis):
 
     @hookimpl
     def fhirplug_before_bundle(self, ctx, bundle):
-        kind = ctx.state.get("hubspoke.kind") or classify(bundle)
+        # message_checks, when listed before us, has classified it already
+        kind = ctx.message.kind if ctx.message else classify(bundle)
         if kind is None:
             return None
         profile = PROFILES[kind]

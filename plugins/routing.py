@@ -79,6 +79,8 @@ def strip_labels(resource: dict) -> None:
 
 
 class Routing(UsesRedis):
+    requires = ("message",)
+
     def __init__(self, redis: Redis | None = None, own_ods: str | None = None):
         self._redis = redis
         self.own_ods = own_ods if own_ods is not None else os.environ.get("FHIRPLUG_ODS", "")
@@ -96,7 +98,7 @@ class Routing(UsesRedis):
 
     @hookimpl  # listed after the message checks (it needs the message's kind), before intake amends it
     def fhirplug_before_bundle(self, ctx, bundle):
-        kind = ctx.state.get("hubspoke.kind")
+        kind = ctx.message.kind if ctx.message else None
         if kind is None or not self._own_client(ctx):
             return None
         original = copy.deepcopy(bundle)  # what the partner gets: before our own amendments

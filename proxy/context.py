@@ -1,7 +1,11 @@
 """What every hook is given: one small, Flask-free object per request.
 
-Plugins read the client, the interaction and the request from here, and may leave notes for
-each other in ``state``. Only ``upstream_*``, ``render_as`` and ``state`` are meant to be written.
+Plugins read the client, the interaction and the request from here. What one plugin finds out
+for the others is typed: ``message`` (a :class:`Message`), set once by the plugin that declares
+``provides = ("message",)`` and read by those that declare ``requires = ("message",)``; the
+plugin manager refuses at start a list where a requirement is not provided by an earlier plugin.
+``state`` holds each plugin's own notes for the rest of the request. Only ``upstream_*``,
+``render_as``, ``message`` and ``state`` are meant to be written.
 """
 
 from __future__ import annotations
@@ -86,6 +90,16 @@ def make_request_view(
     return RequestView(method, full_path, path, tuple(query), lowered, content_type, remote_addr)
 
 
+@dataclass(frozen=True)
+class Message:
+    """A message a classifier recognised in a Bundle (for hub-and-spoke, ``hubspoke.messages``)."""
+
+    kind: str  # what the message is, e.g. "spoke-to-hub"
+    digest: str  # SHA-256 of the message as it arrived, before any plugin amended it
+    sender_ods: str | None = None  # the sending client's organisation
+    sender_client: str | None = None  # the sending client's id
+
+
 @dataclass
 class RequestContext:
     """One request's context. ``request_id`` is set by the request-id plugin (or generated)."""
@@ -103,6 +117,8 @@ class RequestContext:
     # "xml": the JSON answer is rendered as FHIR XML by the proxy after every response hook
     # (the store was asked for JSON so that the hooks could judge it)
     render_as: str | None = None
+    # the message the Bundle carries, once classified (``provides = ("message",)``); None: no message
+    message: Message | None = None
     state: dict[str, Any] = field(default_factory=dict)
     started_at: float = field(default_factory=time.perf_counter)
     # the parsed write body (a resource, a Bundle, a JSON Patch), once read; read it, don't change it

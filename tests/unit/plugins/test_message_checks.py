@@ -1,4 +1,4 @@
-"""The message checks hook: classifies a Bundle once, tells later plugins, refuses with every problem."""
+"""The message checks hook: classifies a Bundle once (ctx.message), refuses with every problem."""
 
 import copy
 import json
@@ -8,7 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from hubspoke.message_rules import check
+from hubspoke.messages import digest
 from plugins.message_checks import MessageChecks, message_checks
+from proxy.context import Client, Message
 from proxy.errors import FhirError
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "ig" / "examples"
@@ -19,7 +21,7 @@ def example(name: str) -> dict:
 
 
 def fake_ctx():
-    return SimpleNamespace(state={})
+    return SimpleNamespace(state={}, message=None, client=Client("spoke-system", "FS1A1", "spoke"))
 
 
 def test_the_hook_ignores_other_transactions():
@@ -30,13 +32,16 @@ def test_the_hook_ignores_other_transactions():
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [patient, other]}
     ctx = fake_ctx()
     assert message_checks.fhirplug_before_bundle(ctx, bundle) is None
-    assert "hubspoke.kind" not in ctx.state
+    assert ctx.message is None
 
 
 def test_the_hook_passes_a_valid_message_and_says_which_it_is():
     ctx = fake_ctx()
-    assert MessageChecks().fhirplug_before_bundle(ctx, example("valid-hub-to-spoke")) is None
-    assert ctx.state["hubspoke.kind"] == "hub-to-spoke"
+    bundle = example("valid-hub-to-spoke")
+    as_sent = digest(bundle)
+    assert MessageChecks().fhirplug_before_bundle(ctx, bundle) is None
+    assert ctx.message == Message("hub-to-spoke", as_sent, "FS1A1", "spoke-system")
+    assert ctx.state == {}
 
 
 def test_the_hook_refuses_with_one_issue_per_problem():
@@ -47,9 +52,13 @@ def test_the_hook_refuses_with_one_issue_per_problem():
     ctx = fake_ctx()
     with pytest.raises(FhirError) as raised:
         message_checks.fhirplug_before_bundle(ctx, bundle)
-    assert ctx.state["hubspoke.kind"] == "spoke-to-hub"
+    assert ctx.message.kind == "spoke-to-hub"
     assert raised.value.status == 400
     outcome = raised.value.to_resource()
     assert outcome["resourceType"] == "OperationOutcome"
     assert [(i["diagnostics"], i["expression"]) for i in outcome["issue"]] == problems
     assert {(i["severity"], i["code"]) for i in outcome["issue"]} == {("error", "invalid")}
+
+
+def test_it_provides_the_message():
+    assert MessageChecks.provides == ("message",)
