@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 
 import simplejson
 from redis import Redis
@@ -46,6 +47,11 @@ def message_key(sender: str, identifier: dict) -> str:
 def message_identifier_value(sender: str, identifier: dict) -> str:
     # no "|" inside: a token search would take it for the system separator
     return f"{sender}/{identifier.get('value', '')}"
+
+
+@dataclass
+class _Notes:
+    claim: tuple[str, str] | None = None  # (Redis key, digest) of the message this request claimed
 
 
 class Intake(UsesRedis):
@@ -90,7 +96,7 @@ class Intake(UsesRedis):
         if earlier is not None:
             self._remember(key, digest, earlier)
             return earlier
-        ctx.state["intake.claim"] = (key, digest)
+        ctx.notes(_Notes).claim = (key, digest)
         if kind == "spoke-to-hub":
             self._make_ours(ctx, bundle, message_identifier_value(sender, identifier))
         return None
@@ -154,7 +160,8 @@ class Intake(UsesRedis):
 
     @hookimpl
     def fhirplug_response(self, ctx, response):
-        claim = ctx.state.pop("intake.claim", None)
+        notes = ctx.notes(_Notes)
+        claim, notes.claim = notes.claim, None
         if claim is None:
             return
         key, digest = claim

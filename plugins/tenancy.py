@@ -21,6 +21,7 @@ Conformance resources (profiles, value sets, code systems) are shared reading fo
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 # worker.delivery imports TENANT_SYSTEM from here until it takes it from hubspoke.identifiers
@@ -65,6 +66,16 @@ CONDITIONAL_READ = ("if-none-match", "if-modified-since")
 
 
 # ---------------------------------------------------------------- the hooks
+
+
+@dataclass
+class _Notes:
+    """What tenancy remembers between the hooks of one request."""
+
+    conditional: dict[str, str] | None = None  # a conditional read's headers, judged here
+    caller_entries: set[int] | None = None  # ids of the entries the caller sent (plugins add more)
+    bundle_tenants: set[str] | None = None  # who sees every resource of the bundle
+    swaps: dict[str, str] = field(default_factory=dict)  # stand-in id -> the id the caller named
 
 
 class Tenancy:
@@ -120,7 +131,7 @@ class Tenancy:
             # is: the store is asked for the resource itself, and the condition judged here
             asked = {h: v for h in CONDITIONAL_READ if (v := ctx.request.header(h)) is not None}
             if asked:
-                ctx.state["tenancy.conditional"] = asked
+                ctx.notes(_Notes).conditional = asked
                 for h in asked:
                     ctx.upstream_headers[h] = None
         return None
@@ -142,7 +153,7 @@ class Tenancy:
         tenants = {ods}
         entries = bundle.get("entry") or []
         # the entries the caller sent, as against those plugins add after us (outbox records)
-        ctx.state["tenancy.caller_entries"] = {id(e) for e in entries}
+        ctx.notes(_Notes).caller_entries = {id(e) for e in entries}
         for index, e in enumerate(entries):
             req = e.get("request") or {}
             method = str(req.get("method", "")).upper()
@@ -176,7 +187,7 @@ class Tenancy:
                 for current in _current(ctx, target.url, ods):
                     tenants |= tenants_of(current)
         # every resource of the bundle travels with its Task(s)
-        ctx.state["tenancy.bundle"] = tenants
+        ctx.notes(_Notes).bundle_tenants = tenants
         return None
 
     @hookimpl(specname="fhirplug_before_storage", tryfirst=True)
@@ -187,7 +198,7 @@ class Tenancy:
             return None
         ods = ctx.client.ods
         rtype = entry.resource_type
-        swaps = ctx.state.setdefault("tenancy.swaps", {})
+        swaps = ctx.notes(_Notes).swaps
         if entry.conditional:
             query = entry.url.partition("?")[2]
             refuse_oracle_params(canonical.parse_query(query), entry_expression(entry, "request.url"))
@@ -236,7 +247,7 @@ class Tenancy:
             raise forbidden(f"{rtype} is shared conformance content: only validators and admins change it")
         if entry.method in ("PATCH", "DELETE") or not isinstance(entry.resource, dict):
             return None
-        tenants = set(ctx.state.get("tenancy.bundle") or {ods})
+        tenants = set(ctx.notes(_Notes).bundle_tenants or {ods})
         if not entry.conditional and entry.resource_id is not None:
             current = ctx.store.read(rtype, entry.resource_id)
             if current is not None and ods in tenants_of(current):
@@ -256,7 +267,7 @@ class Tenancy:
     def fhirplug_response(self, ctx, response):
         if ctx.client.role not in TENANT_ROLES or ctx.interaction.kind in NOT_FHIR or not self.proxy_checks:
             return
-        swaps = ctx.state.get("tenancy.swaps")
+        swaps = ctx.notes(_Notes).swaps
         if swaps:
             swap_back(response, swaps)
         i = ctx.interaction
@@ -287,8 +298,8 @@ class Tenancy:
                 response.resource = body
         elif not visible_to(body, ods):
             not_known(response, i.resource_type, i.id)
-        elif i.kind in ("read", "vread") and ctx.state.get("tenancy.conditional"):
-            conditional_read(response, ctx.state["tenancy.conditional"])
+        elif i.kind in ("read", "vread") and ctx.notes(_Notes).conditional:
+            conditional_read(response, ctx.notes(_Notes).conditional)
 
 
 def _current(ctx, url: str, ods: str) -> list[dict]:
@@ -369,7 +380,7 @@ def _from_caller(ctx, entry) -> bool:
     if entry.index is None:
         return True
     entries = (ctx.body or {}).get("entry") or []
-    callers = ctx.state.get("tenancy.caller_entries")
+    callers = ctx.notes(_Notes).caller_entries
     return callers is None or (entry.index < len(entries) and id(entries[entry.index]) in callers)
 
 

@@ -4,8 +4,8 @@ Plugins read the client, the interaction and the request from here. What one plu
 for the others is typed: ``message`` (a :class:`Message`), set once by the plugin that declares
 ``provides = ("message",)`` and read by those that declare ``requires = ("message",)``; the
 plugin manager refuses at start a list where a requirement is not provided by an earlier plugin.
-``state`` holds each plugin's own notes for the rest of the request. Only ``upstream_*``,
-``render_as``, ``message`` and ``state`` are meant to be written.
+What a plugin remembers between its own hooks goes in ``notes(<its dataclass>)``. Only
+``upstream_*``, ``render_as``, ``message``, notes and ``state`` are meant to be written.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from proxy.auth.scopes import ScopeSet
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -120,11 +122,21 @@ class RequestContext:
     # the message the Bundle carries, once classified (``provides = ("message",)``); None: no message
     message: Message | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    _notes: dict[type, Any] = field(default_factory=dict, repr=False)
     started_at: float = field(default_factory=time.perf_counter)
     # the parsed write body (a resource, a Bundle, a JSON Patch), once read; read it, don't change it
     body: Any = None
     # look-ups in the store on a plugin's behalf (``proxy.store_reader.StoreReader``)
     store: Any = None
+
+    def notes(self, kind: type[T]) -> T:
+        """This request's notes of type ``kind`` (a plugin's own dataclass, all fields defaulted),
+        made on first use: what a plugin remembers between its hooks, typed, and keyed by its class
+        so that no other plugin reads or overwrites it by accident."""
+        found = self._notes.get(kind)
+        if found is None:
+            found = self._notes[kind] = kind()
+        return found
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started_at) * 1000.0
