@@ -16,13 +16,10 @@ import os
 import uuid
 from datetime import UTC, datetime
 
-from plugins.tenancy import TENANT_SYSTEM
+from hubspoke.identifiers import HANDOFF_SYSTEM, ODS_SYSTEM, TENANT_SYSTEM
 from proxy.hookspecs import hookimpl
 
 log = logging.getLogger("fhirplug.audit")
-ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
-HANDOFF_SYSTEM = "https://fhirplug.org/fhir/CodeSystem/hand-off"
-CLIENT_SYSTEM = "https://fhirplug.org/fhir/NamingSystem/client-id"
 MESSAGE_HANDOFF = {"spoke-to-hub": "received", "hub-to-spoke": "dispensed"}
 STATUS_HANDOFF = {
     "accepted": "accepted",
@@ -66,12 +63,14 @@ def audit_event(ctx, handoff: str, task_ref: str, own_ods: str, labels: list | N
 
 
 class Audit:
+    requires = ("message",)
+
     def __init__(self, own_ods: str | None = None):
         self.own_ods = own_ods if own_ods is not None else os.environ.get("FHIRPLUG_ODS", "")
 
     @hookimpl(trylast=True)  # after the other bundle rules have amended and added what they will
     def fhirplug_before_bundle(self, ctx, bundle):
-        handoff = MESSAGE_HANDOFF.get(ctx.state.get("hubspoke.kind"))
+        handoff = MESSAGE_HANDOFF.get(ctx.message.kind) if ctx.message else None
         if handoff is None:
             return None
         task_ref = self._task_reference(bundle)

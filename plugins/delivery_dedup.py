@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import dataclass
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -32,6 +33,11 @@ WAIT_S = 20.0
 KEPT_HEADERS = ("Content-Type", "Location", "ETag")
 
 
+@dataclass
+class _Notes:
+    key: str | None = None  # the Redis key of the delivery this request claimed
+
+
 class DeliveryDedup(UsesRedis):
     def __init__(self, redis: Redis | None = None):
         self._redis = redis
@@ -46,7 +52,7 @@ class DeliveryDedup(UsesRedis):
         key = f"fhirplug:delivery-seen:{ctx.client.id}:{delivery_id}"
         try:
             if self.redis.set(key, b'{"state":"pending"}', nx=True, ex=PENDING_TTL_S):
-                ctx.state["dedup.key"] = key
+                ctx.notes(_Notes).key = key
                 return None
             return self._earlier(key)
         except RedisError as exc:
@@ -61,7 +67,8 @@ class DeliveryDedup(UsesRedis):
 
     @hookimpl(trylast=True)  # keep the answer exactly as it leaves
     def fhirplug_response(self, ctx, response):
-        key = ctx.state.pop("dedup.key", None)
+        notes = ctx.notes(_Notes)
+        key, notes.key = notes.key, None
         if key is None:
             return
         try:

@@ -8,7 +8,8 @@ Task is refused by ``message_checks``; one that matches none, by ``task_workflow
 
 from __future__ import annotations
 
-from plugins.tenancy import TENANT_ROLES, narrowing
+from hubspoke.messages import HUB_TO_SPOKE
+from hubspoke.tenants import TENANT_ROLES, narrowing
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
 
@@ -31,9 +32,11 @@ def completes(mr_id: str) -> dict:
 
 
 class DispenseReturn:
+    requires = ("message",)
+
     @hookimpl
     def fhirplug_before_bundle(self, ctx, bundle):
-        if ctx.state.get("hubspoke.kind") != "hub-to-spoke":
+        if ctx.message is None or ctx.message.kind != HUB_TO_SPOKE:
             return None
         completed: list[str] = []
         problems: list[tuple[str, list[str]]] = []

@@ -19,11 +19,14 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 
 import simplejson
 from redis import Redis
 from redis.exceptions import RedisError
 
+from hubspoke.identifiers import MESSAGE_ID_SYSTEM, ODS_SYSTEM, PARTNER_TASK_SYSTEM
+from hubspoke.messages import task_entry
 from proxy.errors import FhirError
 from proxy.first_copy import first_result
 from proxy.hookspecs import hookimpl
@@ -31,9 +34,6 @@ from proxy.redis_conn import UsesRedis
 from proxy.response import ProxyResponse
 
 log = logging.getLogger("fhirplug.intake")
-ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
-MESSAGE_ID_SYSTEM = "https://fhirplug.org/fhir/NamingSystem/message-identifier"
-PARTNER_TASK_SYSTEM = "https://fhirplug.org/fhir/NamingSystem/partner-task-id"  # "<ODS>/<their id>"
 PENDING_TTL_S = 120  # a claim no result followed (a crash) expires; the store check still guards
 RESULT_TTL_S = 30 * 24 * 3600
 WAIT_S = 30.0
@@ -44,24 +44,19 @@ def message_key(sender: str, identifier: dict) -> str:
     return "fhirplug:message:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
-def content_digest(bundle: dict) -> str:
-    canonical = simplejson.dumps(bundle, sort_keys=True, separators=(",", ":"), use_decimal=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def message_identifier_value(sender: str, identifier: dict) -> str:
     # no "|" inside: a token search would take it for the system separator
     return f"{sender}/{identifier.get('value', '')}"
 
 
-def task_entry(bundle: dict) -> dict | None:
-    for e in bundle.get("entry") or []:
-        if (e.get("resource") or {}).get("resourceType") == "Task":
-            return e
-    return None
+@dataclass
+class _Notes:
+    claim: tuple[str, str] | None = None  # (Redis key, digest) of the message this request claimed
 
 
 class Intake(UsesRedis):
+    requires = ("message",)
+
     def __init__(self, redis: Redis | None = None, own_ods: str | None = None, role: str | None = None):
         self._redis = redis
         self.own_ods = own_ods if own_ods is not None else os.environ.get("FHIRPLUG_ODS", "")
@@ -71,9 +66,9 @@ class Intake(UsesRedis):
 
     @hookimpl
     def fhirplug_before_bundle(self, ctx, bundle):
-        kind = ctx.state.get("hubspoke.kind")
-        if kind is None:
+        if ctx.message is None:
             return None
+        kind = ctx.message.kind
         identifier = bundle.get("identifier") or {}
         if not isinstance(identifier, dict) or not identifier.get("value"):
             raise FhirError(
@@ -83,7 +78,7 @@ class Intake(UsesRedis):
                 code="required",
             )
         key = message_key(ctx.client.id or "", identifier)
-        digest = ctx.state.get("hubspoke.digest") or content_digest(bundle)
+        digest = ctx.message.digest
         try:
             claimed = self.redis.set(
                 key, json.dumps({"state": "pending", "digest": digest}), nx=True, ex=PENDING_TTL_S
@@ -101,7 +96,7 @@ class Intake(UsesRedis):
         if earlier is not None:
             self._remember(key, digest, earlier)
             return earlier
-        ctx.state["intake.claim"] = (key, digest)
+        ctx.notes(_Notes).claim = (key, digest)
         if kind == "spoke-to-hub":
             self._make_ours(ctx, bundle, message_identifier_value(sender, identifier))
         return None
@@ -165,7 +160,8 @@ class Intake(UsesRedis):
 
     @hookimpl
     def fhirplug_response(self, ctx, response):
-        claim = ctx.state.pop("intake.claim", None)
+        notes = ctx.notes(_Notes)
+        claim, notes.claim = notes.claim, None
         if claim is None:
             return
         key, digest = claim

@@ -19,7 +19,7 @@ import simplejson
 from redis import Redis
 from redis.exceptions import RedisError
 
-from plugins.message_checks import classify
+from hubspoke.messages import classify
 from proxy.conformance import CONFORMANCE_TYPES, GENERATION_KEY
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
@@ -74,7 +74,8 @@ class ProfileValidation(UsesRedis):
 
     @hookimpl
     def fhirplug_before_bundle(self, ctx, bundle):
-        kind = ctx.state.get("hubspoke.kind") or classify(bundle)
+        # message_checks, when listed before us, has classified it already
+        kind = ctx.message.kind if ctx.message else classify(bundle)
         if kind is None:
             return None
         profile = PROFILES[kind]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from redis import Redis
@@ -27,9 +28,10 @@ from redis import Redis
 from forwarding import metrics, outbox
 from forwarding.delivery import Delivery, DeliveryKind
 from forwarding.queue import enqueue
-from plugins import task_rules
-from plugins.intake import MESSAGE_ID_SYSTEM, PARTNER_TASK_SYSTEM, task_entry
-from plugins.tenancy import TENANT_ROLES, TENANT_SYSTEM, narrowing, ods_of_reference
+from hubspoke import task_states
+from hubspoke.identifiers import MESSAGE_ID_SYSTEM, PARTNER_TASK_SYSTEM, TENANT_SYSTEM
+from hubspoke.messages import task_entry
+from hubspoke.tenants import TENANT_ROLES, narrowing, ods_of_reference
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
 from proxy.partners import PartnerDirectory
@@ -37,13 +39,13 @@ from proxy.redis_conn import UsesRedis
 
 log = logging.getLogger("fhirplug.routing")
 OURS = {MESSAGE_ID_SYSTEM, PARTNER_TASK_SYSTEM}
-FORWARDED = task_rules.ALLOWED_CHANGES["owner"] | task_rules.ALLOWED_CHANGES["requester"]
+FORWARDED = task_states.ALLOWED_CHANGES["owner"] | task_states.ALLOWED_CHANGES["requester"]
 
 
 def json_patch(old: dict, new: dict) -> list[dict]:
     """The changes of the elements a party may change, as a JSON Patch."""
     ops = []
-    for name in sorted(task_rules.changed_elements(old, new) & FORWARDED):
+    for name in sorted(task_states.changed_elements(old, new) & FORWARDED):
         if name in new:
             ops.append({"op": "add", "path": f"/{name}", "value": new[name]})
         else:
@@ -78,7 +80,17 @@ def strip_labels(resource: dict) -> None:
             del meta["security"]
 
 
+@dataclass
+class _Notes:
+    """What routing remembers between a request's hooks."""
+
+    delivery: Delivery | None = None  # the delivery whose outbox record this request writes
+    stored_task_id: str | None = None  # the id the store gave the message's Task
+
+
 class Routing(UsesRedis):
+    requires = ("message",)
+
     def __init__(self, redis: Redis | None = None, own_ods: str | None = None):
         self._redis = redis
         self.own_ods = own_ods if own_ods is not None else os.environ.get("FHIRPLUG_ODS", "")
@@ -96,7 +108,7 @@ class Routing(UsesRedis):
 
     @hookimpl  # listed after the message checks (it needs the message's kind), before intake amends it
     def fhirplug_before_bundle(self, ctx, bundle):
-        kind = ctx.state.get("hubspoke.kind")
+        kind = ctx.message.kind if ctx.message else None
         if kind is None or not self._own_client(ctx):
             return None
         original = copy.deepcopy(bundle)  # what the partner gets: before our own amendments
@@ -141,7 +153,7 @@ class Routing(UsesRedis):
         bundle["entry"].append(
             {"resource": basic, "request": {"method": "PUT", "url": f"Basic/{delivery.id}"}}
         )
-        ctx.state["routing"] = delivery
+        ctx.notes(_Notes).delivery = delivery
 
     def _patched_task(self, ctx, bundle: dict) -> dict | None:
         for e in bundle.get("entry") or []:
@@ -190,18 +202,19 @@ class Routing(UsesRedis):
         )
         version = int((current.get("meta") or {}).get("versionId", "1")) + 1
         ctx.store.put(outbox.record(delivery, f"Task/{current['id']}", str(version)))  # before the Task
-        ctx.state["routing"] = delivery
+        ctx.notes(_Notes).delivery = delivery
         return None
 
     # ------------------------------------------------------------ forward after storing
 
     @hookimpl
     def fhirplug_after_storage(self, ctx, entry, outcome):
-        delivery = ctx.state.get("routing")
+        notes = ctx.notes(_Notes)
+        delivery = notes.delivery
         if delivery is None:
             return
         if entry.index is None:  # a Task change: its outbox record was written before it
-            ctx.state.pop("routing")
+            notes.delivery = None
             if outcome.ok:
                 self._send(ctx, delivery)
             else:
@@ -211,12 +224,12 @@ class Routing(UsesRedis):
                     log.warning("could not remove outbox record %s; the sweep will", delivery.id)
             return
         if entry.resource_type == "Task" and outcome.ok and outcome.location:
-            ctx.state["routing.task"] = outcome.location.split("Task/", 1)[-1].split("/")[0]
+            notes.stored_task_id = outcome.location.split("Task/", 1)[-1].split("/")[0]
         if entry.resource_type == "Basic" and entry.resource_id == delivery.id and outcome.ok:
-            ctx.state.pop("routing")
+            notes.delivery = None
             their_task = task_entry(delivery.body) if isinstance(delivery.body, dict) else None
-            if delivery.kind is DeliveryKind.SPOKE_TO_HUB and their_task and ctx.state.get("routing.task"):
-                their_task["resource"]["id"] = ctx.state["routing.task"]  # how the hub will address it
+            if delivery.kind is DeliveryKind.SPOKE_TO_HUB and their_task and notes.stored_task_id:
+                their_task["resource"]["id"] = notes.stored_task_id  # how the hub will address it
             self._send(ctx, delivery)
 
     def _task_key(self, task: dict) -> str | None:

@@ -1,7 +1,7 @@
 """Task updates follow the hub-and-spoke state machine, and who acts decides what may change.
 
 A PATCH of a Task (plain REST, or an entry of a transaction) is applied here to the version the
-store holds now, the result is judged (``plugins.task_rules``: the transition, and the elements
+store holds now, the result is judged (``hubspoke.task_states``: the transition, and the elements
 the owner or the requester may change), and what is written is that result as an update with
 ``If-Match`` on the version it was computed from: if someone changed the Task meanwhile the
 store refuses it and the caller gets 412. A PUT of an existing Task is judged the same way.
@@ -16,28 +16,13 @@ import base64
 import json
 from urllib.parse import parse_qsl
 
-from plugins import task_rules
-from plugins.tenancy import TENANT_ROLES, narrowing, ods_of_reference
+from fhirpatch import apply_patch
+from fhirpatch.json_patch import JSON_PATCH
+from hubspoke import task_states
+from hubspoke.task_states import actor_of
+from hubspoke.tenants import TENANT_ROLES, narrowing
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
-
-JSON_PATCH = "application/json-patch+json"
-
-
-def actor_of(client, task: dict, store) -> str:
-    """owner, requester or both, from the client's ODS code and the Task's organisations."""
-    if client.role == "admin":
-        return task_rules.BOTH
-    owner = ods_of_reference(task.get("owner"), None, store)
-    requester = ods_of_reference(task.get("requester"), None, store)
-    is_owner, is_requester = client.ods is not None and client.ods == owner, client.ods == requester
-    if is_owner and is_requester:
-        return task_rules.BOTH
-    if is_owner:
-        return task_rules.OWNER
-    if is_requester:
-        return task_rules.REQUESTER
-    raise FhirError(403, "Only the Task's owner or requester may change it", ["Task.owner"], code="forbidden")
 
 
 def patch_document(entry):
@@ -66,13 +51,13 @@ class TaskWorkflow:
             raise FhirError(404, f"No Task matches {what}", code="not-found")
         if entry.method == "PATCH":
             patch, media_type = patch_document(entry)
-            updated = task_rules.apply_patch(current, patch, media_type)
+            updated = apply_patch(current, patch, media_type)
             if updated.get("meta") != current.get("meta"):
                 # versions, tags and tenant labels are the server's to set
                 raise FhirError(403, "A patch may not change meta", ["Task.meta"], code="forbidden")
         else:
             updated = entry.resource
-        task_rules.check_task_update(current, updated, actor_of(ctx.client, current, ctx.store))
+        task_states.check_task_update(current, updated, actor_of(ctx.client, current, ctx.store))
         if entry.method == "PATCH":
             # write what was judged, and only onto the version it was judged against
             entry.method, entry.url, entry.resource = "PUT", f"Task/{current['id']}", updated

@@ -45,15 +45,7 @@ class Settings:
     # who we are: the FHIR base clients call, e.g. https://fhir.example.org/fhir. Required: the
     # proxy refuses to start without it (``create_app``); never derived from a request's Host
     public_base_url: str = ""
-    plugins: list[str] = field(
-        default_factory=lambda: [
-            "request_id",
-            "tenancy",
-            "message_checks",
-            "profile_validation",
-            "access_log",
-        ]
-    )
+    plugins: list[str] = field(default_factory=lambda: list(DEFAULT_PLUGINS))
     max_body_bytes: int = 10 * 1024 * 1024
     store_connect_timeout: float = 3.0
     store_read_timeout: float = 30.0

@@ -1,7 +1,11 @@
 """What every hook is given: one small, Flask-free object per request.
 
-Plugins read the client, the interaction and the request from here, and may leave notes for
-each other in ``state``. Only ``upstream_*``, ``render_as`` and ``state`` are meant to be written.
+Plugins read the client, the interaction and the request from here. What one plugin finds out
+for the others is typed: ``message`` (a :class:`Message`), set once by the plugin that declares
+``provides = ("message",)`` and read by those that declare ``requires = ("message",)``; the
+plugin manager refuses at start a list where a requirement is not provided by an earlier plugin.
+What a plugin remembers between its own hooks goes in ``notes(<its dataclass>)``. Only
+``upstream_*``, ``render_as``, ``message``, notes and ``state`` are meant to be written.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from proxy.auth.scopes import ScopeSet
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,16 @@ def make_request_view(
     return RequestView(method, full_path, path, tuple(query), lowered, content_type, remote_addr)
 
 
+@dataclass(frozen=True)
+class Message:
+    """A message a classifier recognised in a Bundle (for hub-and-spoke, ``hubspoke.messages``)."""
+
+    kind: str  # what the message is, e.g. "spoke-to-hub"
+    digest: str  # SHA-256 of the message as it arrived, before any plugin amended it
+    sender_ods: str | None = None  # the sending client's organisation
+    sender_client: str | None = None  # the sending client's id
+
+
 @dataclass
 class RequestContext:
     """One request's context. ``request_id`` is set by the request-id plugin (or generated)."""
@@ -103,12 +119,24 @@ class RequestContext:
     # "xml": the JSON answer is rendered as FHIR XML by the proxy after every response hook
     # (the store was asked for JSON so that the hooks could judge it)
     render_as: str | None = None
+    # the message the Bundle carries, once classified (``provides = ("message",)``); None: no message
+    message: Message | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    _notes: dict[type, Any] = field(default_factory=dict, repr=False)
     started_at: float = field(default_factory=time.perf_counter)
     # the parsed write body (a resource, a Bundle, a JSON Patch), once read; read it, don't change it
     body: Any = None
     # look-ups in the store on a plugin's behalf (``proxy.store_reader.StoreReader``)
     store: Any = None
+
+    def notes(self, kind: type[T]) -> T:
+        """This request's notes of type ``kind`` (a plugin's own dataclass, all fields defaulted),
+        made on first use: what a plugin remembers between its hooks, typed, and keyed by its class
+        so that no other plugin reads or overwrites it by accident."""
+        found = self._notes.get(kind)
+        if found is None:
+            found = self._notes[kind] = kind()
+        return found
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started_at) * 1000.0

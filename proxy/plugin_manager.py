@@ -41,7 +41,8 @@ def build_plugin_manager(
 
     ``builtins`` (authentication) run before everything and cannot be configured away;
     ``extra`` objects (used by tests) run after the named plugins. Fails at start on an unknown
-    plugin or a misspelt hook, so a typo can never silently disable a rule.
+    plugin, a misspelt hook or a requirement no earlier plugin provides
+    (:func:`check_requirements`), so a typo or a missing plugin can never silently disable a rule.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -51,6 +52,7 @@ def build_plugin_manager(
     plugins = (
         list(builtins) + [(n, _resolve(n)) for n in names] + [(f"extra-{i}", p) for i, p in enumerate(extra)]
     )
+    check_requirements(plugins)
     # pluggy calls the most recently registered implementation first, so register in reverse.
     for name, plugin in reversed(plugins):
         pm.register(plugin, name=name)
@@ -60,6 +62,42 @@ def build_plugin_manager(
         extra={"fields": {"event": "plugins_resolved", "order": [n for n, _ in plugins]}},
     )
     return pm
+
+
+def check_requirements(plugins: list[tuple[str, object]]) -> None:
+    """Refuse a plugin list in which a plugin requires something (its ``requires`` names, e.g.
+    ``("message",)``) that no plugin listed before it provides (its ``provides``): without the
+    check such a plugin would silently do nothing."""
+    provided: set[str] = set()
+    for name, plugin in plugins:
+        for need in getattr(plugin, "requires", ()):
+            if need in provided:
+                continue
+            later = [n for n, p in plugins if need in getattr(p, "provides", ())]
+            if later:
+                why = f"{', '.join(repr(n) for n in later)} provides it but is listed after {name!r}"
+            else:
+                installed = _installed_providers(need)
+                why = "no enabled plugin provides it" + (
+                    f" (installed plugins that do: {', '.join(installed)})" if installed else ""
+                )
+            raise PluginLoadError(
+                f"plugin {name!r} requires {need!r}, and {why}: enable a plugin that provides "
+                f"{need!r} and list it before {name!r} in FHIRPLUG_PLUGINS, or leave {name!r} out"
+            )
+        provided.update(getattr(plugin, "provides", ()))
+
+
+def _installed_providers(need: str) -> list[str]:
+    found = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            plugin = ep.load()
+        except Exception:  # a plugin that cannot load is reported when it is enabled
+            continue
+        if need in getattr(plugin, "provides", ()):
+            found.append(ep.name)
+    return sorted(found)
 
 
 def plugin_order(pm: pluggy.PluginManager, hook: str) -> list[str]:

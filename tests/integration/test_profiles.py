@@ -53,7 +53,7 @@ def store_count(stack, rtype: str) -> int:
 
 
 def fresh_nhs_number() -> str:
-    from plugins.message_checks import nhs_number_valid
+    from hubspoke.nhs_number import nhs_number_valid
 
     while not nhs_number_valid(n := f"9{uuid.uuid4().int % 10**9:09d}"):
         pass

@@ -1,4 +1,4 @@
-"""Waiting on the first copy of a repeated request (plugins/first_copy.py), with a stand-in Redis."""
+"""Waiting on the first copy of a repeated request (proxy/first_copy.py), with a stand-in Redis."""
 
 from __future__ import annotations
 
