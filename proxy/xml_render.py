@@ -43,7 +43,8 @@ _TEXT_RE = re.compile(r"[&<>]")
 
 
 def render_response(response) -> None:
-    """Replace a JSON answer's body with its XML rendering (a failure becomes a 500 in JSON)."""
+    """Replace a JSON answer's body with its XML rendering. What this renderer cannot write
+    (logged) is answered 406 in JSON: the caller can have it as JSON, and nothing unjudged leaves."""
     if not response.is_json:
         return
     try:
@@ -51,8 +52,8 @@ def render_response(response) -> None:
         data = to_xml(resource) if isinstance(resource, dict) else b""
     except (ValueError, TypeError):
         log.exception("could not render an answer as XML")
-        err = FhirError(500, "The answer could not be rendered as XML; ask for JSON", code="exception")
-        response.status = 500
+        err = FhirError(406, "The answer could not be rendered as XML; ask for JSON", code="not-supported")
+        response.status = 406
         response.resource = err.to_resource()
         return
     response.replace_body(data, FHIR_XML)
