@@ -118,9 +118,7 @@ class _Loc:
         return value if self.index is None else value[self.index]
 
 
-def _parse_path(path: Any, rtype: str) -> list[tuple[str, int | None]]:
-    if not isinstance(path, str) or not path:
-        raise OpError("the 'path' part must be a non-empty valueString")
+def _parse_path(path: str, rtype: str) -> list[tuple[str, int | None]]:
     steps = path.split(".")
     parsed: list[tuple[str, int | None]] = []
     for step in steps:
@@ -221,6 +219,8 @@ def _fhirpath_op(root: dict, parameter: Any, rtype: str) -> None:
     if kind not in _OPERATION_TYPES:
         raise OpError(f"the 'type' part must be a valueCode, one of {', '.join(_OPERATION_TYPES)}")
     path = parts.get("path", {}).get("valueString")
+    if not isinstance(path, str) or not path:
+        raise OpError("the 'path' part must be a non-empty valueString")
     steps = _parse_path(path, rtype)
 
     if kind in ("add", "insert", "replace") and "value" not in parts:

@@ -113,8 +113,11 @@ def labels(**pairs: str) -> str:
     return "{" + ",".join(f'{k}="{escape_label(str(v))}"' for k, v in pairs.items()) + "}"
 
 
-def cumulative(per_bucket: Mapping[str, int], buckets: Iterable[float] = BUCKETS) -> list[tuple[str, int]]:
-    """Stored per-bucket counts (keyed by ``bucket_label``) to the cumulative ``le`` series."""
+def cumulative(
+    per_bucket: Mapping[str, int | str], buckets: Iterable[float] = BUCKETS
+) -> list[tuple[str, int]]:
+    """Stored per-bucket counts (keyed by ``bucket_label``; as Redis holds them, text) to the
+    cumulative ``le`` series."""
     total, out = 0, []
     for le in buckets:
         total += int(per_bucket.get(bucket_label(le), 0))

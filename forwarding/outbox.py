@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from forwarding.delivery import Delivery
 
@@ -17,7 +18,7 @@ SEARCH = {"code": f"{OUTBOX_SYSTEM}|delivery"}  # the store search that finds ev
 
 def record(delivery: Delivery, subject: str, expected_version: str | None = None) -> dict:
     """The outbox record of a delivery; ``subject`` is the Task (its id, or its fullUrl in a bundle)."""
-    basic = {
+    basic: dict[str, Any] = {
         "resourceType": "Basic",
         "id": delivery.id,
         "code": {"coding": [{"system": OUTBOX_SYSTEM, "code": "delivery"}]},

@@ -26,7 +26,9 @@ def enqueue(delivery: Delivery, redis: Redis, after: str | None = None) -> str:
     queue = Queue(QUEUE, connection=redis)
     if after is None and delivery.task_key:
         prev = redis.get(LAST_FOR_TASK + delivery.task_key)
-        after = prev.decode() if prev else None
+        if isinstance(prev, bytes):  # our clients leave decode_responses off: Redis answers bytes
+            prev = prev.decode()
+        after = prev or None
     depends_on = after if after and after != delivery.id and _pending(redis, after) else None
     queue.enqueue(
         JOB,

@@ -112,10 +112,11 @@ def _acts_as(actor: str, party: str) -> bool:
     return actor in (BOTH, party)
 
 
-def _check_status_code(status: Any, which: str) -> None:
+def _status_code(status: object, which: str) -> str:
+    """``status`` when it is a Task status code; 422 when it is missing or anything else."""
     if status is None:
         raise FhirError(422, f"the {which} Task has no status", ["Task.status"], "required")
-    if status not in STATUSES:
+    if not isinstance(status, str) or status not in STATUSES:
         raise FhirError(
             422,
             f"the {which} Task's status {status!r} is not a Task status code "
@@ -123,17 +124,19 @@ def _check_status_code(status: Any, which: str) -> None:
             ["Task.status"],
             "code-invalid",
         )
+    return status
 
 
-def check_transition(old: str, new: str, actor: str) -> None:
+def check_transition(old: object, new: object, actor: str) -> None:
     """Refuse moving a Task from ``old`` to ``new`` by ``actor`` (owner, requester or both).
 
     Keeping the status is not a move and passes here; 409 for a move the state machine does not
-    have, 403 when the move exists but belongs to the other party.
+    have, 403 when the move exists but belongs to the other party; 422 when either is missing or
+    not a Task status code (they come straight from the stored and the sent Task).
     """
     _check_actor(actor)
-    _check_status_code(old, "stored")
-    _check_status_code(new, "updated")
+    old = _status_code(old, "stored")
+    new = _status_code(new, "updated")
     if old == new:
         return
     party = TRANSITIONS.get((old, new))

@@ -37,8 +37,9 @@ def forbidden(message: str, expression: list[str] | None = None) -> FhirError:
     return FhirError(403, message, expression or [], code="forbidden")
 
 
-def tenants_of(resource: dict) -> set[str]:
-    """The ODS codes ``resource`` is labelled for."""
+def tenants_of(resource: dict) -> set[str | None]:
+    """The ODS codes ``resource`` is labelled for (None for a tenant label without a code, which
+    only a write past the proxy can leave: the proxy always writes the code)."""
     labels = (resource.get("meta") or {}).get("security") or []
     return {s.get("code") for s in labels if isinstance(s, dict) and s.get("system") == TENANT_SYSTEM}
 

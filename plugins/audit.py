@@ -15,8 +15,10 @@ import logging
 import os
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from hubspoke.identifiers import HANDOFF_SYSTEM, ODS_SYSTEM, TENANT_SYSTEM
+from proxy.context import RequestContext, StorageOutcome, WriteEntry
 from proxy.hookspecs import hookimpl
 
 log = logging.getLogger("fhirplug.audit")
@@ -33,9 +35,11 @@ STATUS_HANDOFF = {
 }
 
 
-def audit_event(ctx, handoff: str, task_ref: str, own_ods: str, labels: list | None = None) -> dict:
+def audit_event(
+    ctx: RequestContext, handoff: str, task_ref: str, own_ods: str, labels: list | None = None
+) -> dict:
     client = ctx.client
-    event = {
+    event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
         "subtype": [{"system": HANDOFF_SYSTEM, "code": handoff}],
@@ -69,7 +73,7 @@ class Audit:
         self.own_ods = own_ods if own_ods is not None else os.environ.get("FHIRPLUG_ODS", "")
 
     @hookimpl(trylast=True)  # after the other bundle rules have amended and added what they will
-    def fhirplug_before_bundle(self, ctx, bundle):
+    def fhirplug_before_bundle(self, ctx: RequestContext, bundle: dict) -> None:
         handoff = MESSAGE_HANDOFF.get(ctx.message.kind) if ctx.message else None
         if handoff is None:
             return None
@@ -95,11 +99,11 @@ class Audit:
         return None
 
     @hookimpl
-    def fhirplug_after_storage(self, ctx, entry, outcome):
+    def fhirplug_after_storage(self, ctx: RequestContext, entry: WriteEntry, outcome: StorageOutcome) -> None:
         if ctx.interaction.kind not in ("patch", "update") or entry.resource_type != "Task" or not outcome.ok:
             return
         task = outcome.resource if isinstance(outcome.resource, dict) else entry.resource or {}
-        handoff = STATUS_HANDOFF.get(task.get("status"), "updated")
+        handoff = STATUS_HANDOFF.get(task.get("status") or "", "updated")  # no status: "updated"
         security = (task.get("meta") or {}).get("security") or []
         labels = [s for s in security if s.get("system") == TENANT_SYSTEM]
         ctx.store.create(audit_event(ctx, handoff, f"Task/{task.get('id')}", self.own_ods, labels))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from hubspoke.messages import HUB_TO_SPOKE
 from hubspoke.tenants import TENANT_ROLES, narrowing
+from proxy.context import RequestContext
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
 
@@ -35,7 +36,7 @@ class DispenseReturn:
     requires = ("message",)
 
     @hookimpl
-    def fhirplug_before_bundle(self, ctx, bundle):
+    def fhirplug_before_bundle(self, ctx: RequestContext, bundle: dict) -> None:
         if ctx.message is None or ctx.message.kind != HUB_TO_SPOKE:
             return None
         completed: list[str] = []
@@ -59,7 +60,7 @@ class DispenseReturn:
         bundle["entry"].extend(completes(mr_id) for mr_id in completed)
         return None
 
-    def _resolve(self, ctx, ref: dict) -> str | None:
+    def _resolve(self, ctx: RequestContext, ref: dict) -> str | None:
         target = ref.get("reference")
         if isinstance(target, str) and target.startswith("MedicationRequest/"):
             return target.split("/")[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import quote
 
 from flask import Flask, Response, request
@@ -35,9 +35,9 @@ COMPRESSIBLE = ("json", "xml", "text", "html")
 
 def create_app(
     settings: Settings | None = None,
-    extra_plugins: list[object] = (),
+    extra_plugins: Sequence[object] = (),
     store: StoreClient | None = None,
-    redis=None,
+    redis: Redis | None = None,
 ) -> Flask:
     """Build the proxy. ``extra_plugins``, ``store`` and ``redis`` let unit tests run it without
     servers. Raises ConfigError without a public base (FHIRPLUG_PUBLIC_BASE_URL): who we are

@@ -13,8 +13,11 @@ import gzip
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
+
+from redis import Redis
 
 from proxy.errors import FhirError
 
@@ -44,7 +47,7 @@ def refuse(file: str, problem: str) -> FhirError:
     return FhirError(400, f"{file}: {problem}", code="invalid")
 
 
-def check_resource(name: str, resource) -> dict | None:
+def check_resource(name: str, resource: object) -> dict | None:
     """The resource if it is one to load, None if it is of another type; refuses a broken one."""
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         raise refuse(name, "not a FHIR resource (no resourceType)")
@@ -66,7 +69,9 @@ def resource_files(folder: str | Path) -> list[Path]:
     ]
 
 
-def resources_from_folder(folder: str | Path, on_file=None) -> list[tuple[str, dict]]:
+def resources_from_folder(
+    folder: str | Path, on_file: Callable[[], object] | None = None
+) -> list[tuple[str, dict]]:
     """Every loadable resource in the JSON files below ``folder``, with the file it came from;
     ``on_file`` is called after each file (a progress bar)."""
     root = Path(folder)
@@ -125,7 +130,12 @@ def _read_tgz(data: bytes) -> dict[str, bytes]:
             members = [m for m in archive.getmembers() if m.isfile()]
             if len(members) > MAX_PACKAGE_FILES:
                 raise refuse("package", f"more than {MAX_PACKAGE_FILES} files")
-            return {m.name.removeprefix("./"): archive.extractfile(m).read() for m in members}
+            files = {}
+            for m in members:
+                content = archive.extractfile(m)
+                assert content is not None  # extractfile answers None only for what is not a regular file
+                files[m.name.removeprefix("./")] = content.read()
+            return files
     except (OSError, EOFError, tarfile.TarError) as exc:
         raise refuse("package", f"not a readable .tgz ({exc})") from exc
 
@@ -171,6 +181,6 @@ def install_body(raw: bytes, content_type: str | None) -> dict:
     return load_bundle(resources_from_package(data))
 
 
-def bump_generation(redis) -> None:
+def bump_generation(redis: Redis) -> None:
     """Tell every process that conformance content changed: cached validation results are stale."""
     redis.incr(GENERATION_KEY)

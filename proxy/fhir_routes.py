@@ -91,6 +91,7 @@ class FhirPassthrough:
         method = "POST" if install else req.method
         for entry, (was_method, was_url) in zip(entries, original, strict=True):
             if entry.index is not None:  # hooks may have narrowed a url, or turned a PATCH into a PUT
+                assert body is not None  # an entry has an index only when it came from this bundle
                 request = body["entry"][entry.index]["request"]
                 request["url"], request["method"] = entry.url, entry.method
                 if entry.if_none_exist is not None:
@@ -200,6 +201,7 @@ def _outcomes(entries: list[WriteEntry], response: ProxyResponse) -> list[Storag
     resp_entries = parsed.get("entry") or []
     out = []
     for entry in entries:
+        assert entry.index is not None  # the first has one, so all came from one bundle, each with one
         e = resp_entries[entry.index] if entry.index < len(resp_entries) else {}
         r = e.get("response") or {}
         status = int(str(r.get("status", "500")).split(" ", 1)[0] or 500)

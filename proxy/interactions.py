@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
+from proxy.canonical import Target
 from proxy.context import Interaction
 from proxy.errors import FhirError
 
@@ -28,7 +30,9 @@ def _not_allowed(method: str, path: str) -> FhirError:
     return FhirError(405, f"{method} is not allowed on /fhir/{path}", code="not-supported")
 
 
-def parse_interaction(method: str, path: str, has_query: bool, headers, paging: bool = False) -> Interaction:
+def parse_interaction(
+    method: str, path: str, has_query: bool, headers: Mapping[str, str], paging: bool = False
+) -> Interaction:
     """``path`` is below the FHIR base without its leading slash; ``paging``: a ``_getpages`` query."""
     seg = [s for s in path.split("/") if s] if path else []
     n = len(seg)
@@ -83,10 +87,10 @@ def parse_interaction(method: str, path: str, has_query: bool, headers, paging: 
 
     rid = second
     if n == 2:
-        kind = {"GET": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
-        if kind is None:
+        instance_kind = {"GET": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
+        if instance_kind is None:
             raise _not_allowed(method, path)
-        return Interaction(kind, method, rtype, rid)
+        return Interaction(instance_kind, method, rtype, rid)
 
     third = seg[2]
     if n == 3 and third == "_history":
@@ -111,7 +115,7 @@ def _only_get(kind, method, path, rtype=None, rid=None) -> Interaction:
     return Interaction(_check(kind, method, path), method, rtype, rid)
 
 
-def parse_entry(method: str, target, index: int) -> Interaction:
+def parse_entry(method: str, target: Target, index: int) -> Interaction:
     """What a transaction or batch entry asks for, read from its canonical URL by the same rules
     as a request line; what those rules cannot place is refused with the entry's expression."""
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 import pluggy
@@ -35,7 +36,7 @@ def _resolve(name: str):
 
 
 def build_plugin_manager(
-    names: list[str], extra: list[object] = (), builtins: list[tuple[str, object]] = ()
+    names: list[str], extra: Sequence[object] = (), builtins: Sequence[tuple[str, object]] = ()
 ) -> pluggy.PluginManager:
     """Register ``names`` so that hooks run in the listed order (first listed runs first).
 

@@ -11,9 +11,12 @@ with a 500, where the same criteria in a search are a 400: they are asked as a s
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
+from proxy.context import WriteEntry
 from proxy.errors import FhirError
+from proxy.store_reader import StoreReader
 
 WHOLE_NUMBERS = ("_count", "_offset", "_getpagesoffset")
 FORM = "application/x-www-form-urlencoded"
@@ -29,7 +32,7 @@ def check_url(url: str, where: str) -> None:
         check_pairs(parse_qsl(query, keep_blank_values=True), where)
 
 
-def check(query: list[tuple[str, str]], content_type: str | None = None, body: bytes = b"") -> None:
+def check(query: Iterable[tuple[str, str]], content_type: str | None = None, body: bytes = b"") -> None:
     """FhirError(400) for ``_filter`` or a paging parameter that is not a whole number
     (0, 1, 2, ...), in the URL or in a POST _search form body; and for a form body that is not
     percent-encoded properly."""
@@ -57,11 +60,9 @@ def check_pairs(pairs: list[tuple[str, str]], where: str | None = None) -> None:
             )
 
 
-def check_conditional_updates(store, entries) -> None:
+def check_conditional_updates(store: StoreReader, entries: Iterable[WriteEntry]) -> None:
     """Ask the store to parse each conditional update's criteria as a search (``_summary=count``)
-    before the update is sent; FhirError(400) with the store's words when it cannot.
-
-    ``store`` is the request's ``StoreReader``, ``entries`` its ``WriteEntry`` list."""
+    before the update is sent; FhirError(400) with the store's words when it cannot."""
     for entry in entries:
         if entry.method != "PUT" or not entry.conditional:
             continue

@@ -8,6 +8,7 @@ ties the look-up to the request that caused it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from proxy.errors import FhirError
@@ -15,7 +16,7 @@ from proxy.response import dumps, loads
 
 
 class StoreReader:
-    def __init__(self, store, request_id=lambda: None):
+    def __init__(self, store, request_id: Callable[[], str | None] = lambda: None) -> None:
         self._store = store
         self._request_id = request_id  # called at each look-up: the id is chosen after we are made
         # one request's plugins often ask for the same resource (the Task a PATCH names is read by

@@ -97,6 +97,7 @@ class StoreClient:
         parts = urlsplit(self.base_url)
         self._path = parts.path
         self.timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._pool_timeout = connect_timeout  # the wait for a free connection, bounded like a connect
         https = parts.scheme == "https"
         self._pool = (_FreshHTTPS if https else _FreshHTTP)(
             parts.hostname,
@@ -139,7 +140,9 @@ class StoreClient:
                 redirect=False,
                 retries=False,
                 timeout=self.timeout,
-                pool_timeout=self.timeout.connect_timeout,
+                # urllib3 annotates pool_timeout as int, yet hands it to its own _get_conn(timeout:
+                # float) and queue.get: a float is what it uses, and its annotation is too narrow
+                pool_timeout=self._pool_timeout,  # type: ignore[arg-type]
             )
         except urllib3.exceptions.EmptyPoolError as exc:
             raise FhirError.unavailable(

@@ -21,6 +21,7 @@ from proxy.auth.scopes import (
 from proxy.context import Client, RequestContext
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
+from proxy.response import ProxyResponse
 
 log = logging.getLogger("fhirplug.auth")
 NOT_FHIR = {"health", "oauth", "unknown"}
@@ -40,7 +41,7 @@ class AuthEnforcer:
         self.tenant_scoping = tenant_scoping
 
     @hookimpl(tryfirst=True)
-    def fhirplug_request(self, ctx: RequestContext):
+    def fhirplug_request(self, ctx: RequestContext) -> None:
         kind = ctx.interaction.kind
         if kind in NOT_FHIR or (kind == "capabilities" and ctx.request.method == "GET"):
             return None
@@ -68,7 +69,7 @@ class AuthEnforcer:
         return None
 
     @hookimpl(trylast=True)
-    def fhirplug_response(self, ctx: RequestContext, response):
+    def fhirplug_response(self, ctx: RequestContext, response: ProxyResponse) -> None:
         if ctx.interaction.kind == "capabilities" and response.status == 200 and response.is_json:
             _advertise_oauth(response, self.issuer)
             return
@@ -129,6 +130,8 @@ def _visible(scopes: ScopeSet, entry: dict) -> bool:
     res = entry.get("resource")
     if isinstance(res, dict):
         rtype = res.get("resourceType")
+        if not isinstance(rtype, str):  # a resource without a type: only a wildcard scope sees it
+            return scopes.can_see("*")
         return rtype == "OperationOutcome" or scopes.can_see(rtype)
     url = (entry.get("request") or {}).get("url")
     if url:  # a deleted version in a history bundle: its type is in request.url

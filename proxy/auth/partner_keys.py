@@ -6,17 +6,22 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from joserfc.jwk import ECKey, RSAKey
 
 from proxy.auth.client_assertion import ALGORITHMS
+
+if TYPE_CHECKING:  # joserfc's typed dict of key parameters: only the type checker needs it
+    from joserfc.jwk import KeyParameters
 
 
 def generate(kid: str, out_dir: str | Path, alg: str = "RS512", rsa_bits: int = 4096) -> tuple[Path, Path]:
     """Returns (private key file, public JWK set file). Refuses to overwrite a key."""
     if alg not in ALGORITHMS:
         raise ValueError(f"alg must be one of {', '.join(ALGORITHMS)}")
-    params = {"kid": kid, "alg": alg, "use": "sig"}
+    params: KeyParameters = {"kid": kid, "alg": alg, "use": "sig"}
+    key: RSAKey | ECKey
     if alg.startswith("RS"):
         key = RSAKey.generate_key(rsa_bits, parameters=params)  # the NHS asks for 4096-bit RSA
     else:

@@ -8,11 +8,16 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import requests
 from joserfc.jwk import KeySet
+from redis import Redis
 
 from proxy.auth.scopes import ScopeSet
+
+if TYPE_CHECKING:  # joserfc's typed dict of a JWK set: only the type checker needs it
+    from joserfc.jwk import KeySetSerialization
 
 log = logging.getLogger("fhirplug.auth")
 
@@ -37,7 +42,7 @@ class ClientRecord:
     ods: str
     role: str
     scopes: list[str]
-    jwks: dict | None = None  # an inline JWK set (public keys)
+    jwks: KeySetSerialization | None = None  # an inline JWK set (public keys)
     jwks_uri: str | None = None
     enabled: bool = True
     created_at: float = field(default_factory=time.time)
@@ -56,9 +61,9 @@ class ClientRegistry:
     JWKS_TIMEOUT = 5.0
     JWKS_REFRESH_MIN_INTERVAL = 60.0  # an unknown kid triggers at most one refetch a minute
 
-    def __init__(self, redis):
+    def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._jwks_cache: dict[str, tuple[float, dict]] = {}
+        self._jwks_cache: dict[str, tuple[float, KeySetSerialization]] = {}
         self._lock = threading.Lock()
 
     # -- records
@@ -101,6 +106,8 @@ class ClientRegistry:
             ks = KeySet.import_key_set(record.jwks)
             return ks if _has_kid(ks, kid) else None
         uri = record.jwks_uri
+        if uri is None:  # neither keys nor a URI: put() refuses such a record, so it has no key
+            return None
         now = time.monotonic()
         cached = self._jwks_cache.get(uri)
         if cached:
@@ -108,14 +115,14 @@ class ClientRegistry:
             ks = KeySet.import_key_set(doc)
             if _has_kid(ks, kid) or now - fetched_at < self.JWKS_REFRESH_MIN_INTERVAL:
                 return ks if _has_kid(ks, kid) else None
-        doc = self._fetch(uri)
-        if doc is None:
+        fetched = self._fetch(uri)
+        if fetched is None:
             return None
-        self._jwks_cache[uri] = (now, doc)
-        ks = KeySet.import_key_set(doc)
+        self._jwks_cache[uri] = (now, fetched)
+        ks = KeySet.import_key_set(fetched)
         return ks if _has_kid(ks, kid) else None
 
-    def _fetch(self, uri: str) -> dict | None:
+    def _fetch(self, uri: str) -> KeySetSerialization | None:
         with self._lock:
             try:
                 r = requests.get(uri, timeout=self.JWKS_TIMEOUT, allow_redirects=False)
