@@ -37,11 +37,16 @@ def forbidden(message: str, expression: list[str] | None = None) -> FhirError:
     return FhirError(403, message, expression or [], code="forbidden")
 
 
-def tenants_of(resource: dict) -> set[str | None]:
-    """The ODS codes ``resource`` is labelled for (None for a tenant label without a code, which
-    only a write past the proxy can leave: the proxy always writes the code)."""
+def tenants_of(resource: dict) -> set[str]:
+    """The ODS codes ``resource`` is labelled for. A tenant label without a string code (only a
+    write past the proxy can leave one) names nobody: it is ignored, so it can neither widen who
+    sees the resource nor break the labelling of its next version."""
     labels = (resource.get("meta") or {}).get("security") or []
-    return {s.get("code") for s in labels if isinstance(s, dict) and s.get("system") == TENANT_SYSTEM}
+    return {
+        code
+        for s in labels
+        if isinstance(s, dict) and s.get("system") == TENANT_SYSTEM and isinstance(code := s.get("code"), str)
+    }
 
 
 def visible_to(resource: dict, ods: str) -> bool:

@@ -127,3 +127,11 @@ def test_a_patch_may_not_touch_meta(patch):
 )
 def test_a_patch_of_other_elements_passes(patch):
     assert refuse_meta_patch(WriteEntry("PATCH", "Task/1", patch)) is None
+
+
+def test_a_tenant_label_without_a_code_names_nobody():
+    from hubspoke.identifiers import TENANT_SYSTEM
+    from hubspoke.tenants import tenants_of
+
+    res = {"meta": {"security": [{"system": TENANT_SYSTEM}, {"system": TENANT_SYSTEM, "code": "FA1"}]}}
+    assert tenants_of(res) == {"FA1"}
