@@ -1,0 +1,173 @@
+"""Tenant scoping: labels on writes, refusals by role, narrowed searches, filtered answers."""
+
+from urllib.parse import quote
+
+import pytest
+
+from hubspoke.identifiers import ODS_SYSTEM, TENANT_SYSTEM
+from plugins.tenancy import Tenancy
+from proxy.context import Client, WriteEntry
+from proxy.errors import FhirError
+from proxy.response import ProxyResponse
+from tests.support.plugin_context import ScriptedStore, request_context
+
+SPOKE = Client("spoke-system", "FS1A1", "spoke")
+HUB_ODS = "FA565"
+
+
+def org(ods: str) -> dict:
+    return {"identifier": {"system": ODS_SYSTEM, "value": ods}}
+
+
+def labelled(resource: dict, *tenants: str) -> dict:
+    return {**resource, "meta": {"security": [{"system": TENANT_SYSTEM, "code": t} for t in tenants]}}
+
+
+def labels(resource: dict) -> list[str]:
+    return [s["code"] for s in resource["meta"]["security"] if s["system"] == TENANT_SYSTEM]
+
+
+def test_a_tenants_write_is_labelled_with_its_ods():
+    ctx = request_context("create", "POST", "Patient", client=SPOKE)
+    entry = WriteEntry("POST", "Patient", {"resourceType": "Patient"})
+    assert Tenancy(proxy_checks=True).fhirplug_before_storage(ctx=ctx, entry=entry) is None
+    assert labels(entry.resource) == ["FS1A1"]
+
+
+def test_a_task_is_labelled_with_its_requester_and_owner():
+    ctx = request_context("create", "POST", "Task", client=SPOKE)
+    task = {"resourceType": "Task", "requester": org("FS1A1"), "owner": org(HUB_ODS)}
+    entry = WriteEntry("POST", "Task", task)
+    Tenancy(proxy_checks=True).fhirplug_before_storage(ctx=ctx, entry=entry)
+    assert labels(entry.resource) == [HUB_ODS, "FS1A1"]
+
+
+def test_a_callers_own_tenant_labels_are_replaced():
+    ctx = request_context("create", "POST", "Patient", client=SPOKE)
+    entry = WriteEntry("POST", "Patient", labelled({"resourceType": "Patient"}, "OTHER"))
+    Tenancy(proxy_checks=True).fhirplug_before_storage(ctx=ctx, entry=entry)
+    assert labels(entry.resource) == ["FS1A1"]
+
+
+def test_a_task_that_names_neither_party_as_the_caller_is_refused():
+    ctx = request_context("create", "POST", "Task", client=SPOKE)
+    task = {"resourceType": "Task", "requester": org("OTHER"), "owner": org(HUB_ODS)}
+    with pytest.raises(FhirError) as raised:
+        Tenancy(proxy_checks=True).fhirplug_before_storage(ctx=ctx, entry=WriteEntry("POST", "Task", task))
+    assert raised.value.status == 403
+
+
+def test_writing_shared_conformance_content_is_refused():
+    ctx = request_context("create", "POST", "StructureDefinition", client=SPOKE)
+    with pytest.raises(FhirError) as raised:
+        Tenancy(proxy_checks=True).fhirplug_request(ctx=ctx)
+    assert raised.value.status == 403
+
+
+def test_a_reader_cannot_write():
+    ctx = request_context("create", "POST", "Patient", client=Client("r", None, "reader"))
+    with pytest.raises(FhirError) as raised:
+        Tenancy(proxy_checks=True).fhirplug_request(ctx=ctx)
+    assert raised.value.status == 403
+
+
+def test_a_client_without_a_tenant_is_refused():
+    ctx = request_context("read", "GET", "Patient", "1", client=Client("x", None, "spoke"))
+    with pytest.raises(FhirError) as raised:
+        Tenancy(proxy_checks=True).fhirplug_request(ctx=ctx)
+    assert raised.value.status == 403
+
+
+def test_a_tenants_search_is_narrowed_to_its_own_resources():
+    ctx = request_context("search-type", "GET", "Task", client=SPOKE)
+    assert Tenancy(proxy_checks=True).fhirplug_request(ctx=ctx) is None
+    assert ctx.upstream_query == [("_security", f"{TENANT_SYSTEM}|FS1A1")]
+
+
+def test_a_search_of_conformance_content_is_not_narrowed():
+    ctx = request_context("search-type", "GET", "StructureDefinition", client=SPOKE)
+    Tenancy(proxy_checks=True).fhirplug_request(ctx=ctx)
+    assert ctx.upstream_query == []
+
+
+def test_an_admins_search_is_not_narrowed():
+    ctx = request_context("search-type", "GET", "Task", client=Client("a", None, "admin"))
+    Tenancy(proxy_checks=True).fhirplug_request(ctx=ctx)
+    assert ctx.upstream_query == []
+
+
+def test_a_search_by_has_is_refused():
+    ctx = request_context("search-type", "GET", "Patient", client=SPOKE, query=[("_has", "x")])
+    with pytest.raises(FhirError):
+        Tenancy(proxy_checks=True).fhirplug_request(ctx=ctx)
+
+
+def test_another_tenants_resource_is_hidden_in_a_response_bundle():
+    ctx = request_context("search-type", "GET", "Patient", client=SPOKE)
+    mine = labelled({"resourceType": "Patient", "id": "1"}, "FS1A1")
+    theirs = labelled({"resourceType": "Patient", "id": "2"}, "OTHER")
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": mine}, {"resource": theirs}],
+    }
+    response = ProxyResponse.from_resource(200, bundle)
+    Tenancy(proxy_checks=True).fhirplug_response(ctx=ctx, response=response)
+    assert [e["resource"]["id"] for e in response.resource["entry"]] == ["1"]
+
+
+def test_a_read_of_another_tenants_resource_answers_not_found():
+    ctx = request_context("read", "GET", "Patient", "2", client=SPOKE)
+    response = ProxyResponse.from_resource(200, labelled({"resourceType": "Patient", "id": "2"}, "OTHER"))
+    Tenancy(proxy_checks=True).fhirplug_response(ctx=ctx, response=response)
+    assert response.status == 404
+    assert response.resource["resourceType"] == "OperationOutcome"
+
+
+def test_a_read_of_the_tenants_own_resource_is_untouched():
+    ctx = request_context("read", "GET", "Patient", "1", client=SPOKE)
+    mine = labelled({"resourceType": "Patient", "id": "1"}, "FS1A1")
+    response = ProxyResponse.from_resource(200, mine)
+    Tenancy(proxy_checks=True).fhirplug_response(ctx=ctx, response=response)
+    assert response.status == 200 and response.resource == mine
+
+
+def test_an_update_of_another_tenants_resource_is_refused():
+    store = ScriptedStore({("GET", "Patient/2"): labelled({"resourceType": "Patient", "id": "2"}, "OTHER")})
+    ctx = request_context("update", "PUT", "Patient", "2", client=SPOKE, store=store)
+    entry = WriteEntry("PUT", "Patient/2", {"resourceType": "Patient", "id": "2"})
+    with pytest.raises(FhirError) as raised:
+        Tenancy(proxy_checks=True).judge_before_storage(ctx=ctx, entry=entry)
+    assert raised.value.status == 405
+
+
+def test_a_conditional_write_is_narrowed_to_the_callers_own():
+    ctx = request_context("update", "PUT", "Patient", client=SPOKE)
+    entry = WriteEntry("PUT", "Patient?identifier=x", {"resourceType": "Patient"})
+    Tenancy(proxy_checks=True).judge_before_storage(ctx=ctx, entry=entry)
+    assert entry.url == "Patient?identifier=x&_security=" + quote(f"{TENANT_SYSTEM}|FS1A1", safe="")
+
+
+def test_a_bundles_resources_travel_with_its_task():
+    task = {"resourceType": "Task", "requester": org("FS1A1"), "owner": org(HUB_ODS)}
+    patient = {"resourceType": "Patient"}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": task, "request": {"method": "POST", "url": "Task"}},
+            {"resource": patient, "request": {"method": "POST", "url": "Patient"}},
+        ],
+    }
+    ctx = request_context("transaction", "POST", client=SPOKE, body=bundle)
+    tenancy = Tenancy(proxy_checks=True)
+    assert tenancy.fhirplug_before_bundle(ctx=ctx, bundle=bundle) is None
+    entry = WriteEntry("POST", "Patient", patient, index=1)
+    tenancy.fhirplug_before_storage(ctx=ctx, entry=entry)
+    assert labels(patient) == [HUB_ODS, "FS1A1"]
+
+
+def test_without_proxy_checks_a_search_is_left_to_the_store():
+    ctx = request_context("search-type", "GET", "Task", client=SPOKE)
+    Tenancy(proxy_checks=False).fhirplug_request(ctx=ctx)
+    assert ctx.upstream_query == []
