@@ -40,6 +40,10 @@ class FakeRedis:
                 return None
             return held[0].encode() if isinstance(held[0], str) else held[0]
 
+    def delete(self, key):
+        with self._lock:
+            return 1 if self.values.pop(key, None) is not None else 0
+
     def incr(self, key):
         with self._lock:
             value = int(self.values.get(key, (b"0", None))[0]) + 1

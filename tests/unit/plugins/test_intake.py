@@ -1,0 +1,154 @@
+"""Message intake: the first copy claims the message, a resend gets the first answer."""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hubspoke.identifiers import MESSAGE_ID_SYSTEM, ODS_SYSTEM, PARTNER_TASK_SYSTEM
+from plugins.intake import Intake, message_key
+from proxy.context import Client, Message
+from proxy.errors import FhirError
+from proxy.response import ProxyResponse
+from tests.support.fake_redis import FakeRedis
+from tests.support.plugin_context import ScriptedStore, request_context, searchset
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "ig" / "examples"
+SPOKE = Client("spoke-system", "FS1A1", "spoke")
+ANSWER = {
+    "resourceType": "Bundle",
+    "type": "transaction-response",
+    "entry": [{"response": {"status": "201"}}],
+}
+
+
+def message() -> dict:
+    return json.loads((EXAMPLES / "valid-spoke-to-hub.json").read_text())
+
+
+def context(digest: str = "d1", store: ScriptedStore | None = None):
+    ctx = request_context("transaction", "POST", client=SPOKE, store=store)
+    ctx.message = Message("spoke-to-hub", digest, "FS1A1", "spoke-system")
+    return ctx
+
+
+def key_of(bundle: dict) -> str:
+    return message_key("spoke-system", bundle["identifier"])
+
+
+def test_the_first_copy_claims_the_message():
+    redis, bundle = FakeRedis(), message()
+    assert (
+        Intake(redis, own_ods="FA565", role="hub").fhirplug_before_bundle(ctx=context(), bundle=bundle)
+        is None
+    )
+    assert json.loads(redis.get(key_of(bundle))) == {"state": "pending", "digest": "d1"}
+
+
+def test_the_first_copys_success_is_answered_201_and_remembered():
+    redis = FakeRedis()
+    intake = Intake(redis, own_ods="FA565", role="hub")
+    ctx, bundle = context(), message()
+    intake.fhirplug_before_bundle(ctx=ctx, bundle=bundle)
+    response = ProxyResponse.from_resource(200, ANSWER)
+    intake.fhirplug_response(ctx=ctx, response=response)
+    assert response.status == 201
+    assert json.loads(redis.get(key_of(bundle)))["state"] == "done"
+
+
+def test_a_later_resend_is_answered_with_the_first_answer():
+    intake = Intake(FakeRedis(), own_ods="FA565", role="hub")
+    first = context()
+    intake.fhirplug_before_bundle(ctx=first, bundle=message())
+    intake.fhirplug_response(ctx=first, response=ProxyResponse.from_resource(200, ANSWER))
+    again = intake.fhirplug_before_bundle(ctx=context(), bundle=message())
+    assert isinstance(again, ProxyResponse)
+    assert (again.status, again.resource) == (201, ANSWER)
+
+
+def test_a_resend_during_the_first_waits_for_its_answer():
+    intake = Intake(FakeRedis(), own_ods="FA565", role="hub")
+    first = context()
+    intake.fhirplug_before_bundle(ctx=first, bundle=message())
+    answers: list = []
+    waiting = threading.Thread(
+        target=lambda: answers.append(intake.fhirplug_before_bundle(ctx=context(), bundle=message()))
+    )
+    waiting.start()
+    time.sleep(0.2)  # the resend finds the claim pending
+    assert answers == []
+    intake.fhirplug_response(ctx=first, response=ProxyResponse.from_resource(200, ANSWER))
+    waiting.join(timeout=5)
+    assert (answers[0].status, answers[0].resource) == (201, ANSWER)
+
+
+def test_the_same_identifier_with_other_content_is_a_conflict():
+    intake = Intake(FakeRedis(), own_ods="FA565", role="hub")
+    intake.fhirplug_before_bundle(ctx=context("d1"), bundle=message())
+    with pytest.raises(FhirError) as raised:
+        intake.fhirplug_before_bundle(ctx=context("d2"), bundle=message())
+    assert raised.value.status == 409
+
+
+def test_a_failed_first_copy_lets_a_resend_be_processed_afresh():
+    redis = FakeRedis()
+    intake = Intake(redis, own_ods="FA565", role="hub")
+    first = context()
+    intake.fhirplug_before_bundle(ctx=first, bundle=message())
+    intake.fhirplug_response(ctx=first, response=ProxyResponse(400))
+    assert redis.get(key_of(message())) is None
+    assert intake.fhirplug_before_bundle(ctx=context(), bundle=message()) is None
+
+
+def test_a_message_without_an_identifier_is_refused():
+    bundle = message()
+    del bundle["identifier"]
+    with pytest.raises(FhirError) as raised:
+        Intake(FakeRedis(), own_ods="FA565", role="hub").fhirplug_before_bundle(ctx=context(), bundle=bundle)
+    assert raised.value.status == 400
+
+
+def test_a_resend_redis_forgot_is_answered_from_the_stored_task():
+    task = {"resourceType": "Task", "id": "42", "meta": {"versionId": "3"}}
+    store = ScriptedStore({("GET", "Task"): searchset(task)})
+    answer = Intake(FakeRedis(), own_ods="FA565", role="hub").fhirplug_before_bundle(
+        ctx=context(store=store), bundle=message()
+    )
+    assert answer.status == 201
+    assert answer.resource["entry"][0]["response"]["location"] == "Task/42/_history/3"
+
+
+def test_the_task_is_marked_with_the_message_and_the_spokes_own_id():
+    bundle = message()
+    bundle["entry"][0]["resource"]["id"] = "spoke-task-1"
+    Intake(FakeRedis(), own_ods="FA565", role="hub").fhirplug_before_bundle(ctx=context(), bundle=bundle)
+    ids = bundle["entry"][0]["resource"]["identifier"]
+    value = f"FS1A1/{bundle['identifier']['value']}"
+    assert {"system": MESSAGE_ID_SYSTEM, "value": value} in ids
+    assert {"system": PARTNER_TASK_SYSTEM, "value": "FS1A1/spoke-task-1"} in ids
+
+
+def test_a_task_without_an_owner_is_made_ours():
+    bundle = message()
+    del bundle["entry"][0]["resource"]["owner"]
+    Intake(FakeRedis(), own_ods="FA565", role="hub").fhirplug_before_bundle(ctx=context(), bundle=bundle)
+    assert bundle["entry"][0]["resource"]["owner"] == {"identifier": {"system": ODS_SYSTEM, "value": "FA565"}}
+
+
+def test_a_hub_refuses_a_task_owned_by_another_hub():
+    with pytest.raises(FhirError) as raised:
+        Intake(FakeRedis(), own_ods="FB999", role="hub").fhirplug_before_bundle(
+            ctx=context(), bundle=message()
+        )
+    assert raised.value.status == 422
+
+
+def test_a_bundle_that_is_no_message_is_left_alone():
+    ctx = request_context("transaction", "POST", client=SPOKE)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+    assert (
+        Intake(FakeRedis(), own_ods="FA565", role="hub").fhirplug_before_bundle(ctx=ctx, bundle=bundle)
+        is None
+    )
