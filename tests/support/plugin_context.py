@@ -8,14 +8,15 @@ from tests.support.fake_store import FakeStore
 
 
 class ScriptedStore(FakeStore):
-    """A fake store that answers by method and path; anything not scripted is 404."""
+    """A fake store that answers by method and path (``("GET", "Task/1")``), or by method and
+    resource type for any id (``("PUT", "Basic/*")``); anything not scripted is 404."""
 
     def __init__(self, answers: dict[tuple[str, str], dict] | None = None):
         super().__init__()
         self.answers = dict(answers or {})
 
     def send(self, method, path, query, headers, body):
-        answer = self.answers.get((method, path))
+        answer = self.answers.get((method, path), self.answers.get((method, path.split("/", 1)[0] + "/*")))
         if answer is None:
             self.status, self.body = 404, {"resourceType": "OperationOutcome", "issue": []}
         else:
