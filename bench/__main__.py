@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from proxy.config import redis_url_from_env
 from proxy.store_caller import store_auth
 
 HEADERS = {"Accept": "application/fhir+json", "Accept-Encoding": "identity"}
@@ -317,7 +318,7 @@ def token_source(given: str | None, fhir_base: str):
     from bench.client import bench_credentials
     from proxy.auth.outbound import PartnerTokenClient
 
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis_url = redis_url_from_env()
     return PartnerTokenClient(bench_credentials(redis_url, fhir_base.removesuffix("/fhir"))).token
 
 

@@ -3,7 +3,6 @@ Retry-After, and how many deliveries to one partner may be under way at once."""
 
 from __future__ import annotations
 
-import os
 import random
 from typing import Any
 
@@ -11,7 +10,6 @@ from redis import Redis
 
 MAX_RETRIES = 40  # with the backoff capped at 10 minutes: about 6 hours of a partner being away
 MAX_BACKOFF_S = 600
-PARTNER_CONCURRENCY = int(os.environ.get("FHIRPLUG_PARTNER_CONCURRENCY", "4"))
 INFLIGHT = "fhirplug:inflight:"  # + partner ODS: deliveries to it under way, across all workers
 
 
@@ -33,8 +31,9 @@ def retry_after_of(resp: Any) -> float | None:
         return None  # an HTTP date: the backoff applies
 
 
-def acquire_slot(redis: Redis, partner: str, limit: int = PARTNER_CONCURRENCY) -> bool:
-    """One of the partner's delivery slots; False when ``limit`` are in use (try again shortly)."""
+def acquire_slot(redis: Redis, partner: str, limit: int) -> bool:
+    """One of the partner's delivery slots; False when ``limit`` are in use (try again shortly).
+    ``limit`` is the worker's ``FHIRPLUG_PARTNER_CONCURRENCY`` (``WorkerSettings``)."""
     key = INFLIGHT + partner
     in_use = redis.incr(key)
     redis.expire(key, 300)  # a worker that died holding a slot gives it back within minutes

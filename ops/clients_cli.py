@@ -15,6 +15,7 @@ from redis import Redis
 from proxy.auth import partner_keys
 from proxy.auth.registry import DEFAULT_SCOPES, ROLES, ClientRecord, ClientRegistry
 from proxy.auth.signing import ServerKeys
+from proxy.config import redis_url_from_env
 
 
 def add_parsers(sub) -> None:
@@ -47,7 +48,7 @@ def add_parsers(sub) -> None:
 
 
 def _registry() -> ClientRegistry:
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    url = redis_url_from_env()
     return ClientRegistry(Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5))
 
 

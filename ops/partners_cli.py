@@ -7,6 +7,7 @@ import sys
 
 from redis import Redis
 
+from proxy.config import redis_url_from_env
 from proxy.partners import ROLES, Partner, PartnerDirectory
 
 
@@ -32,7 +33,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    directory = PartnerDirectory(Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")))
+    directory = PartnerDirectory(Redis.from_url(redis_url_from_env()))
     if args.action == "add":
         token_url = args.token_url or args.base_url.rstrip("/").removesuffix("/fhir") + "/oauth2/token"
         partner = Partner(

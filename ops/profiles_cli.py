@@ -18,6 +18,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from proxy import conformance
+from proxy.config import redis_url_from_env
 from proxy.direct_store import DirectStore
 from proxy.errors import FhirError
 
@@ -132,7 +133,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     try:
-        summary = load(args.path, args.store, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), True)
+        summary = load(args.path, args.store, redis_url_from_env(), True)
     except FileNotFoundError as exc:
         print(f"fhirplug: {exc}", file=sys.stderr)
         return 2

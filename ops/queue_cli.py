@@ -22,6 +22,7 @@ from rq.job import Job
 
 from forwarding.delivery import QUEUE, Delivery
 from forwarding.metrics import fetch_jobs, partner_of, queue_snapshot
+from proxy.config import redis_url_from_env
 from proxy.direct_store import DirectStore
 from proxy.errors import FhirError
 
@@ -57,7 +58,7 @@ def _add_actions(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    redis = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    redis = Redis.from_url(redis_url_from_env())
     queue = Queue(QUEUE, connection=redis)
     if args.action == "status":
         return _status(redis)

@@ -12,12 +12,12 @@ organisations that see the Task see its history of hand-offs too.
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from hubspoke.identifiers import HANDOFF_SYSTEM, ODS_SYSTEM, TENANT_SYSTEM
+from proxy.config import Settings
 from proxy.context import RequestContext, StorageOutcome, WriteEntry
 from proxy.hookspecs import hookimpl
 
@@ -70,7 +70,14 @@ class Audit:
     requires = ("message",)
 
     def __init__(self, own_ods: str | None = None):
-        self.own_ods = own_ods if own_ods is not None else os.environ.get("FHIRPLUG_ODS", "")
+        """``own_ods`` given here (unit tests) wins over the app's (``fhirplug_configure``)."""
+        self._own_ods_given = own_ods is not None
+        self.own_ods = own_ods if own_ods is not None else Settings.own_ods
+
+    @hookimpl
+    def fhirplug_configure(self, settings: Settings) -> None:
+        if not self._own_ods_given:
+            self.own_ods = settings.own_ods
 
     @hookimpl(trylast=True)  # after the other bundle rules have amended and added what they will
     def fhirplug_before_bundle(self, ctx: RequestContext, bundle: dict) -> None:

@@ -40,7 +40,12 @@ class _Notes:
 
 class DeliveryDedup(UsesRedis):
     def __init__(self, redis: Redis | None = None):
+        """``redis`` given here (unit tests) wins over the app's (``fhirplug_configure``)."""
         self._redis = redis
+
+    @hookimpl
+    def fhirplug_configure(self, redis: Redis) -> None:
+        self.use_app_redis(redis)
 
     @hookimpl
     def fhirplug_request(self, ctx):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 
 import simplejson
@@ -27,6 +26,7 @@ from redis.exceptions import RedisError
 
 from hubspoke.identifiers import MESSAGE_ID_SYSTEM, ODS_SYSTEM, PARTNER_TASK_SYSTEM
 from hubspoke.messages import task_entry
+from proxy.config import Settings
 from proxy.errors import FhirError
 from proxy.first_copy import first_result
 from proxy.hookspecs import hookimpl
@@ -58,9 +58,19 @@ class Intake(UsesRedis):
     requires = ("message",)
 
     def __init__(self, redis: Redis | None = None, own_ods: str | None = None, role: str | None = None):
+        """Values given here (unit tests) win over the app's (``fhirplug_configure``)."""
         self._redis = redis
-        self.own_ods = own_ods if own_ods is not None else os.environ.get("FHIRPLUG_ODS", "")
-        self.role = role if role is not None else os.environ.get("FHIRPLUG_ROLE", "both")
+        self._own_ods_given, self._role_given = own_ods is not None, role is not None
+        self.own_ods = own_ods if own_ods is not None else Settings.own_ods
+        self.role = role if role is not None else Settings.role
+
+    @hookimpl
+    def fhirplug_configure(self, settings: Settings, redis: Redis) -> None:
+        self.use_app_redis(redis)
+        if not self._own_ods_given:
+            self.own_ods = settings.own_ods
+        if not self._role_given:
+            self.role = settings.role
 
     # ------------------------------------------------------------ before the store
 

@@ -54,7 +54,12 @@ def blocking_issues(outcome: dict) -> list[tuple[str, list[str]]]:
 
 class ProfileValidation(UsesRedis):
     def __init__(self, redis: Redis | None = None):
+        """``redis`` given here (unit tests) wins over the app's (``fhirplug_configure``)."""
         self._redis = redis
+
+    @hookimpl
+    def fhirplug_configure(self, redis: Redis) -> None:
+        self.use_app_redis(redis)
 
     def validate(self, store, resource: dict, profile: str) -> tuple[dict, bool]:
         """The OperationOutcome and whether it came from the cache."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -32,6 +31,7 @@ from hubspoke import task_states
 from hubspoke.identifiers import MESSAGE_ID_SYSTEM, PARTNER_TASK_SYSTEM, TENANT_SYSTEM
 from hubspoke.messages import task_entry
 from hubspoke.tenants import TENANT_ROLES, narrowing, ods_of_reference
+from proxy.config import Settings
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
 from proxy.partners import PartnerDirectory
@@ -92,8 +92,16 @@ class Routing(UsesRedis):
     requires = ("message",)
 
     def __init__(self, redis: Redis | None = None, own_ods: str | None = None):
+        """``redis`` and ``own_ods`` given here (unit tests) win over the app's (``fhirplug_configure``)."""
         self._redis = redis
-        self.own_ods = own_ods if own_ods is not None else os.environ.get("FHIRPLUG_ODS", "")
+        self._own_ods_given = own_ods is not None
+        self.own_ods = own_ods if own_ods is not None else Settings.own_ods
+
+    @hookimpl
+    def fhirplug_configure(self, settings: Settings, redis: Redis) -> None:
+        self.use_app_redis(redis)
+        if not self._own_ods_given:
+            self.own_ods = settings.own_ods
 
     def _partner(self, ods: str | None, where: list[str]) -> str:
         if not ods or PartnerDirectory(self.redis).get(ods) is None:

@@ -20,7 +20,6 @@ Conformance resources (profiles, value sets, code systems) are shared reading fo
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -48,6 +47,7 @@ from hubspoke.tenants import (
     visible_to,
 )
 from proxy import canonical
+from proxy.config import Settings
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
 from proxy.interactions import parse_entry
@@ -59,7 +59,6 @@ READS = frozenset(
 )
 WRITES = frozenset({"create", "update", "patch", "delete", "transaction", "batch"})
 DATA_FREE_OPERATIONS = frozenset({"$validate"})
-PROXY_CHECKS_ENV = "FHIRPLUG_TENANCY_PROXY_CHECKS"
 CONDITIONAL_READ = ("if-none-match", "if-modified-since")
 
 
@@ -77,14 +76,19 @@ class _Notes:
 
 
 class Tenancy:
-    """``proxy_checks`` False (``FHIRPLUG_TENANCY_PROXY_CHECKS=off``, read once when the plugin is
-    made) leaves only the labelling of writes and the role rules: for the security tests that
-    prove the store's own line stops every attack alone. Never in production."""
+    """``proxy_checks`` False (``FHIRPLUG_TENANCY_PROXY_CHECKS=off``, from the app's settings at
+    start, or given here by a test) leaves only the labelling of writes and the role rules: for
+    the security tests that prove the store's own line stops every attack alone. Never in
+    production."""
 
     def __init__(self, proxy_checks: bool | None = None):
-        if proxy_checks is None:
-            proxy_checks = _switch(os.environ.get(PROXY_CHECKS_ENV, "on"))
-        self.proxy_checks = proxy_checks
+        self._proxy_checks_given = proxy_checks is not None
+        self.proxy_checks = proxy_checks if proxy_checks is not None else Settings.tenancy_proxy_checks
+
+    @hookimpl
+    def fhirplug_configure(self, settings: Settings) -> None:
+        if not self._proxy_checks_given:
+            self.proxy_checks = settings.tenancy_proxy_checks
 
     @hookimpl
     def fhirplug_request(self, ctx):
@@ -380,15 +384,6 @@ def _from_caller(ctx, entry) -> bool:
     entries = (ctx.body or {}).get("entry") or []
     callers = ctx.notes(_Notes).caller_entries
     return callers is None or (entry.index < len(entries) and id(entries[entry.index]) in callers)
-
-
-def _switch(value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("on", "true", "1", "yes"):
-        return True
-    if v in ("off", "false", "0", "no"):
-        return False
-    raise ValueError(f"{PROXY_CHECKS_ENV} must be on or off, not {value!r}")
 
 
 tenancy = Tenancy()

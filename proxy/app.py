@@ -40,12 +40,18 @@ def create_app(
     redis: Redis | None = None,
 ) -> Flask:
     """Build the proxy. ``extra_plugins``, ``store`` and ``redis`` let unit tests run it without
-    servers. Raises ConfigError without a public base (FHIRPLUG_PUBLIC_BASE_URL): who we are
-    comes from configuration only, never from a request's Host."""
+    servers. ``settings`` (by default read from the environment, once) and the one Redis client
+    are handed to every plugin (``fhirplug_configure``) before the app serves. Raises ConfigError
+    without a public base (FHIRPLUG_PUBLIC_BASE_URL): who we are comes from configuration only,
+    never from a request's Host."""
     configure_logging()
     settings = settings or Settings.from_env()
     settings.check_public_base()
     app = Flask("fhirplug")
+    # the process's one client for the proxy's Redis work, the plugins' included (connections are
+    # made on first use); a unit test's in-memory one replaces it
+    if redis is None:
+        redis = Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
     auth = None
     if settings.auth:
         auth = AuthServer.build(settings.redis_url, settings.keys_dir, settings.token_lifetime_s, redis)
@@ -57,10 +63,9 @@ def create_app(
         tenant_scoping="tenancy" in settings.plugins,
     )
     pm = build_plugin_manager(settings.plugins, list(extra_plugins), builtins=[("auth", enforcer)])
-    # one client for the proxy's own Redis work (connections are made on first use)
-    shared_redis = Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3)
+    pm.hook.fhirplug_configure(settings=settings, redis=redis)  # once, before serving
     if store is None:  # an injected store (unit tests) is used as it is
-        store = _store(settings, shared_redis)
+        store = _store(settings, redis)
     fhir = FhirPassthrough(pm, store, settings.max_body_bytes)
     app.extensions["fhirplug"] = {"settings": settings, "plugins": pm, "store": store, "auth": auth}
 
@@ -92,7 +97,7 @@ def create_app(
         return serve(interaction_of, handler, fhir=True)
 
     oauth_routes.register(app, auth, settings.issuer, serve)
-    _metrics(app, serve, settings, auth, lambda: "".join(pm.hook.fhirplug_metrics(redis=shared_redis)))
+    _metrics(app, serve, settings, auth, lambda: "".join(pm.hook.fhirplug_metrics(redis=redis)))
 
     @app.get("/healthz")
     def healthz():

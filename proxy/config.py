@@ -1,4 +1,6 @@
-"""Settings, read once from the environment. Every key is documented in the README."""
+"""Settings of the proxy (``Settings``) and of the forwarding worker (``WorkerSettings``), each read
+once from the environment when its process starts, then handed to what needs them: no plugin,
+domain module or delivery job reads the environment. Every key is documented in the README."""
 
 from __future__ import annotations
 
@@ -25,6 +27,10 @@ DEFAULT_PLUGINS = (
 
 
 PUBLIC_BASE_KEY = "FHIRPLUG_PUBLIC_BASE_URL"
+REDIS_URL_KEY = "REDIS_URL"
+ODS_KEY = "FHIRPLUG_ODS"
+PROXY_CHECKS_KEY = "FHIRPLUG_TENANCY_PROXY_CHECKS"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # the one default: proxy, worker and CLIs read it here
 
 
 class ConfigError(ValueError):
@@ -33,6 +39,11 @@ class ConfigError(ValueError):
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
+
+
+def redis_url_from_env() -> str:
+    """REDIS_URL, or the default: for every process (proxy, worker, the CLIs) that needs Redis."""
+    return _env(REDIS_URL_KEY, DEFAULT_REDIS_URL)
 
 
 def _list(value: str) -> list[str]:
@@ -52,13 +63,17 @@ class Settings:
     store_pool_size: int = 32
     store_max_idle_s: float = 20.0
     gzip_min_bytes: int = 1024
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = DEFAULT_REDIS_URL
     auth: bool = True  # False only for benchmarks: every caller is then an administrator
     keys_dir: str = "var/keys"
     token_lifetime_s: int = 300
     read_cache_ttl_s: int = 60  # 0: no read cache
     read_cache_max_bytes: int = 64 * 1024
     store_secret: str = field(default="", repr=False)  # signs the caller of each store request
+    # this deployment: handed to the plugins at start (``fhirplug_configure``), never read by them
+    own_ods: str = ""  # its ODS code: the owner it gives Tasks, the observer of its audit events
+    role: str = "both"  # hub, spoke or both; a hub refuses a Task owned by another hub
+    tenancy_proxy_checks: bool = True  # False only for the security tests: labels, no proxy checks
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -72,13 +87,16 @@ class Settings:
             store_pool_size=int(_env("FHIRPLUG_STORE_POOL_SIZE", "32")),
             store_max_idle_s=float(_env("FHIRPLUG_STORE_IDLE_SECONDS", "20")),
             gzip_min_bytes=int(_env("FHIRPLUG_GZIP_MIN_BYTES", "1024")),
-            redis_url=_env("REDIS_URL", cls.redis_url),
-            auth=_auth_switch(_env("FHIRPLUG_AUTH", "on")),
+            redis_url=redis_url_from_env(),
+            auth=_switch("FHIRPLUG_AUTH", _env("FHIRPLUG_AUTH", "on")),
             keys_dir=_env("FHIRPLUG_KEYS_DIR", cls.keys_dir),
             token_lifetime_s=_lifetime(_env("FHIRPLUG_TOKEN_LIFETIME", "300")),
             read_cache_ttl_s=int(_env("FHIRPLUG_READ_CACHE_TTL", "60")),
             read_cache_max_bytes=int(_env("FHIRPLUG_READ_CACHE_MAX_BYTES", str(64 * 1024))),
             store_secret=secret_from_env(),  # fail closed: no secret, no proxy
+            own_ods=_env(ODS_KEY, cls.own_ods),
+            role=_env("FHIRPLUG_ROLE", cls.role),
+            tenancy_proxy_checks=_switch(PROXY_CHECKS_KEY, _env(PROXY_CHECKS_KEY, "on")),
         )
 
     @property
@@ -115,13 +133,43 @@ class Settings:
             )
 
 
-def _auth_switch(value: str) -> bool:
+@dataclass(frozen=True)
+class WorkerSettings:
+    """``python -m worker``'s settings: its Redis, the store it records deliveries in and sweeps
+    the outbox of, who it is, and how it paces itself."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    store_url: str = ""  # none: no outbox sweep and no record of deliveries
+    own_ods: str = ""  # the observer of its "delivered" audit events
+    sweep_seconds: float = 15.0
+    job_monitoring_interval: int = 10
+    maintenance_seconds: int = 30
+    partner_concurrency: int = 4  # most deliveries to one partner at once, across all workers
+
+    @classmethod
+    def from_env(cls) -> WorkerSettings:
+        return cls(
+            redis_url=redis_url_from_env(),
+            store_url=_env("FHIRPLUG_STORE_URL", cls.store_url),
+            own_ods=_env(ODS_KEY, cls.own_ods),
+            sweep_seconds=float(_env("FHIRPLUG_SWEEP_SECONDS", str(cls.sweep_seconds))),
+            job_monitoring_interval=int(
+                _env("FHIRPLUG_JOB_MONITORING_INTERVAL", str(cls.job_monitoring_interval))
+            ),
+            maintenance_seconds=int(
+                _env("FHIRPLUG_WORKER_MAINTENANCE_SECONDS", str(cls.maintenance_seconds))
+            ),
+            partner_concurrency=int(_env("FHIRPLUG_PARTNER_CONCURRENCY", str(cls.partner_concurrency))),
+        )
+
+
+def _switch(name: str, value: str) -> bool:
     v = value.strip().lower()
     if v in ("on", "true", "1", "yes"):
         return True
     if v in ("off", "false", "0", "no"):
         return False
-    raise ValueError(f"FHIRPLUG_AUTH must be on or off, not {value!r}")
+    raise ValueError(f"{name} must be on or off, not {value!r}")
 
 
 def _lifetime(value: str) -> int:

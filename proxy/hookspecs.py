@@ -4,6 +4,9 @@ This module is the whole contract. A plugin is a module (or object) that impleme
 subset of these functions, decorated with ``@hookimpl`` and taking any subset of the named
 arguments. The proxy calls them by keyword, in the order FHIRPLUG_PLUGINS lists the plugins.
 
+Once, when the app is built and before it serves: ``fhirplug_configure`` (the settings and the
+shared Redis client: a plugin reads no environment of its own).
+
 Life of a request::
 
     fhirplug_request ─> [fhirplug_before_bundle] ─> fhirplug_before_storage (per written resource) ─> [store]
@@ -22,6 +25,16 @@ PROJECT = "fhirplug"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def fhirplug_configure(settings, redis):
+    """Take this deployment's configuration, once, when the app is built and before it serves.
+
+    ``settings`` is the app's ``proxy.config.Settings`` (read once from the environment at start),
+    ``redis`` the app's one Redis client (connections are made on first use). Keep what you need;
+    values given to a plugin's constructor (unit tests) win over these. Raise to refuse to start.
+    """
 
 
 @hookspec(firstresult=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import logging
 from collections.abc import Sequence
 from importlib.metadata import entry_points
+from types import ModuleType
 
 import pluggy
 
@@ -41,9 +43,12 @@ def build_plugin_manager(
     """Register ``names`` so that hooks run in the listed order (first listed runs first).
 
     ``builtins`` (authentication) run before everything and cannot be configured away;
-    ``extra`` objects (used by tests) run after the named plugins. Fails at start on an unknown
-    plugin, a misspelt hook or a requirement no earlier plugin provides
-    (:func:`check_requirements`), so a typo or a missing plugin can never silently disable a rule.
+    ``extra`` objects (used by tests) run after the named plugins. A named plugin that is an
+    object is registered as this manager's own copy, so configuring one app
+    (``fhirplug_configure``) never changes another's; a module plugin holds no configuration and
+    is shared. Fails at start on an unknown plugin, a misspelt hook or a requirement no earlier
+    plugin provides (:func:`check_requirements`), so a typo or a missing plugin can never
+    silently disable a rule.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -51,7 +56,9 @@ def build_plugin_manager(
     if clash := taken.intersection(names):
         raise PluginLoadError(f"plugin name(s) {sorted(clash)} are built in and always on")
     plugins = (
-        list(builtins) + [(n, _resolve(n)) for n in names] + [(f"extra-{i}", p) for i, p in enumerate(extra)]
+        list(builtins)
+        + [(n, _own(_resolve(n))) for n in names]
+        + [(f"extra-{i}", p) for i, p in enumerate(extra)]
     )
     check_requirements(plugins)
     # pluggy calls the most recently registered implementation first, so register in reverse.
@@ -63,6 +70,10 @@ def build_plugin_manager(
         extra={"fields": {"event": "plugins_resolved", "order": [n for n, _ in plugins]}},
     )
     return pm
+
+
+def _own(plugin: object) -> object:
+    return plugin if isinstance(plugin, ModuleType) else copy.copy(plugin)
 
 
 def check_requirements(plugins: list[tuple[str, object]]) -> None:

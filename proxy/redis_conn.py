@@ -1,22 +1,25 @@
-"""The one Redis client a plugin needs, made on first use from REDIS_URL (so a plugin imports
-without a server), or given in the constructor by a test."""
+"""A plugin's Redis client: the one given to its constructor (unit tests), else the app's one
+client, handed over when the app is built (``fhirplug_configure``); a plugin never makes its own."""
 
 from __future__ import annotations
 
-import os
-
 from redis import Redis
-
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
 class UsesRedis:
-    _redis: Redis | None = None
+    _redis: Redis | None = None  # given to the constructor: wins over the app's
+    _app_redis: Redis | None = None
+
+    def use_app_redis(self, redis: Redis) -> None:
+        """The app's client, from ``fhirplug_configure``."""
+        self._app_redis = redis
 
     @property
     def redis(self) -> Redis:
-        if self._redis is None:
-            url = os.environ.get("REDIS_URL", DEFAULT_URL)
-            # short timeouts: a request waiting on an unreachable Redis should fail, not hang
-            self._redis = Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
-        return self._redis
+        client = self._redis if self._redis is not None else self._app_redis
+        if client is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no Redis client: pass one to its constructor, or let the "
+                "app hand it its own (fhirplug_configure, called by proxy.app.create_app)"
+            )
+        return client

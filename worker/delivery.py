@@ -7,14 +7,17 @@ and stays in RQ's failed-job registry (the dead letters), with the partner's Ope
 kept as the reason. Deliveries carry the request id across the hop and an ``X-Delivery-ID``; the
 partner's own intake makes a repeated message a no-op. A delivered message is recorded as an
 AuditEvent in our store and its outbox record removed, both through ``DirectStore`` (fenced).
+
+The jobs' settings and Redis client are the worker's own, handed over once at its start
+(``configure``, by ``python -m worker``); a job reads no environment of its own.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import requests
@@ -24,7 +27,6 @@ from rq import get_current_job
 from forwarding import metrics
 from forwarding.delivery import Delivery
 from forwarding.policy import (
-    PARTNER_CONCURRENCY,
     PermanentFailure,
     RetryableFailure,
     acquire_slot,
@@ -35,6 +37,7 @@ from forwarding.policy import stop_retrying_if_final as stop_retrying_if_final  
 from forwarding.queue import count
 from hubspoke.identifiers import HANDOFF_SYSTEM, ODS_SYSTEM, TENANT_SYSTEM
 from proxy.auth.outbound import PartnerCredentials, PartnerTokenClient, TokenRequestError
+from proxy.config import WorkerSettings
 from proxy.direct_store import DirectStore
 from proxy.errors import FhirError
 from proxy.partners import PartnerDirectory
@@ -43,8 +46,29 @@ from worker.outbox import done
 log = logging.getLogger("fhirplug.delivery")
 
 
-def redis_from_env() -> Redis:
-    return Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+@dataclass
+class _Process:
+    settings: WorkerSettings | None = None
+    redis: Redis | None = None  # the jobs' one client (a forked job's pool reconnects by itself)
+
+
+_process = _Process()
+
+
+def configure(settings: WorkerSettings, redis: Redis | None = None) -> None:
+    """The worker's settings, and its jobs' Redis client (built from them unless given), once
+    before the worker takes jobs."""
+    _process.settings = settings
+    _process.redis = redis if redis is not None else Redis.from_url(settings.redis_url)
+
+
+def _worker() -> tuple[WorkerSettings, Redis]:
+    if _process.settings is None or _process.redis is None:
+        # a job run by another worker than ``python -m worker`` (RQ's own, a test's SimpleWorker):
+        # the same settings, read the same way, once
+        configure(WorkerSettings.from_env())
+    assert _process.settings is not None and _process.redis is not None
+    return _process.settings, _process.redis
 
 
 _clients: dict[str, PartnerTokenClient] = {}
@@ -61,12 +85,13 @@ def _client(partner) -> PartnerTokenClient:
 def deliver(job: dict) -> dict:
     """The RQ job. Returns what the partner answered; raises to be retried or dead-lettered."""
     d = Delivery.from_dict(job)
-    partner = PartnerDirectory(redis_from_env()).get(d.partner)
+    settings, redis = _worker()
+    partner = PartnerDirectory(redis).get(d.partner)
     if partner is None:
         _final(f"no partner {d.partner} in the directory")
-    redis = redis_from_env()
-    if not acquire_slot(redis, d.partner):
-        raise RetryableFailure(f"{PARTNER_CONCURRENCY} deliveries to {d.partner} already under way", 1)
+    limit = settings.partner_concurrency
+    if not acquire_slot(redis, d.partner, limit):
+        raise RetryableFailure(f"{limit} deliveries to {d.partner} already under way", 1)
     try:
         return _send(d, partner)
     finally:
@@ -103,10 +128,9 @@ def _send(d: Delivery, partner) -> dict:
                 }
             },
         )
-        redis = redis_from_env()
-        store_url = os.environ.get("FHIRPLUG_STORE_URL")
-        store = DirectStore(store_url, redis) if store_url else None
-        record_delivery(d, partner, store)
+        settings, redis = _worker()
+        store = DirectStore(settings.store_url, redis) if settings.store_url else None
+        record_delivery(d, partner, store, own_ods=settings.own_ods)
         count(metrics.record_delivered, redis, d.partner, latency)
         if store is not None:
             done(store, d.id)  # the outbox record has served its purpose
@@ -127,7 +151,7 @@ def _retrying(d: Delivery) -> None:
         job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
         job.save_meta()
     left = job.retries_left if job is not None else 0
-    count(metrics.record_retried if left else metrics.record_dead, redis_from_env(), d.partner)
+    count(metrics.record_retried if left else metrics.record_dead, _worker()[1], d.partner)
 
 
 def _final(reason: str):
@@ -135,7 +159,7 @@ def _final(reason: str):
     job = get_current_job()
     if job is not None:
         partner = (job.args[0] if job.args else {}).get("partner", "?")
-        count(metrics.record_dead, redis_from_env(), partner)
+        count(metrics.record_dead, _worker()[1], partner)
         job.retries_left = 0
         job.meta["dead_letter_reason"] = reason
         job.save_meta()
@@ -143,11 +167,11 @@ def _final(reason: str):
     raise PermanentFailure(reason)
 
 
-def record_delivery(d: Delivery, partner, store: DirectStore | None) -> None:
+def record_delivery(d: Delivery, partner, store: DirectStore | None, *, own_ods: str) -> None:
     """The "delivered to partner" hand-off, as an AuditEvent in our own store (best effort: the
-    delivery has happened whether or not its record can be written). Fenced like every write
-    past the proxy, so a cached AuditEvent search sees it at once."""
-    own = os.environ.get("FHIRPLUG_ODS", "")
+    delivery has happened whether or not its record can be written), observed by ``own_ods``
+    (this deployment). Fenced like every write past the proxy, so a cached AuditEvent search
+    sees it at once."""
     if store is None:
         return
     what = {"reference": d.path} if d.path.startswith("Task/") else {"display": d.label}
@@ -157,7 +181,9 @@ def record_delivery(d: Delivery, partner, store: DirectStore | None) -> None:
         what = {"identifier": {"system": system, "value": name}, "display": d.label}
     event = {
         "resourceType": "AuditEvent",
-        "meta": {"security": [{"system": TENANT_SYSTEM, "code": c} for c in sorted({own, d.partner} - {""})]},
+        "meta": {
+            "security": [{"system": TENANT_SYSTEM, "code": c} for c in sorted({own_ods, d.partner} - {""})]
+        },
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
         "subtype": [{"system": HANDOFF_SYSTEM, "code": "delivered"}],
         "action": "E",
@@ -170,7 +196,7 @@ def record_delivery(d: Delivery, partner, store: DirectStore | None) -> None:
                 "requestor": False,
             }
         ],
-        "source": {"observer": {"identifier": {"system": ODS_SYSTEM, "value": own or "unknown"}}},
+        "source": {"observer": {"identifier": {"system": ODS_SYSTEM, "value": own_ods or "unknown"}}},
         "entity": [{"what": what, "description": f"delivery {d.id}, request {d.request_id}"}],
     }
     if name:

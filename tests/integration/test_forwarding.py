@@ -271,6 +271,6 @@ def test_the_workers_audit_event_is_fenced_so_a_cached_search_sees_it_at_once(st
         task_status="accepted",
     )
     with DirectStore(stack.store_url, redis) as store:
-        record_delivery(d, SimpleNamespace(client_id="hub-fa565"), store)
+        record_delivery(d, SimpleNamespace(client_id="hub-fa565"), store, own_ods="FA565")
     assert int(redis.get(GENERATION) or 0) > before, "the audit event was written without the fence"
     assert delivered_records(http, stack.fhir, name) == 1  # ...and not served stale after the write

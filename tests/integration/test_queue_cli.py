@@ -201,8 +201,11 @@ def test_dead_lists_reason_or_last_exception_line(redis_url, queue):
 def test_a_real_dead_letter_from_the_worker_is_listed_and_replayed(redis_url, redis, queue, monkeypatch):
     """``deliver`` for a partner missing from the directory fails for good at once (``_final``)."""
     from forwarding.queue import enqueue
+    from proxy.config import WorkerSettings
+    from worker import delivery
 
-    monkeypatch.setenv("REDIS_URL", redis_url)  # deliver() finds the partner directory through it
+    monkeypatch.setattr(delivery, "_process", delivery._Process())  # this test's worker process:
+    delivery.configure(WorkerSettings(redis_url=redis_url))  # deliver() finds the partner directory here
     dispense = Delivery("FA404", "POST", "", {"resourceType": "Bundle"}, kind=DeliveryKind.HUB_TO_SPOKE)
     job_id = enqueue(dispense, redis)
     SimpleWorker([queue], connection=redis).work(burst=True)

@@ -158,6 +158,7 @@ def test_after_storage_sees_the_store_answer():
 def test_every_hook_in_the_spec_has_the_project_prefix():
     names = [n for n in dir(hookspecs) if n.startswith("fhirplug_")]
     assert set(names) == {
+        "fhirplug_configure",
         "fhirplug_request",
         "fhirplug_before_bundle",
         "fhirplug_before_storage",

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from plugins.tenancy import Tenancy, _from_accept
+from plugins.tenancy import _from_accept
 from proxy.xml_render import to_xml
 
 F = "{http://hl7.org/fhir}"
@@ -83,15 +83,3 @@ def test_a_narrative_keeps_its_markup():
 )
 def test_a_tenants_representation_follows_accept(accept, want):
     assert _from_accept(accept) == want
-
-
-@pytest.mark.parametrize(("value", "on"), [("on", True), ("off", False), ("OFF", False), ("1", True)])
-def test_the_proxy_checks_switch(monkeypatch, value, on):
-    monkeypatch.setenv("FHIRPLUG_TENANCY_PROXY_CHECKS", value)
-    assert Tenancy().proxy_checks is on
-
-
-def test_a_misspelt_switch_stops_the_start(monkeypatch):
-    monkeypatch.setenv("FHIRPLUG_TENANCY_PROXY_CHECKS", "of")
-    with pytest.raises(ValueError):
-        Tenancy()
