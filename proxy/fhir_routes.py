@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from proxy import bodies, conformance, json_shapes, query_checks
 from proxy.auth.enforcement import authorize_entries
 from proxy.context import RequestContext, StorageOutcome, WriteEntry
 from proxy.errors import FhirError
 from proxy.pipeline import call_guarded
-from proxy.response import ProxyResponse, dumps
+from proxy.response import ProxyResponse
 from proxy.rewrite import replace_base, stream_replace
 from proxy.store_caller import CALLER_KEY, caller_of
 from proxy.upstream import CAPITALISED, REQUEST_HEADERS, RESPONSE_HEADERS, StoreClient
+from proxy.write_plan import WritePlan, outgoing
 
 log = logging.getLogger("fhirplug.fhir")
 CHUNK = 64 * 1024
@@ -28,9 +29,21 @@ class FhirPassthrough:
         self.max_body_bytes = max_body_bytes
 
     def handle(self, ctx: RequestContext, raw: bytes, content_encoding: str | None) -> ProxyResponse:
+        """Check a request, run the storage hooks on its writes, send it to the store, relay the answer."""
+        plan = self._plan(ctx, raw, content_encoding)
+        if isinstance(plan, ProxyResponse):
+            return plan  # answered without the store (e.g. an earlier identical submission)
+        self._run_storage_hooks(ctx, plan.entries)
+        method, path, query, headers, data = self._upstream_request(ctx, plan)
+        upstream = self.store.send(method, path, query, headers, data)
+        return self._relay(ctx, plan.entries, upstream, headers)
+
+    def _plan(
+        self, ctx: RequestContext, raw: bytes, content_encoding: str | None
+    ) -> WritePlan | ProxyResponse:
+        """Decode and check the body, and read the writes it carries (running the bundle hook)."""
         req = ctx.request
         inter = ctx.interaction
-        public, internal = ctx.public_base, self.store.base_url
         raw = bodies.decode_body(raw, content_encoding, self.max_body_bytes)
         query_checks.check(req.query, req.content_type, raw)
         body = None
@@ -53,28 +66,43 @@ class FhirPassthrough:
                 body = ctx.body = bodies.parse_json(raw)
                 json_shapes.check(body, mt)  # before any plugin reads it
             if inter.kind == "transaction":
-                bases = (public, internal)  # the only absolute entry URLs accepted
-                btype, entries = bodies.bundle_entries(body, bases)
-                ctx.interaction = inter = dataclasses.replace(inter, kind=btype)
-                authorize_entries(ctx, body)
-                refusal = call_guarded(
-                    self.pm.hook.fhirplug_before_bundle, "fhirplug_before_bundle", ctx=ctx, bundle=body
-                )
-                if isinstance(refusal, ProxyResponse):
-                    return refusal  # answered without the store (e.g. an earlier identical submission)
-                if refusal is not None:
-                    raise refusal if isinstance(refusal, FhirError) else FhirError(500, "Unexpected refusal")
-                # the bundle hook may have amended request urls or added entries
-                btype, entries = bodies.bundle_entries(body, bases)
+                answered = self._bundle_hook(ctx, body)
+                if answered is not None:
+                    return answered
+                entries = self._bundle_entries(ctx, body)
             else:
                 entries = bodies.resource_entries(inter, req.path, query_text, body, mt)
         elif inter.kind == "delete":
             entries = bodies.resource_entries(inter, req.path, query_text, None, mt)
-        if inter.kind == "create" and entries:
+        if ctx.interaction.kind == "create" and entries:
             entries[0].if_none_exist = req.header("if-none-exist")
-        original = [(e.method, e.url) for e in entries]
+        plan = WritePlan(ctx.interaction.kind, raw, has_body, mt, body, entries, install)
         query_checks.check_conditional_updates(ctx.store, entries)
+        return plan
 
+    def _bundle_hook(self, ctx: RequestContext, body: dict) -> ProxyResponse | None:
+        btype, _ = bodies.bundle_entries(body, self._bases(ctx))
+        ctx.interaction = dataclasses.replace(ctx.interaction, kind=btype)
+        authorize_entries(ctx, body)
+        refusal = call_guarded(
+            self.pm.hook.fhirplug_before_bundle, "fhirplug_before_bundle", ctx=ctx, bundle=body
+        )
+        if isinstance(refusal, ProxyResponse):
+            return refusal
+        if refusal is not None:
+            raise refusal if isinstance(refusal, FhirError) else FhirError(500, "Unexpected refusal")
+        return None
+
+    def _bundle_entries(self, ctx: RequestContext, body: dict) -> list[WriteEntry]:
+        # read after the bundle hook, which may have amended request urls or added entries
+        _, entries = bodies.bundle_entries(body, self._bases(ctx))
+        return entries
+
+    def _bases(self, ctx: RequestContext) -> tuple[str, str]:
+        return (ctx.public_base, self.store.base_url)  # the only absolute entry URLs accepted
+
+    def _run_storage_hooks(self, ctx: RequestContext, entries: list[WriteEntry]) -> None:
+        """Let every plugin judge (and amend) each write; the first refusal refuses the request."""
         for entry in entries:
             try:
                 refusal = call_guarded(
@@ -87,37 +115,25 @@ class FhirPassthrough:
                     raise FhirError(500, "A plugin refused the write with an unexpected value")
                 raise refusal.rebased(entry.expression_root) if entry.index is not None else refusal
 
-        path, query_pairs = ("", []) if install else (req.path, list(req.query))
-        method = "POST" if install else req.method
-        for entry, (was_method, was_url) in zip(entries, original, strict=True):
-            if entry.index is not None:  # hooks may have narrowed a url, or turned a PATCH into a PUT
-                assert body is not None  # an entry has an index only when it came from this bundle
-                request = body["entry"][entry.index]["request"]
-                request["url"], request["method"] = entry.url, entry.method
-                if entry.if_none_exist is not None:
-                    request["ifNoneExist"] = entry.if_none_exist
-                if entry.if_match is not None:
-                    request["ifMatch"] = entry.if_match
-                if entry.method != was_method:
-                    body["entry"][entry.index]["resource"] = entry.resource
-                continue
-            if entry.url != was_url:
-                path, _, q = entry.url.partition("?")
-                query_pairs = parse_qsl(q, keep_blank_values=True)
-            if entry.method != was_method:
-                method, body, mt = entry.method, entry.resource, "application/fhir+json"
-
-        out_body = dumps(body) if body is not None else (raw if has_body else None)
-        if out_body:
+    def _upstream_request(
+        self, ctx: RequestContext, plan: WritePlan
+    ) -> tuple[str, str, list[tuple[str, str]], dict[str, str], bytes | None]:
+        """The method, path, query, headers and body bytes the store is sent for this plan."""
+        req = ctx.request
+        public, internal = ctx.public_base, self.store.base_url
+        out = outgoing(plan, req.method, req.path, list(req.query))
+        data = out.data
+        if data:
             # callers write our public base into fullUrls and references; the store knows its own
-            out_body = out_body.replace(public.encode(), internal.encode())
+            data = data.replace(public.encode(), internal.encode())
 
+        entries = plan.entries
         headers = {h: v for h in REQUEST_HEADERS if (v := req.header(h)) is not None}
-        if body is not None:
+        if out.body is not None:
             headers["content-type"] = (
-                mt if mt == bodies.JSON_PATCH else "application/fhir+json"
+                out.media_type if out.media_type == bodies.JSON_PATCH else "application/fhir+json"
             ) + "; charset=utf-8"
-        if inter.kind == "create" and entries and entries[0].if_none_exist:
+        if plan.kind == "create" and entries and entries[0].if_none_exist:
             headers["if-none-exist"] = entries[0].if_none_exist
         if entries and entries[0].index is None and entries[0].if_match and not req.header("if-match"):
             headers["if-match"] = entries[0].if_match
@@ -128,14 +144,21 @@ class FhirPassthrough:
                 headers.pop(k.lower(), None)
             else:
                 headers[k.lower()] = v
-        query_pairs = [(k, v) for k, v in query_pairs if k not in ctx.upstream_query_withheld]
+        query_pairs = [(k, v) for k, v in out.query if k not in ctx.upstream_query_withheld]
         # the store's own tenancy line acts for the client we authenticated, never for a header
         headers[CALLER_KEY] = caller_of(ctx.client.role, ctx.client.ods)
         query = [(k, replace_base(v, public, internal)) for k, v in query_pairs + ctx.upstream_query]
+        return out.method, out.path, query, headers, data
 
-        upstream = self.store.send(method, path, query, headers, out_body)
+    def _relay(
+        self, ctx: RequestContext, entries: list[WriteEntry], upstream, sent_headers: dict[str, str]
+    ) -> ProxyResponse:
+        """The store's answer for the caller: bases rewritten, writes read whole for the
+        after-storage hooks, large reads streamed."""
+        req = ctx.request
+        public, internal = ctx.public_base, self.store.base_url
         status = upstream.status
-        if status == 409 and (req.header("if-match") or headers.get("if-match")):
+        if status == 409 and (req.header("if-match") or sent_headers.get("if-match")):
             # HAPI reports a stale If-Match as 409 Conflict; FHIR R4 (http.html#concurrency)
             # says 412 Precondition Failed, which is what callers' retry logic keys on.
             status = 412
