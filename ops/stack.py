@@ -7,29 +7,28 @@ Every start is idempotent: what already answers is left alone.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ops.processes import (
+    StackError,
+    http_ok,
+    read_pid,
+    say,
+    spawn,
+    stop_process,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE_DIR = ROOT / "store"
 STORE_JAR = STORE_DIR / "target" / "fhirplug-store.jar"
-
-
-class StackError(RuntimeError):
-    pass
-
-
-def say(msg: str) -> None:
-    print(f"fhirplug: {msg}", flush=True)
 
 
 @dataclass
@@ -90,98 +89,6 @@ class StackConfig:
 # ---------------------------------------------------------------- processes
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child still "exists"; treat it as gone
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
-        return state != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _read_pid(pidfile: Path) -> int | None:
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _pid_alive(pid) else None
-
-
-def _spawn(
-    cmd: list[str], log: Path, pidfile: Path, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=cwd or ROOT,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-    pidfile.write_text(str(proc.pid))
-    return proc
-
-
-def _stop(name: str, pidfile: Path, timeout: float = 30.0) -> None:
-    pid = _read_pid(pidfile)
-    if pid is None:
-        pidfile.unlink(missing_ok=True)
-        return
-    say(f"stopping {name} (pid {pid})")
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _pid_alive(pid):
-        _reap(pid)
-        time.sleep(0.2)
-    if _pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        _reap(pid)
-    pidfile.unlink(missing_ok=True)
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _http_ok(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return 200 <= r.status < 300
-    except Exception:
-        return False
-
-
-def _wait(what: str, check, timeout: float, pid: int | None = None, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if pid is not None and not _pid_alive(pid):
-            tail = _tail(log) if log else ""
-            raise StackError(f"{what} exited while starting. Last lines of {log}:\n{tail}")
-        time.sleep(0.5)
-    tail = _tail(log) if log else ""
-    raise StackError(f"{what} did not answer within {timeout:.0f} s. Last lines of {log}:\n{tail}")
-
-
-def _tail(log: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def _apt_install(*packages: str) -> None:
     if shutil.which("apt-get") is None:
         raise StackError(f"{', '.join(packages)} missing and no apt-get to install it; install it first")
@@ -227,7 +134,7 @@ def start_redis(cfg: StackConfig) -> str:
             return cfg.effective_redis_url
     data = cfg.path("redis", "x").parent
     log, pidfile = cfg.path("log", "redis.log"), cfg.path("run", "redis.pid")
-    proc = _spawn(
+    proc = spawn(
         [
             "redis-server",
             "--port",
@@ -250,7 +157,7 @@ def start_redis(cfg: StackConfig) -> str:
         log,
         pidfile,
     )
-    _wait("Redis", lambda: _redis_ping(cfg.host, cfg.redis_port), 30, proc.pid, log)
+    wait_for("Redis", lambda: _redis_ping(cfg.host, cfg.redis_port), 30, proc.pid, log)
     return cfg.effective_redis_url
 
 
@@ -312,7 +219,7 @@ def store_secret(cfg: StackConfig) -> str:
 
 def start_store(cfg: StackConfig) -> str:
     store_secret(cfg)
-    if _http_ok(cfg.store_url + "/metadata?_summary=true", timeout=5):
+    if http_ok(cfg.store_url + "/metadata?_summary=true", timeout=5):
         return cfg.store_url
     jar = build_store()
     log, pidfile = cfg.path("log", "store.log"), cfg.path("run", "store.pid")
@@ -331,10 +238,10 @@ def start_store(cfg: StackConfig) -> str:
     ]
     say(f"starting the embedded FHIR store on {cfg.store_url} (log: {log})")
     t0 = time.monotonic()
-    proc = _spawn(cmd, log, pidfile, cwd=cfg.var_dir)
-    _wait(
+    proc = spawn(cmd, log, pidfile, cwd=cfg.var_dir)
+    wait_for(
         "the FHIR store",
-        lambda: _http_ok(cfg.store_url + "/metadata?_summary=true", 5),
+        lambda: http_ok(cfg.store_url + "/metadata?_summary=true", 5),
         cfg.store_boot_timeout,
         proc.pid,
         log,
@@ -363,7 +270,7 @@ def start_proxy(
     """Start a proxy under gunicorn; ``name``/``port``/``env`` let tests run extra ones."""
     port = port or cfg.proxy_port
     url = f"http://{cfg.host}:{port}"
-    if _http_ok(url + "/healthz"):
+    if http_ok(url + "/healthz"):
         return url
     log, pidfile = cfg.path("log", f"{name}.log"), cfg.path("run", f"{name}.pid")
     cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "proxy" / "gunicorn_conf.py"), "proxy.wsgi:app"]
@@ -373,13 +280,13 @@ def start_proxy(
         "FHIRPLUG_PUBLIC_BASE_URL": cfg.public_base(port),  # each proxy its own, by its port
         **(env or {}),
     }
-    proc = _spawn(cmd, log, pidfile, env=full_env)
-    _wait(f"the proxy {name}", lambda: _http_ok(url + "/healthz"), 60, proc.pid, log)
+    proc = spawn(cmd, log, pidfile, env=full_env)
+    wait_for(f"the proxy {name}", lambda: http_ok(url + "/healthz"), 60, proc.pid, log)
     return url
 
 
 def stop(cfg: StackConfig, name: str) -> None:
-    _stop(name, cfg.path("run", f"{name}.pid"))
+    stop_process(name, cfg.path("run", f"{name}.pid"))
 
 
 def stop_all(cfg: StackConfig) -> None:
@@ -389,15 +296,15 @@ def stop_all(cfg: StackConfig) -> None:
         key=lambda p: ["redis", "store"].index(p.stem) if p.stem in ("redis", "store") else -1,
     )
     for pidfile in pidfiles:
-        _stop(pidfile.stem, pidfile)
+        stop_process(pidfile.stem, pidfile)
 
 
 def start_worker(cfg: StackConfig) -> None:
     pidfile = cfg.path("run", "worker.pid")
-    if _read_pid(pidfile) is not None:
+    if read_pid(pidfile) is not None:
         return
     log = cfg.path("log", "worker.log")
-    _spawn([sys.executable, "-m", "worker"], log, pidfile, env=proxy_env(cfg))
+    spawn([sys.executable, "-m", "worker"], log, pidfile, env=proxy_env(cfg))
 
 
 # ---------------------------------------------------------------- the whole stack
@@ -431,7 +338,7 @@ def up(cfg: StackConfig) -> None:
     print(f"  proxy (FHIR base)  {cfg.public_base()}   (listening on {proxy})")
     print(f"  FHIR store         {store}   (internal: only the proxy calls it)")
     print(f"  Redis              {redis}")
-    print(f"  forwarding worker  pid {_read_pid(cfg.path('run', 'worker.pid'))}")
+    print(f"  forwarding worker  pid {read_pid(cfg.path('run', 'worker.pid'))}")
     print(f"  logs               {cfg.var_dir / 'log'}")
 
 
@@ -446,7 +353,7 @@ def down(cfg: StackConfig) -> None:
 def status(cfg: StackConfig) -> dict[str, bool]:
     return {
         "redis": _redis_ping(cfg.host, cfg.redis_port) if not cfg.redis_url else True,
-        "store": _http_ok(cfg.store_url + "/metadata?_summary=true", 5),
-        "proxy": _http_ok(cfg.proxy_url + "/healthz"),
-        "worker": _read_pid(cfg.path("run", "worker.pid")) is not None,
+        "store": http_ok(cfg.store_url + "/metadata?_summary=true", 5),
+        "proxy": http_ok(cfg.proxy_url + "/healthz"),
+        "worker": read_pid(cfg.path("run", "worker.pid")) is not None,
     }

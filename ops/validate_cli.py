@@ -16,10 +16,12 @@ import os
 import re
 import sys
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+from ops.validate_report import Row, print_results, write_json_report, write_junit_report
 
 FHIR_NS = "http://hl7.org/fhir"
 JSON_TYPE = "application/fhir+json"
@@ -28,11 +30,8 @@ SUFFIXES = {".json": JSON_TYPE, ".xml": XML_TYPE}
 DEFAULT_BASE = "http://127.0.0.1:8080/fhir"
 DEFAULT_JSON_REPORT = "validation-report.json"
 DEFAULT_JUNIT_REPORT = "validation-report.junit.xml"
-ERROR_SEVERITIES = {"error", "fatal"}
 # a resource type goes into the URL path: only a plain type name may (no "../", no query)
 _RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
-# HAPI also puts "Line[3] Col[17]" into issue.location: a position in the file, not a FHIRPath
-_LINE_COL = re.compile(r"^Line\[\d+\] Col\[\d+\]$")
 
 
 class UsageError(Exception):
@@ -81,10 +80,10 @@ def run(args) -> int:
         return 1
 
     rows = _validate_all(files, root, base, args.profile, sender)
-    _print_results(rows)
+    print_results(rows)
     try:
-        _write_json_report(Path(args.report_json), rows, base, args.path, args.profile)
-        _write_junit_report(Path(args.report_junit), rows)
+        write_json_report(Path(args.report_json), rows, base, args.path, args.profile)
+        write_junit_report(Path(args.report_junit), rows)
     except OSError as exc:
         print(f"fhirplug validate: cannot write a report: {exc}", file=sys.stderr)
         return 2
@@ -206,34 +205,6 @@ def _sender(args, base: str):
 
 
 # ---------------------------------------------------------------- validation
-
-
-@dataclass
-class Row:
-    file: str
-    profiles: list[str] = field(default_factory=list)
-    issues: list[dict] = field(default_factory=list)
-
-    @property
-    def error_issues(self) -> list[dict]:
-        return [i for i in self.issues if i["severity"] in ERROR_SEVERITIES]
-
-    @property
-    def errors(self) -> int:
-        return len(self.error_issues)
-
-    @property
-    def warnings(self) -> int:
-        return sum(1 for i in self.issues if i["severity"] == "warning")
-
-    def to_json(self) -> dict:
-        return {
-            "file": self.file,
-            "profiles": self.profiles,
-            "errors": self.errors,
-            "warnings": self.warnings,
-            "issues": self.issues,
-        }
 
 
 def _issue(
@@ -361,81 +332,3 @@ def _from_outcome(issue: dict, profile: str | None) -> dict:
         profile,
         _strings(issue.get("location")),
     )
-
-
-def _describe(issue: dict) -> str:
-    """One line for an issue: its FHIRPath location first (expression, else location), if any."""
-    where = (issue["expression"] or [w for w in issue.get("location", []) if not _LINE_COL.match(w)] or [""])[
-        0
-    ]
-    return f"{where}: {issue['diagnostics']}" if where else issue["diagnostics"]
-
-
-# ---------------------------------------------------------------- output
-
-
-def _summary(rows: list[Row]) -> dict:
-    return {
-        "files": len(rows),
-        "files_with_errors": sum(1 for r in rows if r.errors),
-        "errors": sum(r.errors for r in rows),
-        "warnings": sum(r.warnings for r in rows),
-    }
-
-
-def _print_results(rows: list[Row]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    console = Console(highlight=False)
-    table = Table(title="fhirplug validate")
-    table.add_column("File", no_wrap=True)
-    table.add_column("Errors", justify="right")
-    table.add_column("Warnings", justify="right")
-    table.add_column("First error", overflow="fold")
-    for r in rows:
-        first = r.error_issues[0] if r.errors else None
-        table.add_row(
-            Text(r.file),  # Text, not markup: names and FHIRPaths contain [brackets]
-            Text(str(r.errors), style="bold red" if r.errors else "green"),
-            Text(str(r.warnings), style="yellow" if r.warnings else ""),
-            Text(_describe(first) if first else ""),
-        )
-    console.print(table)
-    s = _summary(rows)
-    console.print(
-        f"{s['files']} files, {s['files_with_errors']} with errors, {s['errors']} errors, "
-        f"{s['warnings']} warnings",
-        markup=False,
-    )
-
-
-def _write_json_report(target: Path, rows: list[Row], base: str, path: str, profile: str | None) -> None:
-    report = {
-        "base": base,
-        "path": path,
-        "profile": profile,
-        "summary": _summary(rows),
-        "files": [r.to_json() for r in rows],
-    }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _write_junit_report(target: Path, rows: list[Row]) -> None:
-    failed = sum(1 for r in rows if r.errors)
-    suite = ET.Element(
-        "testsuite", name="fhirplug validate", tests=str(len(rows)), failures=str(failed), errors="0"
-    )
-    for r in rows:
-        case = ET.SubElement(suite, "testcase", classname="fhirplug.validate", name=r.file)
-        if r.errors:
-            failure = ET.SubElement(case, "failure", message=_describe(r.error_issues[0]))
-            failure.text = "\n".join(f"{i['severity']}: {_describe(i)}" for i in r.error_issues)
-        warnings = [i for i in r.issues if i["severity"] == "warning"]
-        if warnings:
-            ET.SubElement(case, "system-out").text = "\n".join(f"warning: {_describe(i)}" for i in warnings)
-    ET.indent(suite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suite).write(target, encoding="utf-8", xml_declaration=True)
