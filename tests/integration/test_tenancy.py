@@ -2,20 +2,26 @@
 or the resources they carry, by read, search, _include, _revinclude, paging, history, batch
 reads or writes; the hub a Task names sees it."""
 
-import json
 import re
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 
+from tests.support.tenants import (
+    HUB,
+    ODS,
+    SPOKE_A,
+    SPOKE_B,
+    TASK_ID_SYSTEM,
+    spoke_bundle,
+    submit,
+    task_naming,
+)
+
 pytestmark = pytest.mark.integration
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
-ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
-TASK_ID_SYSTEM = "https://fhirplug.test/task-id"
-SPOKE_A, SPOKE_B, HUB = "FA001", "FB002", "FH003"
 MISSING = "987654321"  # an id no test creates
 
 
@@ -32,36 +38,6 @@ def b(stack):
 @pytest.fixture(scope="module")
 def hub(stack):
     return stack.session(client=stack.client("hub-h", "hub", HUB))
-
-
-EXAMPLE = (Path(__file__).resolve().parents[2] / "ig" / "examples" / "valid-spoke-to-hub.json").read_text()
-
-
-def spoke_bundle(ods: str, hub_ods: str = HUB, patient_ref: str | None = None) -> tuple[dict, str]:
-    """The IG's valid spoke-to-hub message, sent by ``ods`` to ``hub_ods`` with fresh identities;
-    returns it and its Task identifier value."""
-    text = EXAMPLE
-    for old in set(re.findall(r"urn:uuid:[0-9a-f-]{36}", text)):
-        text = text.replace(old, f"urn:uuid:{uuid.uuid4()}")
-    bundle = json.loads(text.replace("VNE51", ods))  # the seed's spoke ODS code
-    bundle["identifier"]["value"] = str(uuid.uuid4())
-    tid = uuid.uuid4().hex
-    task = bundle["entry"][0]["resource"]
-    task["identifier"] = [{"system": TASK_ID_SYSTEM, "value": tid}]
-    task["owner"] = {"identifier": {"system": ODS, "value": hub_ods}}
-    if patient_ref:
-        task["for"] = {"reference": patient_ref}
-    return bundle, tid
-
-
-def submit(stack, session, ods, **kw) -> dict:
-    bundle, tid = spoke_bundle(ods, **kw)
-    r = session.post(stack.fhir, json=bundle, headers=FHIR_JSON)
-    assert r.status_code == 201, r.text  # a hub-and-spoke message: received and persisted
-    locs = [e["response"]["location"].split("/_history")[0] for e in r.json()["entry"]]
-    ids = {loc.split("/")[-2]: loc.split("/")[-1] for loc in locs}
-    ids["identifier"] = tid
-    return ids
 
 
 @pytest.fixture(scope="module")
@@ -128,22 +104,6 @@ def test_post_search_is_narrowed_too(stack, b, a_task):
     assert r.status_code == 200 and not r.json().get("entry")
 
 
-def b_task_naming(stack, patient_id: str) -> str:
-    """A Task of B's that names A's Patient. B itself cannot write one (a reference to another
-    tenant's resource is answered as one to a missing resource), so an administrator does."""
-    task = {
-        "resourceType": "Task",
-        "meta": {"security": [{"system": "https://fhirplug.org/fhir/CodeSystem/tenant", "code": SPOKE_B}]},
-        "status": "requested",
-        "intent": "order",
-        "requester": {"identifier": {"system": ODS, "value": SPOKE_B}},
-        "for": {"reference": f"Patient/{patient_id}"},
-    }
-    r = stack.session().post(f"{stack.fhir}/Task", json=task, headers=FHIR_JSON)
-    assert r.status_code == 201, r.text
-    return r.headers["Location"].split("/_history")[0].split("/")[-1]
-
-
 def test_another_spokes_patient_is_referenced_as_if_it_did_not_exist(stack, b, a_task):
     bundle, _ = spoke_bundle(SPOKE_B, patient_ref=f"Patient/{a_task['Patient']}")
     theirs = b.post(stack.fhir, json=bundle, headers=FHIR_JSON)
@@ -160,7 +120,7 @@ def test_another_spokes_patient_is_referenced_as_if_it_did_not_exist(stack, b, a
 
 def test_include_does_not_pull_in_another_spokes_patient(stack, a, b, a_task):
     # B's own Task points at A's Patient (ids can be guessed); including it must not reveal it
-    mine = b_task_naming(stack, a_task["Patient"])
+    mine = task_naming(stack, SPOKE_B, a_task["Patient"])
     r = b.get(f"{stack.fhir}/Task", params={"_id": mine, "_include": "Task:patient"})
     types = [e["resource"]["resourceType"] for e in r.json().get("entry", [])]
     assert types == ["Task"]
@@ -169,7 +129,7 @@ def test_include_does_not_pull_in_another_spokes_patient(stack, a, b, a_task):
 
 
 def test_revinclude_does_not_pull_in_another_spokes_task(stack, a, b, a_task):
-    b_task_naming(stack, a_task["Patient"])
+    task_naming(stack, SPOKE_B, a_task["Patient"])
     r = a.get(f"{stack.fhir}/Patient", params={"_id": a_task["Patient"], "_revinclude": "Task:patient"})
     tasks = [e["resource"] for e in r.json()["entry"] if e["resource"]["resourceType"] == "Task"]
     assert [t["id"] for t in tasks] == [a_task["Task"]]

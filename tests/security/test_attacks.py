@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from proxy.store_caller import HEADER, CallerSigner, secret_from_env
-from tests.integration.test_tenancy import SPOKE_A, SPOKE_B, submit
+from tests.support.tenants import SPOKE_A, SPOKE_B, submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 FHIR_JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}

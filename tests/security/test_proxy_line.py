@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from proxy.store_caller import store_auth
-from tests.integration.test_tenancy import spoke_bundle
+from tests.support.tenants import spoke_bundle, task_naming
 
 pytestmark = pytest.mark.integration
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -250,7 +250,7 @@ def test_a_conditional_read_of_another_tenants_id_is_a_miss(stack, a, b, a_data,
 @pytest.mark.parametrize("rep", ["json", "xml", "accept-xml", "summary-true", "elements"])
 def test_search_include_and_revinclude_show_nothing_of_another_tenant(stack, a, b, a_data, rep):
     params, headers = REPRESENTATIONS[rep]
-    mine = _b_task_naming(stack, a_data["Patient"])
+    mine = task_naming(stack, SPOKE_B, a_data["Patient"])
     for query in (
         {"_id": mine, "_include": "Task:patient"},
         {"_id": mine, "_include": ["Task:patient", "Task:focus", "Task:requester"]},
@@ -264,21 +264,6 @@ def test_search_include_and_revinclude_show_nothing_of_another_tenant(stack, a, 
         headers=headers,
     )
     assert r.status_code == 200 and not _leaks(r.content, a_data)
-
-
-def _b_task_naming(stack, patient_id: str) -> str:
-    """A Task of B's naming A's Patient: B cannot write one, so an administrator does."""
-    task = {
-        "resourceType": "Task",
-        "meta": {"security": [{"system": TENANT, "code": SPOKE_B}]},
-        "status": "requested",
-        "intent": "order",
-        "requester": {"identifier": {"system": ODS, "value": SPOKE_B}},
-        "for": {"reference": f"Patient/{patient_id}"},
-    }
-    r = stack.session().post(f"{stack.fhir}/Task", json=task, headers=FHIR_JSON)
-    assert r.status_code == 201, r.text
-    return r.headers["Location"].split("/_history")[0].split("/")[-1]
 
 
 @pytest.mark.parametrize("rep", ["json", "xml", "accept-xml", "ttl", "summary-text"])
