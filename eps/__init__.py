@@ -1,0 +1,12 @@
+"""EPS: the Electronic Prescription Service's prescription messaging, on the ground floor.
+
+What a prescriber signs (``$prepare``), how a signature is checked, and, later, the
+prescription lifecycle (``$process-message``, ``Task/$release``). Pure rules and data shapes:
+no Flask, no store; only ``proxy``'s contract pieces (errors) are imported from above.
+
+Modules:
+- ``prepare``: FHIR prescription-order message -> ``Parameters`` {digest, timestamp, algorithm}
+- ``fragments`` / the V3 builders: the HL7 V3 pieces EPS signs, built from the FHIR message
+- ``signing``: FragmentsToBeHashed -> exclusive C14N -> hash -> SignedInfo
+- ``verify``: a signed prescription's XML-DSig signature checked against its fragments
+"""
