@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from hubspoke.identifiers import MESSAGE_ID_SYSTEM, ODS_SYSTEM, PARTNER_TASK_SYSTEM
 from hubspoke.messages import task_entry
+from hubspoke.tenants import ods_of_reference
 from proxy.config import Settings
 from proxy.errors import FhirError
 from proxy.first_copy import first_result
@@ -116,13 +117,24 @@ class Intake(UsesRedis):
         if entry is None:
             return
         task = entry["resource"]
-        owner_ods = ((task.get("owner") or {}).get("identifier") or {}).get("value")
         if not task.get("owner") and self.own_ods:
             task["owner"] = {"identifier": {"system": ODS_SYSTEM, "value": self.own_ods}}
-        elif self.role == "hub" and self.own_ods and owner_ods and owner_ods != self.own_ods:
-            raise FhirError(
-                422, f"This hub is {self.own_ods}; the Task names {owner_ods} as its owner", ["Task.owner"]
-            )
+        elif self.role == "hub" and self.own_ods:
+            # the owner may be named by identifier or by reference (to an Organization in the
+            # message or in the store): either way it must be this hub, or the Task is not ours
+            owner_ods = ods_of_reference(task.get("owner"), bundle, ctx.store)
+            if owner_ods is None:
+                raise FhirError(
+                    422,
+                    f"This hub is {self.own_ods}; Task.owner names no organisation it can identify",
+                    ["Task.owner"],
+                )
+            if owner_ods != self.own_ods:
+                raise FhirError(
+                    422,
+                    f"This hub is {self.own_ods}; the Task names {owner_ods} as its owner",
+                    ["Task.owner"],
+                )
         ids = task.setdefault("identifier", [])
         ids.append({"system": MESSAGE_ID_SYSTEM, "value": message_id})
         if task.get("id") and ctx.client.ods:

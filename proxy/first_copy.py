@@ -11,6 +11,7 @@ import json
 import time
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from proxy.errors import FhirError
 
@@ -22,11 +23,17 @@ def first_result(redis: Redis, key: str, what: str, wait_s: float, check=None) -
     ("message", "delivery"); ``check(record)`` may raise when this copy differs from the first.
 
     Raises 409 when the first copy failed (its claim is gone: send again) or is still under way
-    after ``wait_s`` (retry shortly); neither has changed anything.
+    after ``wait_s`` (retry shortly), and 503 when Redis stops answering while we wait; none of
+    these has changed anything.
     """
     deadline = time.monotonic() + wait_s
     while True:
-        raw = redis.get(key)
+        try:
+            raw = redis.get(key)
+        except RedisError as exc:  # the claim was read a moment ago: a retry will find it again
+            raise FhirError.unavailable(
+                f"Cannot tell how the first copy of this {what} went; retry shortly"
+            ) from exc
         record = json.loads(raw) if raw else None
         if record is None:
             raise FhirError(

@@ -50,3 +50,15 @@ def test_the_check_refuses_a_copy_that_differs():
 
     with pytest.raises(FhirError, match="other content"):
         first_copy.first_result(redis, "k", "message", 1, same)
+
+
+def test_redis_failing_while_a_later_copy_waits_is_a_503_not_a_500():
+    class Down(FakeRedis):
+        def get(self, key):
+            from redis.exceptions import ConnectionError
+
+            raise ConnectionError("gone")
+
+    with pytest.raises(FhirError) as raised:
+        first_copy.first_result(Down(), "k", "message", 1)
+    assert raised.value.status == 503 and raised.value.headers.get("Retry-After")

@@ -152,3 +152,44 @@ def test_a_bundle_that_is_no_message_is_left_alone():
         Intake(FakeRedis(), own_ods="FA565", role="hub").fhirplug_before_bundle(ctx=ctx, bundle=bundle)
         is None
     )
+
+
+def test_a_hub_refuses_an_owner_given_as_a_reference_to_another_organisation():
+    # the owner named by reference, to an Organization in the store, not by identifier
+    other = {
+        "resourceType": "Organization",
+        "id": "o9",
+        "identifier": [{"system": ODS_SYSTEM, "value": "FB999"}],
+    }
+    bundle = message()
+    bundle["entry"][0]["resource"]["owner"] = {"reference": "Organization/o9"}
+    store = ScriptedStore({("GET", "Organization/o9"): other})
+    with pytest.raises(FhirError) as raised:
+        Intake(FakeRedis(), own_ods="FA565", role="hub").fhirplug_before_bundle(
+            ctx=context(store=store), bundle=bundle
+        )
+    assert (raised.value.status, raised.value.expression) == (422, ["Task.owner"])
+    assert "FB999" in raised.value.diagnostics
+
+
+def test_a_hub_accepts_an_owner_given_as_a_reference_to_itself():
+    own = {
+        "resourceType": "Organization",
+        "id": "o1",
+        "identifier": [{"system": ODS_SYSTEM, "value": "FA565"}],
+    }
+    bundle = message()
+    bundle["entry"][0]["resource"]["owner"] = {"reference": "Organization/o1"}
+    store = ScriptedStore({("GET", "Organization/o1"): own})
+    Intake(FakeRedis(), own_ods="FA565", role="hub").fhirplug_before_bundle(
+        ctx=context(store=store), bundle=bundle
+    )
+    assert bundle["entry"][0]["resource"]["owner"] == {"reference": "Organization/o1"}
+
+
+def test_a_hub_refuses_an_owner_it_cannot_identify():
+    bundle = message()
+    bundle["entry"][0]["resource"]["owner"] = {"reference": "https://elsewhere.example/Organization/x"}
+    with pytest.raises(FhirError) as raised:
+        Intake(FakeRedis(), own_ods="FA565", role="hub").fhirplug_before_bundle(ctx=context(), bundle=bundle)
+    assert (raised.value.status, raised.value.expression) == (422, ["Task.owner"])
