@@ -28,7 +28,12 @@ def _parse(value: str, path: str) -> datetime:
     year, month, day, hour, minute, second, zone = match.groups()
     try:
         moment = datetime(
-            int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0), int(second or 0),
+            int(year),
+            int(month or 1),
+            int(day or 1),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
             tzinfo=UTC,
         )
     except ValueError as exc:  # 30 February, a leap second

@@ -15,7 +15,6 @@ xml-c14n. What survives that round trip, and so what we must reproduce:
 from __future__ import annotations
 
 import re
-import uuid as _uuid
 
 from lxml import etree
 
@@ -72,7 +71,9 @@ def root(tag: str, attrs: Attrs | None = None) -> etree._Element:
     return element
 
 
-def sub(parent: etree._Element, tag: str, attrs: Attrs | None = None, text: str | None = None) -> etree._Element:
+def sub(
+    parent: etree._Element, tag: str, attrs: Attrs | None = None, text: str | None = None
+) -> etree._Element:
     element = etree.SubElement(parent, f"{{{V3}}}{tag}")
     _set_attrs(element, attrs)
     if text is not None:
@@ -105,11 +106,3 @@ def code(
 def canonical(element: etree._Element) -> bytes:
     """Exclusive C14N (without comments), the form EPS hashes."""
     return etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        _uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

@@ -21,12 +21,11 @@ from pathlib import Path
 
 from lxml import etree
 
-from proxy.errors import FhirError
-
 from eps import fragments as _fragments
 from eps import signing
 from eps._v3 import V3, canonical
 from eps.prepare import HashAlgorithm, prepare
+from proxy.errors import FhirError
 
 _NS = {"hl7": V3}
 _PARSER = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
@@ -90,7 +89,10 @@ def expected_fragments(xml: bytes) -> dict[str, list[bytes]]:
     }
     for item in prescription.iterfind("hl7:pertinentInformation2/hl7:pertinentLineItem", _NS):
         item = copy.deepcopy(item)
-        for unsigned in [*item.iterfind("hl7:pertinentInformation4", _NS), *item.iterfind("hl7:repeatNumber/hl7:low", _NS)]:
+        for unsigned in [
+            *item.iterfind("hl7:pertinentInformation4", _NS),
+            *item.iterfind("hl7:repeatNumber/hl7:low", _NS),
+        ]:
             parent = unsigned.getparent()
             if parent is not None:
                 parent.remove(unsigned)
@@ -109,6 +111,10 @@ def built_fragments(bundle: object) -> dict[str, list[bytes]]:
     }
 
 
+def _around(data: bytes, at: int) -> str:
+    return data[max(0, at - 80) : at + 80].decode(errors="replace")
+
+
 def first_difference(ours: dict[str, list[bytes]], theirs: dict[str, list[bytes]]) -> str:
     for key, expected in theirs.items():
         got = ours.get(key, [])
@@ -116,11 +122,12 @@ def first_difference(ours: dict[str, list[bytes]], theirs: dict[str, list[bytes]
             return f"{key}: {len(got)} built, EPS has {len(expected)}"
         for index, (mine, eps) in enumerate(zip(got, expected, strict=True)):
             if mine != eps:
-                at = next((i for i, (a, b) in enumerate(zip(mine, eps, strict=False)) if a != b), min(len(mine), len(eps)))
-                return (
-                    f"{key}[{index}] differs at byte {at}:\n    ours: …{mine[max(0, at - 80) : at + 80].decode(errors='replace')}"
-                    f"\n    EPS:  …{eps[max(0, at - 80) : at + 80].decode(errors='replace')}"
+                at = next(
+                    (i for i, (a, b) in enumerate(zip(mine, eps, strict=False)) if a != b),
+                    min(len(mine), len(eps)),
                 )
+                mine_text, eps_text = _around(mine, at), _around(eps, at)
+                return f"{key}[{index}] differs at byte {at}:\n    ours: …{mine_text}\n    EPS:  …{eps_text}"
     return "fragments equal EPS's translation (the difference is elsewhere)"
 
 
@@ -144,7 +151,9 @@ def check_pair(request: Path, response: Path) -> Outcome:
         if "checksum" in error.diagnostics:
             # EPS's $prepare does not check the check character (Spine does, at $process-message);
             # we refuse it deliberately. Show that the digest is otherwise EPS's.
-            canonical_fragments = signing.fragments_to_be_hashed(_fragments.build(bundle, now, check_ids=False))
+            canonical_fragments = signing.fragments_to_be_hashed(
+                _fragments.build(bundle, now, check_ids=False)
+            )
             same = signing.digest(canonical_fragments, expected["algorithm"]) == expected["digest"]
             detail += "; without that check the digest " + ("matches EPS's" if same else "still differs")
             return Outcome(request, "deliberate", detail)
@@ -177,7 +186,9 @@ def run(root: Path) -> list[Outcome]:
             for i in indexes:
                 if outcomes[i].status == "mismatched":
                     others = ", ".join(found[j][0].name for j in indexes if j != i)
-                    detail = f"EPS's answer is canned: the same digest answers a different prescription ({others})"
+                    detail = (
+                        f"EPS's answer is canned: the same digest answers a different prescription ({others})"
+                    )
                     outcomes[i] = Outcome(outcomes[i].request, "unverifiable", detail)
     return outcomes
 
@@ -203,12 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     ok = [o for o in outcomes if not o.eps_refused]
     refused = [o for o in outcomes if o.eps_refused]
     matched = sum(o.status == "matched" for o in ok)
-    tally = ", ".join(f"{sum(o.status == s for o in ok)} {s}" for s in ("mismatched", "unverifiable", "deliberate", "errored"))
+    tally = ", ".join(
+        f"{sum(o.status == s for o in ok)} {s}"
+        for s in ("mismatched", "unverifiable", "deliberate", "errored")
+    )
     print(
         f"200 pairs: {matched}/{len(ok)} matched ({tally}); "
         f"400 pairs: {sum(o.status == 'refused' for o in refused)}/{len(refused)} refused by us too"
     )
-    failed = any(o.status in ("mismatched", "errored") for o in ok) or any(o.status != "refused" for o in refused)
+    failed = any(o.status in ("mismatched", "errored") for o in ok) or any(
+        o.status != "refused" for o in refused
+    )
     return 1 if failed else 0
 
 

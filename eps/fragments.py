@@ -15,13 +15,12 @@ from typing import Any
 
 from lxml import etree
 
-from hubspoke.nhs_number import nhs_number_valid
-
 from eps._fhir import Message, identifier_value, invalid, obj, objs, text
 from eps.v3_agent_person import agent_person
 from eps.v3_line_item import course_of_therapy, line_item, repeat_high
 from eps.v3_patient import nhs_number, record_target
 from eps.v3_prescription import author_time, check_short_form_id, id_fragment, prescription_ids, time_fragment
+from hubspoke.nhs_number import nhs_number_valid
 
 PRESCRIPTION_ORDER = "prescription-order"
 MAX_LINE_ITEMS = 4  # EPS's limit on MedicationRequests in one prescription
@@ -53,7 +52,9 @@ def message_of(bundle: object) -> Message:
     header = message.one_of_type("MessageHeader")
     event = obj(header.get("eventCoding"), "MessageHeader.eventCoding")
     if event.get("code") != PRESCRIPTION_ORDER:
-        raise invalid("MessageHeader.eventCoding.code must be 'prescription-order'.", "MessageHeader.eventCoding.code")
+        raise invalid(
+            "MessageHeader.eventCoding.code must be 'prescription-order'.", "MessageHeader.eventCoding.code"
+        )
     identifier = obj(bundle.get("identifier"), "Bundle.identifier")
     identifier_value([identifier], _MESSAGE_ID_SYSTEM, "Bundle.identifier")
     return message
@@ -69,7 +70,8 @@ def _medication_requests(message: Message) -> list[dict[str, Any]]:
         )
     if len(requests) > MAX_LINE_ITEMS:
         raise invalid(
-            f"Bundle contains too many resources of type MedicationRequest. Expected at most {MAX_LINE_ITEMS}.",
+            "Bundle contains too many resources of type MedicationRequest. "
+            f"Expected at most {MAX_LINE_ITEMS}.",
             "Bundle.entry",
             code="processing",
         )
@@ -99,7 +101,9 @@ def _communication_texts(message: Message) -> tuple[list[str], list[str]]:
             path = "CommunicationRequest.payload.contentReference"
             listed = message.resolve(payload.get("contentReference"), path, "List")
             for entry in objs(listed.get("entry"), "List.entry"):
-                display = obj(entry.get("item"), "List.entry.item").get("display") if entry.get("item") else None
+                display = (
+                    obj(entry.get("item"), "List.entry.item").get("display") if entry.get("item") else None
+                )
                 if display:
                     medication_list.append(text(display, "List.entry.item.display"))
     patient_info = [

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from proxy.errors import FhirError
-
 from eps import fragments as _fragments
 from eps import signing
 from eps._dates import iso_from_hl7
 from eps._fhir import invalid
+from proxy.errors import FhirError
 
 
 class HashAlgorithm(enum.Enum):

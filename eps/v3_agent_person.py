@@ -130,7 +130,8 @@ def job_role_code(role: dict[str, Any]) -> str | None:
             value = coding.get("code")
             return None if value is None else str(value)
     raise invalid(
-        f"Too few values submitted. Expected at least 1 element where system in [{', '.join(_JOB_ROLE_SYSTEMS)}].",
+        "Too few values submitted. Expected at least 1 element where system in "
+        f"[{', '.join(_JOB_ROLE_SYSTEMS)}].",
         "PractitionerRole.code",
     )
 

@@ -61,7 +61,8 @@ def course_of_therapy(medication_requests: list[dict[str, Any]]) -> str:
         )
     if course not in COURSE_OF_THERAPY_CODES:
         raise invalid(
-            f"Unhandled course of therapy type code '{course}'.", "MedicationRequest.courseOfTherapyType.coding.code"
+            f"Unhandled course of therapy type code '{course}'.",
+            "MedicationRequest.courseOfTherapyType.coding.code",
         )
     return course
 
@@ -103,7 +104,10 @@ def repeat_high(medication_requests: list[dict[str, Any]], course: str) -> str |
     dispense = obj(first.get("dispenseRequest"), "MedicationRequest.dispenseRequest")
     allowed_count = dispense.get("numberOfRepeatsAllowed")
     if allowed_count is None or allowed_count == "":
-        raise invalid("Number of repeats allowed is required.", "MedicationRequest.dispenseRequest.numberOfRepeatsAllowed")
+        raise invalid(
+            "Number of repeats allowed is required.",
+            "MedicationRequest.dispenseRequest.numberOfRepeatsAllowed",
+        )
     return _repeats_plus_one(allowed_count, "MedicationRequest.dispenseRequest.numberOfRepeatsAllowed")
 
 
@@ -112,7 +116,9 @@ def medication_coding(message: Message, request: dict[str, Any]) -> dict[str, An
     concept = request.get("medicationCodeableConcept")
     if concept:
         path = "MedicationRequest.medicationCodeableConcept.coding"
-        return coding_for_system(obj(concept, "MedicationRequest.medicationCodeableConcept").get("coding"), _SNOMED_SYSTEM, path)
+        return coding_for_system(
+            obj(concept, "MedicationRequest.medicationCodeableConcept").get("coding"), _SNOMED_SYSTEM, path
+        )
     reference = obj(request.get("medicationReference"), "MedicationRequest.medicationReference")
     medication = message.resolve(reference, "MedicationRequest.medicationReference", "Medication")
     code = obj(medication.get("code"), "Medication.code")
@@ -126,7 +132,9 @@ def _escape_inner(value: str) -> str:
 
 
 def _controlled_drug_words(request: dict[str, Any]) -> str | None:
-    controlled = extension_or_none(request.get("extension"), _CONTROLLED_DRUG_URL, "MedicationRequest.extension")
+    controlled = extension_or_none(
+        request.get("extension"), _CONTROLLED_DRUG_URL, "MedicationRequest.extension"
+    )
     if controlled is None:
         return None
     path = f'MedicationRequest.extension("{_CONTROLLED_DRUG_URL}").extension'
@@ -136,7 +144,9 @@ def _controlled_drug_words(request: dict[str, Any]) -> str | None:
     return f"CD: {text(words.get('valueString'), f'{path}.valueString')}"
 
 
-def additional_instructions(request: dict[str, Any], medication_list: list[str], patient_info: list[str]) -> str:
+def additional_instructions(
+    request: dict[str, Any], medication_list: list[str], patient_info: list[str]
+) -> str:
     """The additional-instructions value: an XML-ish string EPS builds with xml-js, then signs as text."""
     note = only_or_none(objs(request.get("note"), "MedicationRequest.note"), "MedicationRequest.note")
     note_text = opt_text(note.get("text"), "MedicationRequest.note.text") if note else None
@@ -193,10 +203,15 @@ def line_item(
     coding = medication_coding(message, request)
     product = _v3.sub(element, "product", {"typeCode": "PRD", "contextControlCode": "OP"})
     manufactured = _v3.sub(product, "manufacturedProduct", {"classCode": "MANU"})
-    material = _v3.sub(manufactured, "manufacturedRequestedMaterial", {"classCode": "MMAT", "determinerCode": "KIND"})
+    material = _v3.sub(
+        manufactured, "manufacturedRequestedMaterial", {"classCode": "MMAT", "determinerCode": "KIND"}
+    )
     code_path = "MedicationRequest.medicationCodeableConcept.coding"
     _v3.code(
-        material, "code", _v3.SNOMED, opt_text(coding.get("code"), f"{code_path}.code"),
+        material,
+        "code",
+        _v3.SNOMED,
+        opt_text(coding.get("code"), f"{code_path}.code"),
         opt_text(coding.get("display"), f"{code_path}.display"),
     )
 
@@ -210,13 +225,18 @@ def line_item(
     _v3.code(supply, "code", _v3.SNOMED, "373784005", "Dispensing medication (procedure)")
     v3_quantity = _v3.sub(supply, "quantity", {"value": value, "unit": "1"})
     _v3.code(
-        v3_quantity, "translation", _v3.SNOMED, opt_text(quantity.get("code"), f"{quantity_path}.code"),
+        v3_quantity,
+        "translation",
+        _v3.SNOMED,
+        opt_text(quantity.get("code"), f"{quantity_path}.code"),
         opt_text(quantity.get("unit"), f"{quantity_path}.unit"),
     ).set("value", value)
 
     instructions = additional_instructions(request, medication_list, patient_info)
     if instructions:
-        annotation = _annotation(_pertinent(element, "pertinentInformation1"), "pertinentAdditionalInstructions", "AI")
+        annotation = _annotation(
+            _pertinent(element, "pertinentInformation1"), "pertinentAdditionalInstructions", "AI"
+        )
         _v3.sub(annotation, "value", text=instructions)
 
     for ext in objs(request.get("extension"), "MedicationRequest.extension"):
@@ -225,10 +245,18 @@ def line_item(
         path = f'MedicationRequest.extension("{_ENDORSEMENT_URL}").valueCodeableConcept'
         concept = obj(ext.get("valueCodeableConcept"), path)
         endorsement = coding_for_system(concept.get("coding"), _ENDORSEMENT_SYSTEM, f"{path}.coding")
-        annotation = _annotation(_pertinent(element, "pertinentInformation3"), "pertinentPrescriberEndorsement", "PE")
-        _v3.code(annotation, "value", _v3.PRESCRIPTION_ENDORSEMENT, opt_text(endorsement.get("code"), f"{path}.code"))
+        annotation = _annotation(
+            _pertinent(element, "pertinentInformation3"), "pertinentPrescriberEndorsement", "PE"
+        )
+        _v3.code(
+            annotation,
+            "value",
+            _v3.PRESCRIPTION_ENDORSEMENT,
+            opt_text(endorsement.get("code"), f"{path}.code"),
+        )
 
-    annotation = _annotation(_pertinent(element, "pertinentInformation2"), "pertinentDosageInstructions", "DI")
+    annotation = _annotation(
+        _pertinent(element, "pertinentInformation2"), "pertinentDosageInstructions", "DI"
+    )
     _v3.sub(annotation, "value", text=dosage_text(request))
     return element
-

@@ -42,9 +42,15 @@ def short_form_id_valid(value: str) -> bool:
 def prescription_ids(request: dict[str, Any]) -> tuple[str, str]:
     """(long-form UUID, short-form id) from a MedicationRequest's groupIdentifier."""
     group = obj(request.get("groupIdentifier"), "MedicationRequest.groupIdentifier")
-    ext = extension(group.get("extension"), PRESCRIPTION_ID_URL, "MedicationRequest.groupIdentifier.extension")
-    identifier = obj(ext.get("valueIdentifier"), "MedicationRequest.groupIdentifier.extension.valueIdentifier")
-    long_form = text(identifier.get("value"), "MedicationRequest.groupIdentifier.extension.valueIdentifier.value")
+    ext = extension(
+        group.get("extension"), PRESCRIPTION_ID_URL, "MedicationRequest.groupIdentifier.extension"
+    )
+    identifier = obj(
+        ext.get("valueIdentifier"), "MedicationRequest.groupIdentifier.extension.valueIdentifier"
+    )
+    long_form = text(
+        identifier.get("value"), "MedicationRequest.groupIdentifier.extension.valueIdentifier.value"
+    )
     short_form = text(group.get("value"), "MedicationRequest.groupIdentifier.value")
     return long_form, short_form
 
