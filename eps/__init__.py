@@ -6,7 +6,11 @@ no Flask, no store; only ``proxy``'s contract pieces (errors) are imported from 
 
 Modules:
 - ``prepare``: FHIR prescription-order message -> ``Parameters`` {digest, timestamp, algorithm}
-- ``fragments`` / the V3 builders: the HL7 V3 pieces EPS signs, built from the FHIR message
+- ``fragments`` / the V3 builders (``v3_prescription``, ``v3_agent_person``, ``v3_patient``,
+  ``v3_line_item``, ``v3_demographics``): the HL7 V3 pieces EPS signs, built from the FHIR message
+  (``_fhir``: defensive reading with EPS's error wording; ``_v3``: lxml element helpers;
+  ``_dates``: FHIR dates to V3 timestamps)
+- ``conformance``: dev tool, ``python -m eps.conformance DIR`` checks prepare() against EPS's examples
 - ``signing``: FragmentsToBeHashed -> exclusive C14N -> hash -> SignedInfo
 - ``verify``: a signed prescription's XML-DSig signature checked against its fragments
 """
