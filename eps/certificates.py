@@ -40,6 +40,10 @@ def certificate_from_signature(
     try:
         cert = x509.load_der_x509_certificate(der)
         key = cert.public_key()
+        # cryptography parses these on first use: touch them now, so a certificate that cannot
+        # give its names or dates is refused here and never raises from a later check
+        _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
+        _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
     except (ValueError, UnsupportedAlgorithm) as e:
         raise SignatureRejected(unusable, f"X509Certificate cannot be parsed ({e})", expression) from e
     if not isinstance(key, rsa.RSAPublicKey):
@@ -75,8 +79,11 @@ def check_trusted(
     """The anchor that issued ``cert``; refuses when none did (an empty list trusts nothing)."""
     when = _aware(now)
     for anchor in anchors:
-        if anchor.subject != cert.issuer or not _is_ca(anchor):
-            continue
+        try:
+            if anchor.subject != cert.issuer or not _is_ca(anchor):
+                continue
+        except ValueError:
+            continue  # an anchor whose name cannot be read issues nothing
         if not anchor.not_valid_before_utc <= when <= anchor.not_valid_after_utc:
             continue  # an expired CA vouches for nothing
         try:

@@ -129,6 +129,12 @@ def verify_bundle_signature(
     MedicationRequest's requester (when no signature names the requester, the one Provenance
     whose targets include a MedicationRequest of the message). ``fragments`` is computed from the
     message without its Provenance entries, so the signature can never feed what it signs.
+
+    Wiring note: EPS's first fragment holds ``author/time``, which at $process-message is this
+    Provenance.signature.when (the ``timestamp`` $prepare returned), not "now". Whatever
+    ``fragments`` is must therefore get the signing time from the message itself; if
+    eps.prepare.fragments_to_hash takes it from the clock, it needs a parameter for it and this
+    adapter must pass ``signature.when``: to settle when eps-core is merged.
     """
     data = _signature_data(bundle)
     signature_xml = decode_base64(
