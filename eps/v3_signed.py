@@ -15,6 +15,8 @@ message, following EPS's rules:
 Each fragment is a copy in the ``urn:hl7-org:v3`` namespace (messages on file often carry no
 namespace); ``FragmentsToBeHashed`` and ``Fragment`` themselves are in none. Whitespace-only
 text and comments are dropped, as EPS's XML model drops them; other text is kept verbatim.
+Children keep document order (EPS's model would group same-named siblings that are apart; EPS
+never writes such V3, and the signed examples verify in document order).
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def _v3_copy(source: etree._Element, line_item_rules: bool) -> etree._Element:
             children = [c for c in children if etree.QName(c).localname == "high"]
         for child in children:
             copied = etree.SubElement(dst, _v3_name(child))
-            # text between elements that is not whitespace (mixed content) is kept, as EPS keeps it
+            # the signed parts hold no mixed content; should some appear, its text is kept, so a
+            # change to it is a digest mismatch rather than silently unsigned
             stack.append((child, copied))
             if child.tail and child.tail.strip():
                 copied.tail = child.tail
