@@ -10,7 +10,6 @@ certificate, signature value (did this certificate's key sign it?), validity per
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
@@ -128,19 +127,15 @@ def verify_bundle_signature(
     The signature is the one EPS takes: a Provenance.signature whose ``who`` is the first
     MedicationRequest's requester (when no signature names the requester, the one Provenance
     whose targets include a MedicationRequest of the message). ``fragments`` is computed from the
-    message without its Provenance entries, so the signature can never feed what it signs.
-
-    Wiring note: EPS's first fragment holds ``author/time``, which at $process-message is this
-    Provenance.signature.when (the ``timestamp`` $prepare returned), not "now". Whatever
-    ``fragments`` is must therefore get the signing time from the message itself; if
-    eps.prepare.fragments_to_hash takes it from the clock, it needs a parameter for it and this
-    adapter must pass ``signature.when``: to settle when eps-core is merged.
+    whole message, as EPS does at $process-message: of the Provenance it reads only
+    ``signature.when``, which is the prescription's author time (the ``timestamp`` $prepare
+    returned), so what was signed is rebuilt exactly; the signature data itself feeds nothing.
     """
     data = _signature_data(bundle)
     signature_xml = decode_base64(
         data, "signature.data", SignatureProblem.MALFORMED, "Provenance.signature.data"
     )
-    fragments_c14n = fragments(_without_provenance(bundle))
+    fragments_c14n = fragments(bundle)
     if not isinstance(fragments_c14n, bytes):
         raise TypeError(f"fragments() must return bytes, not {type(fragments_c14n).__name__}")
     return verify_signature(signature_xml, fragments_c14n, now=now, trust_anchors=trust_anchors)
@@ -215,18 +210,3 @@ def _signature_data(bundle: object) -> str:
             SignatureProblem.MALFORMED, "signature.data is missing", "Provenance.signature.data"
         )
     return data
-
-
-def _without_provenance(bundle: object) -> object:
-    assert isinstance(bundle, dict)
-    copied = copy.deepcopy(bundle)
-    copied["entry"] = [
-        e
-        for e in copied.get("entry") or []
-        if not (
-            isinstance(e, dict)
-            and isinstance(e.get("resource"), dict)
-            and e["resource"].get("resourceType") == "Provenance"
-        )
-    ]
-    return copied

@@ -53,8 +53,12 @@ def test_raw_json_bytes_give_the_same_answer():
 
 def test_the_spec_rs1_example_gives_eps_timestamp_algorithm_and_signed_info_shape():
     """EPS's spec eRD answer is a canned sandbox one: the same digest answers the different
-    Multiple-Dosages prescription in EPS's examples, so no computation reproduces it. What is
-    real in it is checked: the timestamp format, the algorithm and the SignedInfo around it."""
+    Multiple-Dosages prescription in EPS's examples, so no computation reproduces it. Its
+    DigestValue (h0GfqGJ9…) is EPS's digest of another prescription: the 2022 version of
+    ``secondary-care/community/acute/nominated-pharmacy/nurse/prescribing-and-professional-codes/
+    1-Prepare-Request`` (EPS repo @5fd86d45b, 2022-08-23), which prepare() reproduces exactly
+    (checked by hand against a fetched copy; that file cannot be committed here). What is real in
+    this pair is checked: the timestamp format, the algorithm and the SignedInfo around it."""
     want = expected("spec__prepare__eRD-primary-example-res.json")
     got = prepare(
         load("spec__prepare__eRD-primary-example-req.json"),
