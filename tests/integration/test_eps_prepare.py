@@ -1,11 +1,15 @@
-"""EPS $prepare through the real proxy: EPS's own example requests give EPS's own answers, per
-client algorithm; bad input is a 400 OperationOutcome; only prescribers (and admins) may call;
-the CapabilityStatement lists the operation; nothing reaches the store."""
+"""EPS $prepare through the real proxy: EPS's own example requests give EPS's own answers (pinned
+to EPS's instant by a requester signature), per client algorithm; bad input is a 400
+OperationOutcome; only prescribers (and admins) may call; the CapabilityStatement lists the
+operation; nothing reaches the store."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -62,15 +66,62 @@ def prepare(session: requests.Session, stack, body: bytes | dict) -> requests.Re
     return session.post(f"{stack.fhir}/$prepare", data=data, headers=FHIR_JSON, timeout=30)
 
 
-@pytest.mark.parametrize("pair", PAIRS, ids=list(PAIRS))
-def test_eps_examples_give_eps_answers(stack, prescribers, pair):
-    request_file, response_file, algorithm = PAIRS[pair]
-    r = prepare(prescribers[algorithm], stack, (EXAMPLES / request_file).read_bytes())
-    assert r.status_code == 200, r.text
-    assert r.json()["resourceType"] == "Parameters"
+def signed_at(bundle: dict, when: str) -> dict:
+    """The message with a requester signature made at ``when``: EPS takes an unsigned message's
+    author time from the clock, and a signed one's from its signature, so this is how a request
+    through a live proxy reproduces an answer EPS gave at a past instant."""
+    bundle = copy.deepcopy(bundle)
+    requester = next(
+        e["resource"]["requester"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "MedicationRequest"
+    )
+    provenance = {"resourceType": "Provenance", "signature": [{"when": when, "who": requester, "data": ""}]}
+    bundle["entry"].append(
+        {"fullUrl": "urn:uuid:28828c55-8fa7-42d7-916f-fcf076e0c10e", "resource": provenance}
+    )
+    return bundle
+
+
+def test_the_primary_care_example_gives_epss_answer_byte_for_byte(stack, prescribers):
+    request_file, response_file, algorithm = PAIRS["primary-care acute, RS256 by default"]
     want = values(example(response_file))
+    r = prepare(prescribers[algorithm], stack, signed_at(example(request_file), want["timestamp"]))
+    assert r.status_code == 200, r.text
+    assert r.json() == example(response_file)
+
+
+def test_the_spec_example_gives_what_is_real_in_epss_canned_answer(stack, prescribers):
+    """EPS's spec eRD answer is a canned sandbox one (its digest also answers a different
+    prescription in EPS's examples; see tests/unit/eps), so no computation reproduces its
+    DigestValue: the timestamp, the algorithm and the RS1 SignedInfo around the digest are EPS's."""
+    request_file, response_file, algorithm = PAIRS["spec eRD example, RS1"]
+    want = values(example(response_file))
+    r = prepare(prescribers[algorithm], stack, signed_at(example(request_file), want["timestamp"]))
+    assert r.status_code == 200, r.text
     got = values(r.json())
-    assert {k: got.get(k) for k in ("digest", "timestamp", "algorithm")} == want
+    assert (got["timestamp"], got["algorithm"]) == (want["timestamp"], want["algorithm"])
+    ours, theirs = (base64.b64decode(v["digest"]).decode() for v in (got, want))
+    assert ours.split("<DigestValue>")[0] == theirs.split("<DigestValue>")[0]
+    assert len(ours) == len(theirs)
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=list(PAIRS))
+def test_an_unsigned_message_is_prepared_now_exactly_as_the_domain_computes(stack, prescribers, pair):
+    from eps.prepare import HashAlgorithm
+    from eps.prepare import prepare as domain_prepare
+
+    request_file, _, algorithm = PAIRS[pair]
+    before = datetime.now(UTC).replace(microsecond=0)
+    r = prepare(prescribers[algorithm], stack, (EXAMPLES / request_file).read_bytes())
+    after = datetime.now(UTC)
+    assert r.status_code == 200, r.text
+    got = values(r.json())
+    at = datetime.fromisoformat(got["timestamp"])
+    assert before <= at <= after
+    bundle = json.loads((EXAMPLES / request_file).read_bytes(), parse_float=Decimal)
+    again = domain_prepare(bundle, HashAlgorithm(algorithm or "RS256"), now=at)
+    assert r.json() == again.to_parameters()
 
 
 @pytest.mark.parametrize("algorithm", [None, "RS1"])
