@@ -13,7 +13,14 @@ from pathlib import Path
 from redis import Redis
 
 from proxy.auth import partner_keys
-from proxy.auth.registry import DEFAULT_SCOPES, ROLES, ClientRecord, ClientRegistry
+from proxy.auth.registry import (
+    DEFAULT_EPS_SIGNING_ALGORITHM,
+    DEFAULT_SCOPES,
+    EPS_SIGNING_ALGORITHMS,
+    ROLES,
+    ClientRecord,
+    ClientRegistry,
+)
 from proxy.auth.signing import ServerKeys
 from proxy.config import redis_url_from_env
 
@@ -26,6 +33,12 @@ def add_parsers(sub) -> None:
     add.add_argument("--ods", help="the client's organisation ODS code (its tenant); spoke and hub need it")
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--scopes", help="SMART system scopes, space separated (default: the role's)")
+    add.add_argument(
+        "--eps-algorithm",
+        default=DEFAULT_EPS_SIGNING_ALGORITHM,
+        choices=EPS_SIGNING_ALGORITHMS,
+        help="what EPS $prepare answers this client with: RS256 (SHA-256, the default) or RS1 (SHA-1)",
+    )
     keys = add.add_mutually_exclusive_group(required=True)
     keys.add_argument("--jwks", help="a file holding the client's public JWK set")
     keys.add_argument("--jwks-uri", help="where the client publishes its public JWK set")
@@ -58,7 +71,13 @@ def run_clients(args) -> int:
         jwks = json.loads(Path(args.jwks).read_text()) if args.jwks else None
         scopes = (args.scopes or DEFAULT_SCOPES[args.role]).split()
         rec = ClientRecord(
-            args.client_id, args.ods or "", args.role, scopes, jwks=jwks, jwks_uri=args.jwks_uri
+            args.client_id,
+            args.ods or "",
+            args.role,
+            scopes,
+            jwks=jwks,
+            jwks_uri=args.jwks_uri,
+            eps_signing_algorithm=args.eps_algorithm,
         )
         try:
             reg.put(rec)
@@ -67,15 +86,19 @@ def run_clients(args) -> int:
             return 2
         print(f"client {rec.client_id} registered: role {rec.role}, ODS {rec.ods or '-'}")
         print(f"  scopes: {' '.join(scopes)}")
+        print(f"  EPS signing algorithm: {rec.eps_signing_algorithm}")
         return 0
     if args.action == "list":
         rows = reg.all()
-        print(f"{'client_id':24} {'role':9} {'ods':8} {'enabled':7} keys / scopes")
+        print(f"{'client_id':24} {'role':10} {'ods':8} {'enabled':7} {'eps':5} keys / scopes")
         for c in rows:
             inline = len((c.jwks or {}).get("keys", []))
             keys = f"jwks_uri {c.jwks_uri}" if c.jwks_uri else f"{inline} inline key(s)"
-            print(f"{c.client_id:24} {c.role:9} {c.ods or '-':8} {'yes' if c.enabled else 'no':7} {keys}")
-            print(f"{'':51} {' '.join(c.scopes)}")
+            print(
+                f"{c.client_id:24} {c.role:10} {c.ods or '-':8} {'yes' if c.enabled else 'no':7} "
+                f"{c.eps_signing_algorithm:5} {keys}"
+            )
+            print(f"{'':58} {' '.join(c.scopes)}")
         return 0
     done = {
         "disable": lambda: reg.set_enabled(args.client_id, False),

@@ -69,8 +69,9 @@ def create_app(
     fhir = FhirPassthrough(pm, store, settings.max_body_bytes)
     app.extensions["fhirplug"] = {"settings": settings, "plugins": pm, "store": store, "auth": auth}
 
-    def serve(interaction_of, handler, fhir=False):
+    def serve(interaction_of, handler, fhir=False, body_source=None):
         ctx, route_error = _context(settings, store, interaction_of, fhir)
+        ctx.body_source = body_source
         if route_error is not None:
 
             def handler(ctx, error=route_error):  # still run the hooks (request id, log), then refuse
@@ -90,11 +91,15 @@ def create_app(
             paging = view.param("_getpages") is not None
             return parse_interaction(request.method, view.path, bool(view.query), view.headers, paging)
 
-        def handler(ctx):
+        def read_body() -> bytes:
             raw = bodies.read_limited(request.stream, request.content_length, settings.max_body_bytes)
-            return fhir.handle(ctx, raw, request.headers.get("Content-Encoding"))
+            return bodies.decode_body(raw, request.headers.get("Content-Encoding"), settings.max_body_bytes)
 
-        return serve(interaction_of, handler, fhir=True)
+        def handler(ctx):
+            # the body once, whoever reads it first: a plugin serving an operation, or the pass-through
+            return fhir.handle(ctx, ctx.request_body(), None)
+
+        return serve(interaction_of, handler, fhir=True, body_source=read_body)
 
     oauth_routes.register(app, auth, settings.issuer, serve)
     _metrics(app, serve, settings, auth, lambda: "".join(pm.hook.fhirplug_metrics(redis=redis)))

@@ -10,9 +10,11 @@ from urllib.parse import urlsplit
 
 from proxy.store_caller import secret_from_env
 
-# message checks before profile validation: the cheap refusals first, then the store's validator
+# message checks before profile validation: the cheap refusals first, then the store's validator;
+# eps_prepare before tenancy: it answers $prepare itself, which tenancy would refuse to prescribers
 DEFAULT_PLUGINS = (
     "request_id",
+    "eps_prepare",
     "tenancy",
     "delivery_dedup",
     "message_checks",

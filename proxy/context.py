@@ -11,7 +11,7 @@ What a plugin remembers between its own hooks goes in ``notes(<its dataclass>)``
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -128,6 +128,18 @@ class RequestContext:
     body: Any = None
     # look-ups in the store on a plugin's behalf (``proxy.store_reader.StoreReader``)
     store: Any = None
+    # reads the request body (set by the app); use ``request_body()``, which reads it once
+    body_source: Callable[[], bytes] | None = field(default=None, repr=False)
+    _raw_body: bytes | None = field(default=None, repr=False)
+
+    def request_body(self) -> bytes:
+        """The request body as sent, gzip undone, within FHIRPLUG_MAX_BODY_BYTES (413 past it,
+        415 for an unknown Content-Encoding), read on first use and kept: for a plugin that serves
+        an operation itself from ``fhirplug_request``, before the proxy would read it. Empty when
+        there is no body (or no reader, in a unit test that gave none)."""
+        if self._raw_body is None:
+            self._raw_body = self.body_source() if self.body_source is not None else b""
+        return self._raw_body
 
     def notes(self, kind: type[T]) -> T:
         """This request's notes of type ``kind`` (a plugin's own dataclass, all fields defaulted),

@@ -21,7 +21,11 @@ if TYPE_CHECKING:  # joserfc's typed dict of a JWK set: only the type checker ne
 
 log = logging.getLogger("fhirplug.auth")
 
-ROLES = ("spoke", "hub", "validator", "reader", "admin")
+ROLES = ("spoke", "hub", "validator", "reader", "admin", "prescriber")
+# EPS signs prescriptions per application with one of these (EPS's own names); RS256 unless a
+# client was registered with another (`fhirplug clients add --eps-algorithm RS1`)
+EPS_SIGNING_ALGORITHMS = ("RS256", "RS1")
+DEFAULT_EPS_SIGNING_ALGORITHM = "RS256"
 KEY = "fhirplug:clients"  # one Redis hash: client_id -> JSON record
 _HUB_SPOKE = "Task MedicationRequest MedicationDispense Patient Organization Provenance AuditEvent"
 # What each role gets when `fhirplug clients add` is given no --scopes.
@@ -33,6 +37,10 @@ DEFAULT_SCOPES = {
     ),
     "reader": "system/*.rs",
     "admin": "system/*.cruds",
+    # a prescribing system: $prepare needs no scope (it reads and stores nothing; the role is its
+    # gate), but a token needs one; this names what prescribing writes, and neither the tenancy
+    # plugin nor the store lets the role read or write anything yet
+    "prescriber": "system/MedicationRequest.c",
 }
 
 
@@ -46,6 +54,8 @@ class ClientRecord:
     jwks_uri: str | None = None
     enabled: bool = True
     created_at: float = field(default_factory=time.time)
+    # what EPS's $prepare answers this client with (records made before it existed load as RS256)
+    eps_signing_algorithm: str = DEFAULT_EPS_SIGNING_ALGORITHM
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -78,6 +88,8 @@ class ClientRegistry:
             raise ValueError("a client needs --jwks or --jwks-uri")
         if record.role in ("spoke", "hub") and not record.ods:
             raise ValueError("a spoke or hub client needs its organisation's ODS code (--ods)")
+        if record.eps_signing_algorithm not in EPS_SIGNING_ALGORITHMS:
+            raise ValueError(f"--eps-algorithm must be one of {', '.join(EPS_SIGNING_ALGORITHMS)}")
         ScopeSet.parse(" ".join(record.scopes))  # refuse a scope the server would not understand
         if record.jwks_uri and not record.jwks_uri.startswith(("https://", "http://")):
             raise ValueError("--jwks-uri must be an http(s) URL")

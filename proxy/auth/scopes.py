@@ -17,8 +17,10 @@ PERMS = "cruds"
 _V2 = re.compile(r"^system/(\*|[A-Z][A-Za-z]{1,63})\.([cruds]{1,5})$")
 _V1 = re.compile(r"^system/(\*|[A-Z][A-Za-z]{1,63})\.(read|write|\*)$")
 _V1_PERMS = {"read": "rs", "write": "cud", "*": "cruds"}
-# operations that neither read nor change stored data need no scope beyond a valid token
-_DATA_FREE_OPERATIONS = {"$validate"}
+# operations that neither read nor change stored data need no scope beyond a valid token; who may
+# call them is a role's question (EPS's $prepare, served by the eps_prepare plugin from the body
+# alone: prescribers and administrators)
+_DATA_FREE_OPERATIONS = {"$validate", "$prepare"}
 
 
 class ScopeError(ValueError):

@@ -43,3 +43,15 @@ def test_the_message_is_typed_and_frozen():
     c.message = Message("spoke-to-hub", "ab" * 32, "FS1A1", "spoke-system")
     with pytest.raises(AttributeError):
         c.message.kind = "hub-to-spoke"
+
+
+def test_the_request_body_is_read_once_whoever_asks_first():
+    reads = []
+    c = ctx()
+    c.body_source = lambda: reads.append(1) or b'{"resourceType":"Bundle"}'
+    assert c.request_body() == c.request_body() == b'{"resourceType":"Bundle"}'
+    assert reads == [1]
+
+
+def test_without_a_body_reader_the_body_is_empty():
+    assert ctx().request_body() == b""
