@@ -1,11 +1,12 @@
 """``fhirplug eps``: EPS's prescription signing steps on a file, without a server.
 
     fhirplug eps prepare FILE [--algorithm RS1|RS256] [--digest-only]
-    fhirplug eps verify FILE [--now 2024-12-09T12:00:00+00:00]
+    fhirplug eps verify FILE [--now 2024-12-09T12:00:00+00:00] [--trust-dir DIR]
 
 ``prepare`` prints the ``Parameters`` {digest, timestamp, algorithm} that ``POST [base]/$prepare``
-would answer (or the digest alone); ``verify`` checks a signed prescription's signature. Both run
-the same domain code the proxy does (``eps.prepare``, ``eps.verify``).
+would answer (or the digest alone); ``verify`` checks a signed prescription's signature: a FHIR
+message (JSON, the signature in its Provenance) or a signed HL7 V3 prescription (``.xml``). Both
+run the same domain code the proxy does (``eps.prepare``, ``eps.verify``).
 
 Exit codes: 0 done; 1 the input was refused (the OperationOutcome's diagnostics and expressions on
 stderr); 2 a usage problem (no such file, a part not in this build).
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,12 +41,21 @@ def add_parser(sub) -> None:
         description="Verify a signed prescription message's signature against its own fragments. "
         "Exit 0: valid; 1: refused; 2: usage problem.",
     )
-    ver.add_argument("file", help="the signed prescription-order message Bundle (JSON)")
+    ver.add_argument(
+        "file",
+        help="the signed prescription-order message Bundle (JSON), or a signed HL7 V3 prescription (.xml)",
+    )
     ver.add_argument("--now", help="judge certificates as at this ISO 8601 instant (default: now)")
+    ver.add_argument(
+        "--trust-dir",
+        help="a folder of CA certificates (PEM or DER): the signer's must be issued by one of them",
+    )
 
 
 def run(args) -> int:
     try:
+        if args.action == "verify" and Path(args.file).suffix.lower() == ".xml":
+            return _verify(None, args)
         bundle = _read(args.file)
         if args.action == "prepare":
             return _prepare(bundle, args)
@@ -90,22 +99,37 @@ def _prepare(bundle: object, args) -> int:
 
 
 def _verify(bundle: object, args) -> int:
-    try:
-        from eps.verify import verify_bundle_signature  # type: ignore[import-not-found, unused-ignore]
-    except ImportError as exc:
-        raise UsageError(
-            "signature verification (eps.verify) is not in this build yet; `fhirplug eps verify` "
-            "works once it lands"
-        ) from exc
+    """``bundle`` None: the file is a signed HL7 V3 prescription, read here."""
+    from eps.certificates import load_trust_anchors
+    from eps.v3_signed import verify_v3_prescription
+    from eps.verify import verify_bundle_signature
+
     try:
         now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
     except ValueError as exc:
         raise UsageError(f"--now {args.now!r} is not an ISO 8601 instant") from exc
     if now.tzinfo is None:
         raise UsageError("--now needs a UTC offset (e.g. 2024-12-09T12:00:00+00:00)")
-    result = verify_bundle_signature(bundle, now=now)
-    shown = asdict(result) if is_dataclass(result) and not isinstance(result, type) else result
-    print(json.dumps(shown, indent=2, default=str) if isinstance(shown, dict) else f"valid: {shown}")
+    try:
+        anchors = load_trust_anchors(args.trust_dir) if args.trust_dir else None
+    except ValueError as exc:
+        raise UsageError(f"--trust-dir: {exc}") from exc
+    if bundle is None:
+        try:
+            xml = Path(args.file).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
+        check = verify_v3_prescription(xml, now=now, trust_anchors=anchors)
+    else:
+        check = verify_bundle_signature(bundle, now=now, trust_anchors=anchors)
+    print(f"valid {check.algorithm} signature by {check.signer}")
+    valid = check.certificate
+    print(f"certificate valid {valid.not_valid_before_utc:%Y-%m-%d} to {valid.not_valid_after_utc:%Y-%m-%d}")
+    print(
+        "trusted: issued by a certificate in --trust-dir"
+        if check.trusted
+        else "trust: not checked (no --trust-dir)"
+    )
     return 0
 
 

@@ -1,11 +1,10 @@
 """``fhirplug eps prepare`` and ``verify`` on files, and ``clients add --eps-algorithm``.
-``eps.prepare`` is replaced by a recorder: its rules are tested in tests/unit/eps."""
+``prepare`` runs with a recorder in place of eps.prepare (its rules are tested in tests/unit/eps);
+``verify`` runs the real eps.verify on messages signed with the TEST ONLY keys."""
 
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import pytest
 
@@ -13,6 +12,8 @@ from eps.prepare import HashAlgorithm, Prepared
 from ops import cli, clients_cli
 from proxy.errors import FhirError
 from tests.support.fake_redis import FakeRedis
+from tests.unit.eps.xmldsig_signer import EXAMPLES as EPS_EXAMPLES
+from tests.unit.eps.xmldsig_signer import TRUST, signed
 
 MESSAGE = {"resourceType": "Bundle", "type": "message", "entry": []}
 
@@ -72,36 +73,40 @@ def test_a_missing_file_is_a_usage_problem(prepared, tmp_path, capsys):
     assert "cannot read" in capsys.readouterr().err
 
 
-def test_verify_says_so_when_it_is_not_in_this_build(monkeypatch, message, capsys):
-    monkeypatch.setitem(sys.modules, "eps.verify", None)  # import fails, as before eps.verify lands
-    assert cli.main(["eps", "verify", str(message)]) == 2
-    assert "not in this build" in capsys.readouterr().err
+def _write(tmp_path, bundle) -> str:
+    path = tmp_path / "signed.json"
+    path.write_text(json.dumps(bundle, default=str))
+    return str(path)
 
 
-def test_verify_runs_eps_verify_when_present(monkeypatch, message, capsys):
-    seen = {}
-
-    def verify_bundle_signature(bundle, *, now, trust_anchors=None):
-        seen.update(bundle=bundle, now=now)
-        return {"valid": True}
-
-    fake = types.ModuleType("eps.verify")
-    fake.verify_bundle_signature = verify_bundle_signature  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "eps.verify", fake)
-    assert cli.main(["eps", "verify", str(message), "--now", "2024-12-09T12:00:00+00:00"]) == 0
-    assert seen["bundle"] == MESSAGE and seen["now"].year == 2024
-    assert json.loads(capsys.readouterr().out) == {"valid": True}
+def test_verify_accepts_a_message_signed_after_prepare(tmp_path, capsys):
+    path = _write(tmp_path, signed())
+    assert (
+        cli.main(["eps", "verify", path, "--now", "2025-06-01T10:00:00+00:00", "--trust-dir", str(TRUST)])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "valid RS1 signature by" in out and "TEST ONLY Prescriber" in out and "trusted" in out
 
 
-def test_verify_refusal_exits_1(monkeypatch, message, capsys):
-    def verify_bundle_signature(bundle, *, now, trust_anchors=None):
-        raise FhirError(400, "signature does not match", ["Provenance.signature"])
+def test_verify_refuses_a_tampered_message_and_says_why(tmp_path, capsys):
+    bundle = signed()
+    patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    patient["name"][0]["family"] = "Someone-Else"
+    assert cli.main(["eps", "verify", _write(tmp_path, bundle), "--now", "2025-06-01T10:00:00+00:00"]) == 1
+    assert "does not match the prescription" in capsys.readouterr().err
 
-    fake = types.ModuleType("eps.verify")
-    fake.verify_bundle_signature = verify_bundle_signature  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "eps.verify", fake)
-    assert cli.main(["eps", "verify", str(message)]) == 1
-    assert "signature does not match" in capsys.readouterr().err
+
+def test_verify_reads_a_signed_hl7_v3_prescription(capsys):
+    # EPS's own signed test prescription, judged at its signing time (its certificate has expired)
+    path = EPS_EXAMPLES / "signed-prescriptions-hl7v3" / "ValidSignature.xml"
+    assert cli.main(["eps", "verify", str(path), "--now", "2021-07-26T12:05:22+00:00"]) == 0
+    assert "valid RS1 signature" in capsys.readouterr().out
+
+
+def test_verify_with_a_broken_trust_dir_is_a_usage_problem(tmp_path, capsys):
+    assert cli.main(["eps", "verify", _write(tmp_path, signed()), "--trust-dir", str(tmp_path / "none")]) == 2
+    assert "--trust-dir" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- clients add --eps-algorithm
