@@ -15,12 +15,15 @@ from typing import Protocol
 from urllib.parse import quote
 
 from hubspoke.identifiers import ODS_SYSTEM, TENANT_SYSTEM
+from proxy.auth.registry import TENANT_ROLES as REGISTRY_TENANT_ROLES
 from proxy.conformance import CONFORMANCE_TYPES
 from proxy.context import WriteEntry
 from proxy.errors import FhirError
 
 CONFORMANCE = CONFORMANCE_TYPES  # shared reading for every role
-TENANT_ROLES = frozenset({"spoke", "hub"})
+# roles that act for one organisation (ODS code) and see only what carries its tenant label: the
+# hub-and-spoke pharmacies, and EPS's prescribing and dispensing systems (the registry's list)
+TENANT_ROLES = frozenset(REGISTRY_TENANT_ROLES)
 
 
 class ReadsResources(Protocol):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from proxy.auth.access_tokens import BearerError, TokenService
+from proxy.auth.registry import TENANT_ROLES
 from proxy.auth.scopes import (
     Need,
     ScopeSet,
@@ -56,7 +57,7 @@ class AuthEnforcer:
         claims = self.tokens.verify(ctx.request.header("Authorization"), self.issuer)
         scopes = claims.scopes
         ctx.client = Client(id=claims.client_id, ods=claims.ods, role=claims.role, scopes=scopes)
-        if claims.role in ("spoke", "hub") and not self.tenant_scoping:
+        if claims.role in TENANT_ROLES and not self.tenant_scoping:
             raise FhirError(403, "Tenant scoping is not enabled here (FHIRPLUG_PLUGINS lacks tenancy)")
         i = ctx.interaction
         needs = needs_for_interaction(i.kind, i.resource_type, i.operation)

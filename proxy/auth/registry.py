@@ -21,12 +21,16 @@ if TYPE_CHECKING:  # joserfc's typed dict of a JWK set: only the type checker ne
 
 log = logging.getLogger("fhirplug.auth")
 
-ROLES = ("spoke", "hub", "validator", "reader", "admin", "prescriber")
+ROLES = ("spoke", "hub", "validator", "reader", "admin", "prescriber", "dispenser")
+# roles that act for one organisation: they need its ODS code, and see only what is labelled with it
+TENANT_ROLES = ("spoke", "hub", "prescriber", "dispenser")
 # EPS signs prescriptions per application with one of these (EPS's own names); RS256 unless a
 # client was registered with another (`fhirplug clients add --eps-algorithm RS1`)
 EPS_SIGNING_ALGORITHMS = ("RS256", "RS1")
 DEFAULT_EPS_SIGNING_ALGORITHM = "RS256"
 KEY = "fhirplug:clients"  # one Redis hash: client_id -> JSON record
+_EPS = "Task MedicationRequest MedicationDispense Bundle Patient Practitioner PractitionerRole Organization"
+_EPS += " Provenance"
 _HUB_SPOKE = "Task MedicationRequest MedicationDispense Patient Organization Provenance AuditEvent"
 # What each role gets when `fhirplug clients add` is given no --scopes.
 DEFAULT_SCOPES = {
@@ -37,10 +41,11 @@ DEFAULT_SCOPES = {
     ),
     "reader": "system/*.rs",
     "admin": "system/*.cruds",
-    # a prescribing system: $prepare needs no scope (it reads and stores nothing; the role is its
-    # gate), but a token needs one; this names what prescribing writes, and neither the tenancy
-    # plugin nor the store lets the role read or write anything yet
-    "prescriber": "system/MedicationRequest.c",
+    # EPS prescribing and dispensing systems: they change prescriptions only through EPS's
+    # operations ($prepare, $process-message, Task/$release), whose role is their gate; through
+    # plain REST they read and search what is labelled with their organisation (the tracker)
+    "prescriber": " ".join(f"system/{t}.rs" for t in _EPS.split()),
+    "dispenser": " ".join(f"system/{t}.rs" for t in _EPS.split()),
 }
 
 
@@ -86,8 +91,8 @@ class ClientRegistry:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         if not (record.jwks or record.jwks_uri):
             raise ValueError("a client needs --jwks or --jwks-uri")
-        if record.role in ("spoke", "hub") and not record.ods:
-            raise ValueError("a spoke or hub client needs its organisation's ODS code (--ods)")
+        if record.role in TENANT_ROLES and not record.ods:
+            raise ValueError(f"a {record.role} client needs its organisation's ODS code (--ods)")
         if record.eps_signing_algorithm not in EPS_SIGNING_ALGORITHMS:
             raise ValueError(f"--eps-algorithm must be one of {', '.join(EPS_SIGNING_ALGORITHMS)}")
         ScopeSet.parse(" ".join(record.scopes))  # refuse a scope the server would not understand

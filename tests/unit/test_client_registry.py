@@ -21,7 +21,8 @@ def prescriber(**fields) -> ClientRecord:
 def test_a_prescriber_registers_with_its_default_scope():
     reg = ClientRegistry(FakeRedis())
     reg.put(prescriber())
-    assert reg.get("gp").scopes == ["system/MedicationRequest.c"]
+    assert "system/MedicationRequest.rs" in reg.get("gp").scopes
+    assert all(s.endswith(".rs") for s in reg.get("gp").scopes)  # REST reads only: changes go by operation
 
 
 def test_the_eps_algorithm_defaults_to_rs256_and_rs1_is_kept():

@@ -138,7 +138,21 @@ def registry(monkeypatch, tmp_path):
 
 
 def add(jwks: str, *extra: str) -> int:
-    return cli.main(["clients", "add", "--client-id", "gp", "--role", "prescriber", "--jwks", jwks, *extra])
+    return cli.main(
+        [
+            "clients",
+            "add",
+            "--client-id",
+            "gp",
+            "--role",
+            "prescriber",
+            "--ods",
+            "A83008",
+            "--jwks",
+            jwks,
+            *extra,
+        ]
+    )
 
 
 def test_clients_add_registers_rs1_when_asked(registry, capsys):
