@@ -1,9 +1,13 @@
 """Reads from the store on a plugin's behalf: the current version of a resource, a search, a
 $validate; and stores (or removes) the few records plugins keep themselves (audit events,
-outbox entries).
+outbox entries), or, for plugins that serve an operation themselves (EPS messaging), a
+transaction and a version-checked update.
 
 Plugins get one as ``ctx.store``; it carries the request's id to the store so the store's log
-ties the look-up to the request that caused it.
+ties the look-up to the request that caused it. It acts as the proxy's own (admin) identity;
+``as_caller(role, ods)`` gives a view that acts as a tenant, so that the store's own tenancy
+line judges what a plugin does for that tenant. Writes go through the app's store client, which
+takes the read cache's write fence.
 """
 
 from __future__ import annotations
@@ -13,12 +17,16 @@ from urllib.parse import parse_qsl
 
 from proxy.errors import FhirError
 from proxy.response import dumps, loads
+from proxy.store_caller import CALLER_KEY, caller_of
 
 
 class StoreReader:
-    def __init__(self, store, request_id: Callable[[], str | None] = lambda: None) -> None:
+    def __init__(
+        self, store, request_id: Callable[[], str | None] = lambda: None, caller: str | None = None
+    ) -> None:
         self._store = store
         self._request_id = request_id  # called at each look-up: the id is chosen after we are made
+        self._caller = caller  # None: the proxy's own identity (admin)
         # one request's plugins often ask for the same resource (the Task a PATCH names is read by
         # the workflow rules, the tenancy check and routing): ask the store once per request.
         # Plugins look before the request's own write, so the first answer stays the right one.
@@ -32,12 +40,25 @@ class StoreReader:
     def _get(self, path: str, query: list[tuple[str, str]]) -> tuple[int, dict | None]:
         return self._send("GET", path, query, None)
 
-    def _send(self, method: str, path: str, query: list[tuple[str, str]], body: bytes | None):
-        headers = {"accept": "application/fhir+json"}
+    def as_caller(self, role: str, ods: str | None) -> StoreReader:
+        """A view of the store acting for ``role``/``ods``: the store's tenancy line applies."""
+        return StoreReader(self._store, self._request_id, caller_of(role, ods))
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        body: bytes | None,
+        extra: dict[str, str] | None = None,
+    ):
+        headers = {"accept": "application/fhir+json", **(extra or {})}
         if body is not None:
             headers["content-type"] = "application/fhir+json"
         if rid := self._request_id():
             headers["X-Request-ID"] = rid
+        if self._caller is not None:
+            headers[CALLER_KEY] = self._caller
         resp = self._store.send(method, path, query, headers, body)
         try:
             data = resp.read()
@@ -63,11 +84,12 @@ class StoreReader:
             self._read[path] = body if status == 200 else None
         return self._read[path]
 
-    def search(self, resource_type: str, query: str | list[tuple[str, str]]) -> list[dict]:
-        """The matching resources (first page, up to 200); ``query`` as ``a=1&b=2`` or pairs."""
+    def search(self, resource_type: str, query: str | list[tuple[str, str]], count: int = 200) -> list[dict]:
+        """The matching resources (first page, up to ``count``); ``query`` as ``a=1&b=2`` or pairs."""
         pairs = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else list(query)
-        pairs = [(k, v) for k, v in pairs if k != "_format"]  # criteria a caller wrote: plugins read JSON
-        status, body = self._get(resource_type, [*pairs, ("_count", "200")])
+        # criteria a caller wrote: plugins read JSON, and the page size is ours
+        pairs = [(k, v) for k, v in pairs if k not in ("_format", "_count")]
+        status, body = self._get(resource_type, [*pairs, ("_count", str(count))])
         if status != 200 or not body:
             return []
         return [
@@ -118,3 +140,18 @@ class StoreReader:
         if status >= 300:
             raise FhirError(503, f"The FHIR store refused a {resource['resourceType']} record ({status})")
         return body
+
+    def transaction(self, bundle: dict) -> tuple[int, dict | None]:
+        """Send a transaction Bundle; the store's status and answer (all of it happened, or none).
+        A refusal (4xx) is returned for the caller to judge; a store failure is a 503."""
+        self._read.clear()
+        return self._send("POST", "", [], dumps(bundle))
+
+    def update(self, resource: dict, if_match: str | None = None) -> tuple[int, dict | None]:
+        """PUT ``resource`` under its id; with ``if_match`` (a versionId) only if the stored
+        version is still that one, else the store answers 412 and nothing changes: a
+        compare-and-set that holds across every proxy process."""
+        path = f"{resource['resourceType']}/{resource['id']}"
+        self._read.pop(path, None)
+        extra = {"if-match": f'W/"{if_match}"'} if if_match is not None else None
+        return self._send("PUT", path, [], dumps(resource), extra)
