@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import uuid
 
 import pytest
@@ -12,16 +11,15 @@ from eps import lifecycle as lc
 from eps.records import BusinessStatus, business_status, with_status
 from proxy.errors import FhirError
 from tests.support.eps_lifecycle import (
-    DISPENSE,
     NOMINATED,
     NOW,
     OTHER,
     PRESCRIBER_SENDER,
     MemoryStore,
     dispenser,
-    example,
     line_items,
     new_prescription,
+    notification,
     released,
 )
 
@@ -29,30 +27,6 @@ from tests.support.eps_lifecycle import (
 @pytest.fixture
 def store() -> MemoryStore:
     return MemoryStore()
-
-
-def notification(short_id: str, message_id: str, items: dict[str, str]) -> dict:
-    """EPS's dispense-notification example for our prescription: one dispense per line item
-    given, at the item status given (medicationdispense-type)."""
-    message = example(DISPENSE)
-    message["identifier"]["value"] = message["id"] = str(uuid.uuid4())
-    header = message["entry"][0]["resource"]
-    header["response"]["identifier"] = message_id
-    template = next(e for e in message["entry"] if e["resource"]["resourceType"] == "MedicationDispense")
-    others = [e for e in message["entry"] if e["resource"]["resourceType"] not in ("MedicationDispense",)]
-    dispenses = []
-    for line, code in items.items():
-        entry = copy.deepcopy(template)
-        entry["fullUrl"] = f"urn:uuid:{uuid.uuid4()}"
-        md = entry["resource"]
-        prescribed = md["contained"][1]
-        prescribed["groupIdentifier"]["value"] = short_id
-        prescribed["identifier"][0]["value"] = line
-        md["type"]["coding"][0]["code"] = code
-        dispenses.append(entry)
-    header["focus"] = [{"reference": e["fullUrl"]} for e in dispenses]
-    message["entry"] = [others[0], *dispenses, *others[1:]]
-    return message
 
 
 def dispensed_prescription(store, codes):
