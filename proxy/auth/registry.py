@@ -45,7 +45,9 @@ DEFAULT_SCOPES = {
     # operations ($prepare, $process-message, Task/$release), whose role is their gate; through
     # plain REST they read and search what is labelled with their organisation (the tracker)
     "prescriber": " ".join(f"system/{t}.rs" for t in _EPS.split()),
-    "dispenser": " ".join(f"system/{t}.rs" for t in _EPS.split()),
+    # EPS's return and withdraw are Task creations (POST [base]/Task); the eps_task plugin serves
+    # every Task a dispenser posts, so none reaches the store as a plain Task
+    "dispenser": " ".join(f"system/{t}.{'crs' if t == 'Task' else 'rs'}" for t in _EPS.split()),
 }
 
 

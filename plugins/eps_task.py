@@ -1,0 +1,59 @@
+"""EPS return and withdraw, served by the proxy itself: ``POST [base]/Task`` by a dispenser.
+
+A dispensing system (role ``dispenser``) changes prescriptions only through EPS's operations, and
+EPS's return and withdraw are Task creations (its dispensing API). So every Task a dispenser
+posts is taken here as one of them, judged by ``eps.task_return`` and answered as EPS answers
+(an informational OperationOutcome); it never reaches the store as a Task of its own. Every other
+Task write (spokes, hubs, administrators) passes on untouched to the hub-and-spoke plugins.
+
+It answers from ``fhirplug_request``, so it is listed before ``tenancy`` (the default list does).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from eps import task_return
+from eps.events import Sender
+from eps.lifecycle import Conflict
+from proxy import bodies, json_shapes
+from proxy.context import RequestContext
+from proxy.errors import FhirError
+from proxy.hookspecs import hookimpl
+from proxy.response import ProxyResponse
+
+CALLERS = frozenset({"dispenser"})
+
+
+class EpsTask:
+    @hookimpl
+    def fhirplug_request(self, ctx: RequestContext) -> ProxyResponse | None:
+        i = ctx.interaction
+        if i.kind != "create" or i.resource_type != "Task" or ctx.client.role not in CALLERS:
+            return None
+        sender = Sender(client_id=ctx.client.id or "", role=str(ctx.client.role), ods=ctx.client.ods or "")
+        try:
+            answer = task_return.handle(_task(ctx), sender, ctx.store, datetime.now(UTC))
+        except Conflict as exc:
+            exc.headers = {"Retry-After": "1"}
+            raise
+        return ProxyResponse.from_resource(200, answer)
+
+
+def _task(ctx: RequestContext) -> object:
+    """The posted Task, parsed and shape-checked as every JSON body the proxy reads."""
+    raw = ctx.request_body()
+    has_body = bool(raw.strip())
+    media_type = bodies.check_body_media_type(ctx.interaction, ctx.request.content_type, has_body)
+    if not has_body:
+        raise FhirError(400, "A return or withdraw needs the Task as its body", ["Task"])
+    try:
+        body = bodies.parse_json(raw)
+    except FhirError as exc:
+        exc.expression = exc.expression or ["Task"]
+        raise
+    json_shapes.check(body, media_type)
+    return body
+
+
+eps_task = EpsTask()
