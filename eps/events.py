@@ -79,6 +79,8 @@ class _Named:
 # event code (MessageHeader.eventCoding.code) -> handler; one line per event
 HANDLERS: dict[str, EventHandler] = {
     "prescription-order": _Named("eps.order:handle"),
+    "prescription-order-update": _Named("eps.cancel:handle"),
+    "dispense-notification": _Named("eps.dispense:handle"),
 }
 
 # event code -> the client roles that may send it (tenant roles: the sender's ODS code is who acts);
