@@ -39,6 +39,28 @@ class EpsTask:
             raise
         return ProxyResponse.from_resource(200, answer)
 
+    @hookimpl
+    def fhirplug_before_bundle(self, ctx: RequestContext, bundle: dict) -> None:
+        """A dispenser's Task writes are EPS's return and withdraw, one Task per request: never
+        an entry of a transaction or batch (its ``Task.c`` scope would otherwise let one through
+        to the store as a plain Task)."""
+        if ctx.client.role not in CALLERS:
+            return None
+        for n, entry in enumerate(bundle.get("entry") or []):
+            request = entry.get("request") if isinstance(entry, dict) else None
+            if not isinstance(request, dict) or str(request.get("method", "")).upper() == "GET":
+                continue
+            url = str(request.get("url", "")).lstrip("/")
+            if url.split("?")[0].split("/")[0] == "Task":
+                raise FhirError(
+                    403,
+                    "A dispensing system returns or withdraws a prescription with POST [base]/Task, "
+                    "one Task per request, not inside a transaction or batch",
+                    [f"Bundle.entry[{n}].request"],
+                    code="forbidden",
+                )
+        return None
+
 
 def _task(ctx: RequestContext) -> object:
     """The posted Task, parsed and shape-checked as every JSON body the proxy reads."""

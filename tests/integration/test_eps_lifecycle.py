@@ -271,6 +271,21 @@ def test_a_return_is_checked_with_epss_rules_and_words(stack, pharmacies):
     assert r.json()["issue"][0]["diagnostics"] == "Task.code is required when Task.status is 'in-progress'."
 
 
+def test_a_pharmacy_cannot_slip_a_plain_task_in_through_a_transaction(stack, store, pharmacies):
+    marker = str(uuid.uuid4())
+    task = {**example(RETURN), "identifier": [{"system": "https://example.org/t", "value": marker}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": f"urn:uuid:{marker}", "resource": task, "request": {"method": "POST", "url": "Task"}}
+        ],
+    }
+    r = pharmacies[NOMINATED].post(stack.fhir, json=bundle, headers=FHIR_JSON, timeout=30)
+    assert r.status_code == 403 and r.json()["issue"][0]["expression"] == ["Bundle.entry[0].request"]
+    assert not store.search("Task", [("identifier", f"https://example.org/t|{marker}")])
+
+
 def test_a_prescriber_cannot_return_or_withdraw(stack, store, gp):
     p = prescribe(store)
     r = post_task(gp, stack, return_task(p))

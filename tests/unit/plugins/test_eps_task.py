@@ -116,5 +116,35 @@ def test_a_return_through_the_plugin_makes_the_prescription_releasable_again():
     assert business_status(store.task(short_id)) is BusinessStatus.TO_BE_DISPENSED
 
 
+def bundle_of(*entries: tuple[str, str]) -> dict:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": m, "url": u}, "resource": {"resourceType": "Task"}} for m, u in entries
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "url"), [("POST", "Task"), ("PUT", "Task/1"), ("POST", "/Task?x=1"), ("DELETE", "Task/2")]
+)
+def test_a_dispensers_task_write_inside_a_bundle_is_refused(method, url):
+    ctx = request_context("transaction", "POST", client=PHARMACY)
+    with pytest.raises(FhirError) as err:
+        EpsTask().fhirplug_before_bundle(ctx=ctx, bundle=bundle_of(("GET", "Task/9"), (method, url)))
+    assert err.value.status == 403 and err.value.expression == ["Bundle.entry[1].request"]
+
+
+def test_a_dispensers_reads_in_a_batch_and_others_bundles_pass():
+    reads = bundle_of(("GET", "Task/9"), ("GET", "Task?status=requested"))
+    assert (
+        EpsTask().fhirplug_before_bundle(ctx=request_context("batch", "POST", client=PHARMACY), bundle=reads)
+        is None
+    )
+    spoke = request_context("transaction", "POST", client=Client("s", "FA001", "spoke"))
+    assert EpsTask().fhirplug_before_bundle(ctx=spoke, bundle=bundle_of(("POST", "Task"))) is None
+
+
 def test_the_default_plugin_list_puts_it_before_tenancy():
     assert DEFAULT_PLUGINS.index("eps_task") < DEFAULT_PLUGINS.index("tenancy")
