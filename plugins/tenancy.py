@@ -269,6 +269,10 @@ class Tenancy:
     def fhirplug_response(self, ctx, response):
         if ctx.client.role not in TENANT_ROLES or ctx.interaction.kind in NOT_FHIR or not self.proxy_checks:
             return
+        if ctx.served_by_plugin:
+            # an operation a plugin served itself (EPS $prepare, $process-message, $release): its
+            # answer is not the store's, and the plugin that made it answers for whose data it holds
+            return
         swaps = ctx.notes(_Notes).swaps
         if swaps:
             swap_back(response, swaps)

@@ -165,9 +165,18 @@ def test_roles_that_do_not_prescribe_are_403(stack, role, ods):
     assert r.status_code == 403 and r.json()["resourceType"] == "OperationOutcome"
 
 
-def test_a_prescriber_can_do_nothing_else(stack, prescribers):
+def test_a_prescriber_reads_only_its_own_and_writes_nothing_through_rest(stack, prescribers):
+    # a tenant: its searches are narrowed to what carries its organisation's label
     r = prescribers[None].get(f"{stack.fhir}/MedicationRequest", timeout=30)
-    assert r.status_code == 403
+    assert r.status_code == 200, r.text
+    for entry in r.json().get("entry") or []:
+        codes = {s["code"] for s in entry["resource"]["meta"].get("security", [])}
+        assert "A83008" in codes
+    # its default scopes are read and search only: prescriptions change through EPS's operations
+    body = {"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+            "subject": {"reference": "Patient/x"}, "medicationCodeableConcept": {"text": "x"}}  # fmt: skip
+    r = prescribers[None].post(f"{stack.fhir}/MedicationRequest", json=body, timeout=30)
+    assert r.status_code == 403, r.text
 
 
 def test_get_is_405(stack, prescribers):

@@ -114,7 +114,7 @@ def test_client_lifecycle_add_list_token_disable_enable_remove(cli, stack, tmp_p
     listed = cli("clients", "list")
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if line.startswith(client_id))
-    assert row.split()[1:5] == ["spoke", "FA001", "yes", "1"]
+    assert row.split()[1:6] == ["spoke", "FA001", "yes", "RS256", "1"]  # role, ODS, enabled, EPS alg, keys
 
     got = get_token(cli, stack, client_id, private)
     assert got.returncode == 0, got.stderr

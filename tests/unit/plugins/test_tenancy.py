@@ -132,6 +132,24 @@ def test_a_read_of_the_tenants_own_resource_is_untouched():
     assert response.status == 200 and response.resource == mine
 
 
+def test_an_answer_a_plugin_served_itself_is_left_to_that_plugin():
+    # EPS $prepare's Parameters carry no tenant label: they are not the store's to filter
+    prescriber = Client("gp-system", "A83008", "prescriber")
+    ctx = request_context("operation", "POST", client=prescriber)
+    ctx.served_by_plugin = True
+    parameters = {"resourceType": "Parameters", "parameter": [{"name": "digest", "valueString": "x"}]}
+    response = ProxyResponse.from_resource(200, parameters)
+    Tenancy(proxy_checks=True).fhirplug_response(ctx=ctx, response=response)
+    assert response.status == 200 and response.resource == parameters
+
+
+def test_the_same_unlabelled_answer_from_the_store_is_hidden():
+    ctx = request_context("read", "GET", "Parameters", "1", client=SPOKE)
+    response = ProxyResponse.from_resource(200, {"resourceType": "Parameters", "id": "1"})
+    Tenancy(proxy_checks=True).fhirplug_response(ctx=ctx, response=response)
+    assert response.status == 404
+
+
 def test_an_update_of_another_tenants_resource_is_refused():
     store = ScriptedStore({("GET", "Patient/2"): labelled({"resourceType": "Patient", "id": "2"}, "OTHER")})
     ctx = request_context("update", "PUT", "Patient", "2", client=SPOKE, store=store)
