@@ -92,8 +92,7 @@ def record(
     status = business_status(prescription.task)
     if status not in DISPENSABLE:
         raise lc.state_refusal(status)
-    ordered = lc.message_identifier(store, prescription)
-    if ordered is not None and not lc.same_id(ordered, response_id):
+    if not lc.names_the_order(store, prescription, response_id):
         raise FhirError(
             400,
             f"MessageHeader.response.identifier must name the prescription-order message of "

@@ -24,6 +24,7 @@ from typing import Any
 from eps.events import EpsStore, Sender
 from eps.records import (
     LINE_ITEM_SYSTEM,
+    MESSAGE_KEY_SYSTEM,
     PRESCRIPTION_ID_SYSTEM,
     TRACKING_TAG,
     BusinessStatus,
@@ -207,14 +208,23 @@ def find(store: EpsStore, short_id: str) -> Prescription | None:
     return Prescription(task, [by_id[i] for i in ids if i in by_id])
 
 
-def message_identifier(store: EpsStore, prescription: Prescription) -> str | None:
-    """The prescription-order message's identifier (what a pharmacy quotes back as its id)."""
+def names_the_order(store: EpsStore, prescription: Prescription, quoted: str) -> bool:
+    """Whether ``quoted`` names the prescription-order message: its ``identifier`` or its
+    ``Bundle.id`` (the message id ``$process-message`` keyed it by). True when neither is known.
+
+    EPS's own pharmacies quote the id of the release that handed the prescription out (its
+    examples' ``a5d77265-...`` is the release response's id); this broker's release answers with
+    the prescription-order messages themselves, so theirs is the id a pharmacy holds."""
+    known = set()
     ref = (prescription.task.get("focus") or {}).get("reference")
-    if not isinstance(ref, str) or not ref.startswith("Bundle/"):
-        return None
-    message = store.read("Bundle", ref.split("/", 1)[1]) or {}
-    value = (message.get("identifier") or {}).get("value")
-    return value if isinstance(value, str) else None
+    if isinstance(ref, str) and ref.startswith("Bundle/"):
+        message = store.read("Bundle", ref.split("/", 1)[1]) or {}
+        known.add((message.get("identifier") or {}).get("value"))
+    for identifier in prescription.task.get("identifier") or []:
+        if identifier.get("system") == MESSAGE_KEY_SYSTEM and isinstance(identifier.get("value"), str):
+            known.add(identifier["value"].split("/", 1)[-1])
+    known = {str(k).lower() for k in known if isinstance(k, str) and k}
+    return not known or quoted.lower() in known
 
 
 def same_id(a: str | None, b: str | None) -> bool:

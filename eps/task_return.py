@@ -123,8 +123,7 @@ def _return(store: EpsStore, sender: Sender, p: lc.Prescription, task: dict, now
         )
     if status is not BusinessStatus.WITH_DISPENSER:
         raise lc.state_refusal(status)
-    ordered = lc.message_identifier(store, p)
-    if ordered is not None and not lc.same_id(ordered, task["focus"]["identifier"]["value"]):
+    if not lc.names_the_order(store, p, task["focus"]["identifier"]["value"]):
         raise FhirError(
             400,
             f"Task.focus.identifier must name the prescription-order message of prescription {p.short_id}",

@@ -8,7 +8,7 @@ import pytest
 
 from eps import dispense
 from eps import lifecycle as lc
-from eps.records import BusinessStatus, business_status, with_status
+from eps.records import MESSAGE_KEY_SYSTEM, BusinessStatus, business_status, with_status
 from proxy.errors import FhirError
 from tests.support.eps_lifecycle import (
     NOMINATED,
@@ -202,3 +202,18 @@ def test_only_dispensers_send_dispense_notifications(store):
     with pytest.raises(FhirError) as err:
         dispense.handle(message, PRESCRIBER_SENDER, store, NOW)
     assert err.value.status == 403
+
+
+def test_the_prescription_order_may_be_named_by_its_bundle_id_too(store):
+    """$process-message keys a message by Bundle.id; its identifier is what the stored copy keeps."""
+    short_id, _, lines, _ = dispensed_prescription(store, [])
+    task = store.task(short_id)
+    bundle_id = str(uuid.uuid4())
+    for identifier in task["identifier"]:
+        if identifier["system"] == MESSAGE_KEY_SYSTEM:
+            identifier["value"] = f"A83008/{bundle_id}"
+    store.put(task)
+    result = dispense.handle(
+        notification(short_id, bundle_id.upper(), {lines[0]: "0001"}), dispenser(), store, NOW
+    )
+    assert result.code == "ok"
