@@ -30,7 +30,7 @@ from eps.records import (
     BusinessStatus,
     with_status,
 )
-from hubspoke.identifiers import CLIENT_SYSTEM, HANDOFF_SYSTEM, ODS_SYSTEM, TENANT_SYSTEM
+from hubspoke.identifiers import HANDOFF_SYSTEM, ODS_SYSTEM, TENANT_SYSTEM
 from proxy.errors import FhirError
 
 # a line item's dispensing status, as EPS writes it on the MedicationRequests it releases
@@ -282,7 +282,9 @@ def audit_event(
     reason: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record of one lifecycle step: who (the OAuth client and its organisation), on which
-    prescription; labelled like the prescription, so those who see it see its history."""
+    prescription, why (the reason given, if any); labelled like the prescription, so those who
+    see it see its history. The shape of the other lifecycle steps' events (eps-msg's
+    ``eps/audit.py``): ``AuditEvent?entity=Task/<id>``, ``?entity-name=<short-form id>``."""
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "meta": {"security": prescription.labels()},
@@ -299,17 +301,11 @@ def audit_event(
                 },
                 "altId": sender.client_id,
                 "requestor": True,
-                "role": [{"text": sender.role}],
             }
         ],
+        # a handler does not know the deployment's ODS code: the broker itself observed the step
         "source": {"observer": {"display": "fhirplug EPS broker"}},
-        "entity": [
-            {
-                "what": {"reference": prescription.task_ref},
-                "description": f"prescription {prescription.short_id}",
-            },
-            {"what": {"identifier": {"system": CLIENT_SYSTEM, "value": sender.client_id}}},
-        ],
+        "entity": [{"what": {"reference": prescription.task_ref}, "name": prescription.short_id}],
     }
     if reason:
         event["purposeOfEvent"] = [reason]
