@@ -46,7 +46,7 @@ ITEM_DISPLAY = {
     "0007": "Item to be dispensed",
     "0008": "Item with dispenser",
 }
-FULLY_DISPENSED, NOT_DISPENSED, CANCELLED_ITEM = "0001", "0002", "0005"
+FULLY_DISPENSED, CANCELLED_ITEM = "0001", "0005"
 TO_BE_DISPENSED_ITEM, WITH_DISPENSER_ITEM = "0007", "0008"
 # an item in one of these has reached its end: nothing more is dispensed against it
 FINAL_ITEM_STATUSES = frozenset({"0001", "0002", "0005", "0006"})
@@ -65,7 +65,6 @@ REQUEST_STATUS_OF_ITEM = {
 # carry the same identifier: the last output is what a withdrawal takes back
 NOTIFICATION_SYSTEM = "https://fhirplug.org/fhir/NamingSystem/eps-dispense-notification"
 NOTIFICATION_OUTPUT = {"text": "dispense-notification"}
-RFC4122_SYSTEM = "https://tools.ietf.org/html/rfc4122"
 EPS_ISSUE_SYSTEM = "https://fhir.nhs.uk/CodeSystem/EPS-IssueCode"
 SPINE_ISSUE_SYSTEM = "https://fhir.nhs.uk/R4/CodeSystem/Spine-ErrorOrWarningCode"
 
