@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -343,6 +344,28 @@ def test_a_partial_dispense_leaves_it_active_and_another_pharmacy_cannot_dispens
     assert (other.status, other.code) == (404, "fatal-error")  # VNE51 cannot see it at all
     assert dispense.handle(partial, Sender("life-fa565", "dispenser", NOMINATED), store, now()).code == "ok"
     assert business_status(tracking_task(store, p.short_id)) is BusinessStatus.WITH_DISPENSER_ACTIVE
+
+
+def test_racing_dispense_notifications_each_land_whole_or_not_at_all(store):
+    """Eight tills report on one prescription at once: every notification is either stored whole
+    (its dispenses, its Task.output, its audit event) or refused as retryable with nothing stored."""
+    p = prescribe(store)
+    release(store, p.short_id, NOMINATED)
+    pharmacy = Sender("life-fa565", "dispenser", NOMINATED)
+    messages = [notification(p.short_id, p.message_id, {p.lines[n % len(p.lines)]: "0003"}) for n in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda m: dispense.handle(m, pharmacy, store, now()), messages))
+    assert {r.code for r in results} <= {"ok", "transient-error"}
+    landed = [m["identifier"]["value"] for m, r in zip(messages, results, strict=True) if r.code == "ok"]
+    assert landed  # at least the first
+    task = tracking_task(store, p.short_id)
+    assert sorted(o["valueIdentifier"]["value"] for o in task["output"]) == sorted(landed)
+    for m, r in zip(messages, results, strict=True):
+        stored = store.search(
+            "MedicationDispense", [("identifier", f"{lc.NOTIFICATION_SYSTEM}|{m['identifier']['value']}")]
+        )
+        assert len(stored) == (1 if r.code == "ok" else 0)
+    assert [s for s, _ in audit_steps(store, task)] == ["dispensed"] * len(landed)
 
 
 # ---------------------------------------------------------------- cancellation
