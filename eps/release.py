@@ -291,18 +291,24 @@ def release_nominated(
         wanted = MAX_NOMINATED - len(released.tasks)
         if wanted <= 0:
             break
-        found = store.search("Task", nominated_query(request.pharmacy), count=wanted)
-        tasks = _matches(found, "Task")[:wanted]
-        if not tasks:
+        found = _matches(store.search("Task", nominated_query(request.pharmacy), count=wanted), "Task")
+        # The search's index is only a hint: a Task another release moved between the store's
+        # index look-up and its load of the bodies comes back moved. The body and its version
+        # are what the compare-and-set is about, so the body must still be in the queue.
+        tasks = [t for t in found[:wanted] if _queued(t, request.pharmacy)]
+        stale = len(found[:wanted]) - len(tasks)
+        if not found:
             break
         moves = [released_task(t, request, now) for t in tasks]
+        if not tasks:
+            continue  # all moved under us: look again
         status, answer = store.transaction(_batch(tasks, moves))
         if status != 200 or not isinstance(answer, dict):
             raise FhirError(
                 503, f"The FHIR store refused the release ({status})", headers={"Retry-After": "5"}
             )
         results = answer.get("entry") or []
-        lost, won = 0, []
+        lost, won = stale, []
         for moved, result in zip(moves, results, strict=False):
             if not str((result.get("response") or {}).get("status", "")).startswith("2"):
                 lost += 1  # a concurrent release moved it first
@@ -311,7 +317,7 @@ def release_nominated(
             won.append(moved)
         released.tasks += won
         released.messages += _messages(store, won)
-        if lost == 0 and len(tasks) < wanted:
+        if lost == 0 and len(found) < wanted:
             break  # the queue is empty
     if not released.tasks:
         released.informational = no_more_prescriptions()
@@ -409,6 +415,10 @@ def released_task(task: dict[str, Any], request: ReleaseRequest, now: str) -> di
     others = [e for e in moved.get("extension") or [] if e.get("url") != AGENT_EXTENSION]
     moved["extension"] = others + [{"url": AGENT_EXTENSION, "valueReference": {"reference": f"#{AGENT_ID}"}}]
     return moved
+
+
+def _queued(task: dict[str, Any], pharmacy: str) -> bool:
+    return business_status(task) is BusinessStatus.TO_BE_DISPENSED and owner_ods(task) == pharmacy
 
 
 def _batch(tasks: list[dict[str, Any]], moves: list[dict[str, Any]]) -> dict[str, Any]:

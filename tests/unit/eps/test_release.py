@@ -59,6 +59,7 @@ class MemoryStore:
         self.next_id = 100
         self.before_write: list = []  # callables run before a batch or transaction: a racing release
         self.bundles_sent: list[dict] = []
+        self.between_index_and_load: list = []  # callables run after a search matched, before it loads
 
     def add(self, resource: dict) -> dict:
         resource = copy.deepcopy(resource)
@@ -117,7 +118,11 @@ class MemoryStore:
             found = [r for r in found if any(i.get("value") == value for i in r.get("identifier") or [])]
         if "_sort" in q:
             found.sort(key=lambda r: r["authoredOn"])
-        return copy.deepcopy(found[:count])
+        ids = [f"{r['resourceType']}/{r['id']}" for r in found[:count]]
+        for racer in self.between_index_and_load:
+            racer()
+        self.between_index_and_load = []
+        return [copy.deepcopy(self.data[i]) for i in ids]  # the bodies as they are now, as HAPI loads them
 
     def transaction(self, bundle: dict) -> tuple[int, dict | None]:
         self.bundles_sent.append(bundle)
@@ -355,6 +360,27 @@ def test_prescriptions_a_racing_release_took_are_skipped_and_the_queue_looked_at
     assert not {t["id"] for t in taken} & set(ids)
     assert ids == [t["id"] for t in tasks[3:]]  # 22 in the first round, the last 2 in the second
     assert len(store.bundles_sent) == 2
+
+
+def test_a_task_moved_between_the_searchs_index_and_its_load_is_not_released_again():
+    """HAPI matches a search on its index, then loads the bodies: a Task another release moved in
+    between comes back moved, with its new version, and a compare-and-set on it would succeed."""
+    store = MemoryStore()
+    tasks = [store.prescription(f"2025-01-01T10:{m:02d}:00Z") for m in range(3)]
+    first = tasks[0]
+
+    def racer():
+        current = store.data[f"Task/{first['id']}"]
+        store.data[f"Task/{first['id']}"] = {
+            **current,
+            "businessStatus": {"coding": [BusinessStatus.WITH_DISPENSER.coding()]},
+            "owner": {"identifier": {"system": ODS_SYSTEM, "value": PHARMACY}},
+            "meta": {**current["meta"], "versionId": "2"},
+        }
+
+    store.between_index_and_load.append(racer)
+    released = rules.release_nominated(store, nominated(), now=NOW)
+    assert [t["id"] for t in released.tasks] == [t["id"] for t in tasks[1:]]
 
 
 # ---------------------------------------------------------------- patient release
