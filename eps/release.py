@@ -622,19 +622,20 @@ def with_another_dispenser(ods: str, stored: list[dict[str, Any]]) -> dict[str, 
 
 
 def audit_event(
-    task: dict[str, Any], request: ReleaseRequest, now: str, client_id: str | None
+    tasks: list[dict[str, Any]],
+    request: ReleaseRequest,
+    now: str,
+    client_id: str | None,
+    labels: list[dict[str, str]],
 ) -> dict[str, Any]:
     """The AuditEvent of one release: the client and the pharmacist (the agent), the pharmacy,
-    and the Task version that records it; labelled as the Task is, so whoever sees the
-    prescription sees who took it."""
-    version = (task.get("meta") or {}).get("versionId")
-    what = f"Task/{task['id']}" + (f"/_history/{version}" if version else "")
+    and the Task versions that record it, labelled with ``labels``."""
     agent = request.agent
     who = {"identifier": {"system": ODS_SYSTEM, "value": request.pharmacy}}
     practitioner = agent.get("practitioner") if isinstance(agent.get("practitioner"), dict) else None
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
-        "meta": {"security": tenant_labels(*_tenants(task))},
+        "meta": {"security": labels},
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
         "subtype": [dict(AUDIT_SUBTYPE)],
         "action": "U",
@@ -644,7 +645,10 @@ def audit_event(
             {"who": who, "altId": client_id or "", "requestor": True},
         ],
         "source": {"observer": who},
-        "entity": [{"what": {"reference": what}, "description": f"{request.kind.value} release"}],
+        "entity": [
+            {"what": {"reference": _versioned(t)}, "description": f"{request.kind.value} release"}
+            for t in tasks
+        ],
     }
     if not client_id:
         del event["agent"][0]["altId"]
@@ -661,16 +665,18 @@ def audit_event(
     return event
 
 
+def _versioned(task: dict[str, Any]) -> str:
+    version = (task.get("meta") or {}).get("versionId")
+    return f"Task/{task['id']}" + (f"/_history/{version}" if version else "")
+
+
 def _audit_entry(
     task: dict[str, Any], request: ReleaseRequest, now: str, client_id: str | None
 ) -> dict[str, Any]:
-    # in the same transaction as the Task: the versioned entity is not known yet, the Task is
-    event = audit_event(
-        {**task, "meta": {k: v for k, v in (task.get("meta") or {}).items() if k != "versionId"}},
-        request,
-        now,
-        client_id,
-    )
+    # in the same transaction as the Task: the versioned entity is not known yet, the Task is;
+    # labelled as the Task is, so whoever sees the prescription sees who took it
+    unversioned = {**task, "meta": {k: v for k, v in (task.get("meta") or {}).items() if k != "versionId"}}
+    event = audit_event([unversioned], request, now, client_id, tenant_labels(*_tenants(task)))
     return {
         "fullUrl": f"urn:uuid:{uuid.uuid4()}",
         "resource": event,
@@ -681,25 +687,22 @@ def _audit_entry(
 def write_audit(
     store: Store, released: Released, request: ReleaseRequest, now: str, client_id: str | None
 ) -> None:
-    """A nominated release's audit events, once the store has the releases (one transaction).
-    The released Task versions are the primary record; should this write fail, the release
-    stands (an error answer cannot undo it) and :class:`AuditNotWritten` says so."""
-    tasks = released.tasks
-    if not tasks:
+    """A nominated release's audit event, once the store has the releases: one event naming every
+    Task version it moved (one create, not one per prescription: it is on the request's path),
+    labelled for the releasing pharmacy only, because the prescriptions of one queue come from
+    many prescribers, who must not learn of each other's. A prescriber sees the release on its
+    own Task (owner, agent, lastModified, history). The released Task versions are the primary
+    record; should this write fail, the release stands (an error answer cannot undo it) and
+    :class:`AuditNotWritten` says so."""
+    if not released.tasks:
         return
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {
-                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
-                "resource": audit_event(t, request, now, client_id),
-                "request": {"method": "POST", "url": "AuditEvent"},
-            }
-            for t in tasks
-        ],
+    event = audit_event(released.tasks, request, now, client_id, tenant_labels(request.pharmacy))
+    entry = {
+        "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+        "resource": event,
+        "request": {"method": "POST", "url": "AuditEvent"},
     }
-    status, _ = store.transaction(bundle)
+    status, _ = store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [entry]})
     if status >= 300:
         raise AuditNotWritten(status)
 

@@ -487,13 +487,22 @@ def test_the_eps_shape_carries_passed_and_failed_prescriptions():
     assert failed["name"] == "failedPrescriptions" and failed["resource"]["total"] == 0
 
 
-def test_the_audit_event_names_client_pharmacist_and_task_version_and_is_labelled_as_the_task():
+def test_a_nominated_release_leaves_one_audit_event_for_the_pharmacy_naming_every_task_version():
     store = MemoryStore()
-    task = store.prescription("2025-01-01T10:00:00Z")
+    tasks = [store.prescription(f"2025-01-01T10:0{m}:00Z") for m in range(2)]
     released = rules.release_nominated(store, nominated(), now=NOW)
     rules.write_audit(store, released, nominated(), NOW, "till-1")
     (event,) = [r for r in store.data.values() if r["resourceType"] == "AuditEvent"]
-    assert event["entity"][0]["what"]["reference"] == f"Task/{task['id']}/_history/2"
+    assert [e["what"]["reference"] for e in event["entity"]] == [f"Task/{t['id']}/_history/2" for t in tasks]
     assert event["agent"][0]["altId"] == "till-1"
     assert event["agent"][1]["who"]["display"] == "Jackie Clark"
-    assert tenants(event) == {PRESCRIBER, PHARMACY}
+    assert tenants(event) == {PHARMACY}  # the queue's prescribers do not learn of each other
+
+
+def test_a_patient_releases_audit_event_is_labelled_as_its_task():
+    store = MemoryStore()
+    task = store.prescription("2025-01-01T10:00:00Z", nominated=OTHER)
+    rules.release_patient(store, patient(task["groupIdentifier"]["value"]), now=NOW, client_id="till-1")
+    (event,) = [r for r in store.data.values() if r["resourceType"] == "AuditEvent"]
+    assert event["entity"][0]["what"]["reference"] == f"Task/{task['id']}"
+    assert tenants(event) == {PRESCRIBER, OTHER, PHARMACY}
