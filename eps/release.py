@@ -53,6 +53,7 @@ PATIENT_PARAM = "patient-identifier"
 # who released a prescription, recorded on its tracking Task (the PractitionerRole is contained)
 AGENT_EXTENSION = "https://fhirplug.org/fhir/StructureDefinition/eps-release-agent"
 AGENT_ID = "release-agent"
+RELEASE_ID_EXTENSION = "https://fhirplug.org/fhir/StructureDefinition/eps-release-id"
 SPINE_CODES = "https://fhir.nhs.uk/CodeSystem/Spine-ErrorOrWarningCode"
 EPS_ISSUE_CODES = "https://fhir.nhs.uk/CodeSystem/EPS-IssueCode"
 SUPPORTING_INFO = "https://fhir.nhs.uk/StructureDefinition/Extension-Spine-supportingInfo"
@@ -80,6 +81,9 @@ class ReleaseRequest:
     agent: dict[str, Any]  # the PractitionerRole behind the request, as sent (references dropped)
     short_id: str | None = None  # patient release only
     shape: Shape = Shape.SEARCHSET
+    # marks the Tasks this release moved: how it recognises its own write when the store
+    # reports an entry as failed that it did in fact apply
+    release_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 class Store(Protocol):
@@ -308,13 +312,21 @@ def release_nominated(
                 503, f"The FHIR store refused the release ({status})", headers={"Retry-After": "5"}
             )
         results = answer.get("entry") or []
-        lost, won = stale, []
-        for moved, result in zip(moves, results, strict=False):
+        lost, won, failed = stale, [], []
+        for task, moved, result in zip(tasks, moves, results + [{}] * len(tasks), strict=False):
             if not str((result.get("response") or {}).get("status", "")).startswith("2"):
-                lost += 1  # a concurrent release moved it first
+                failed.append(str(task["id"]))  # most often: a concurrent release moved it first
                 continue
             moved["meta"] = {**moved.get("meta", {}), "versionId": _etag_version(result)}
             won.append(moved)
+        if failed:
+            # Under load HAPI can report an entry as failed that it applied (seen on H2: a
+            # retried write of the version it had just stored, refused by the version index).
+            # The Task's current body says whose write stands.
+            current = _matches(store.search("Task", [("_id", ",".join(failed))], count=len(failed)), "Task")
+            mine = [t for t in current if _moved_by(t, request)]
+            won += mine
+            lost += len(failed) - len(mine)
         released.tasks += won
         released.messages += _messages(store, won)
         if lost == 0 and len(found) < wanted:
@@ -412,9 +424,25 @@ def released_task(task: dict[str, Any], request: ReleaseRequest, now: str) -> di
     moved["lastModified"] = now
     agent = {**request.agent, "id": AGENT_ID}
     moved["contained"] = [c for c in moved.get("contained") or [] if c.get("id") != AGENT_ID] + [agent]
-    others = [e for e in moved.get("extension") or [] if e.get("url") != AGENT_EXTENSION]
-    moved["extension"] = others + [{"url": AGENT_EXTENSION, "valueReference": {"reference": f"#{AGENT_ID}"}}]
+    ours = (AGENT_EXTENSION, RELEASE_ID_EXTENSION)
+    others = [e for e in moved.get("extension") or [] if e.get("url") not in ours]
+    moved["extension"] = others + [
+        {"url": AGENT_EXTENSION, "valueReference": {"reference": f"#{AGENT_ID}"}},
+        {"url": RELEASE_ID_EXTENSION, "valueString": request.release_id},
+    ]
     return moved
+
+
+def _moved_by(task: dict[str, Any], request: ReleaseRequest) -> bool:
+    """Whether this release's own write is the Task's current version."""
+    marks = [
+        e.get("valueString") for e in task.get("extension") or [] if e.get("url") == RELEASE_ID_EXTENSION
+    ]
+    return (
+        marks == [request.release_id]
+        and business_status(task) is BusinessStatus.WITH_DISPENSER
+        and owner_ods(task) == request.pharmacy
+    )
 
 
 def _queued(task: dict[str, Any], pharmacy: str) -> bool:
