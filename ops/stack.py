@@ -318,7 +318,11 @@ def load_profiles(cfg: StackConfig) -> str:
     from ops import profiles_cli
 
     summary = profiles_cli.load(PROFILES_DIR, cfg.store_url, cfg.effective_redis_url)
-    return summary.line()
+    # the EPS prescription tracker's search parameters, before any prescription is stored
+    params = profiles_cli.load_search_parameters(
+        PROFILES_DIR / "fhirplug", cfg.store_url, cfg.effective_redis_url
+    )
+    return f"{summary.line()}; {len(params)} search parameters"
 
 
 def up(cfg: StackConfig) -> None:

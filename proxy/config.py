@@ -11,10 +11,12 @@ from urllib.parse import urlsplit
 from proxy.store_caller import secret_from_env
 
 # message checks before profile validation: the cheap refusals first, then the store's validator;
-# eps_prepare before tenancy: it answers $prepare itself, which tenancy would refuse to prescribers
+# eps_prepare and eps_release before tenancy: they answer $prepare and Task/$release themselves,
+# which tenancy would refuse to prescribers and dispensers
 DEFAULT_PLUGINS = (
     "request_id",
     "eps_prepare",
+    "eps_release",
     "tenancy",
     "delivery_dedup",
     "message_checks",
