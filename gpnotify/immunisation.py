@@ -48,7 +48,15 @@ IMMUNISATION = Kind(
 )
 DOSE_STATUS = "http://hl7.org/fhir/vaccination-protocol-dose-status"
 # elements STU3 names as R4 does, in STU3's order
-SAME_NAME: tuple[str, ...] = ("vaccineCode", "patient", "encounter", "primarySource", "location", "manufacturer", "lotNumber")
+SAME_NAME: tuple[str, ...] = (
+    "vaccineCode",
+    "patient",
+    "encounter",
+    "primarySource",
+    "location",
+    "manufacturer",
+    "lotNumber",
+)
 SAME_NAME += ("expirationDate", "site", "route", "doseQuantity")
 
 

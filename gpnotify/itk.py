@@ -137,7 +137,7 @@ def message_bundle(
         "resourceType": "Bundle",
         "id": message_id,
         "meta": {"profile": [ITK + "ITK-Message-Bundle-1"]},
-        "identifier": {"value": message_id},
+        "identifier": {"system": RFC4122, "value": message_id},
         "type": "message",
         "entry": [{"fullUrl": "urn:uuid:" + r["id"], "resource": r} for r in entries],
     }
@@ -162,12 +162,14 @@ class Section:
     code: dict[str, str]
     rows: list[list[tuple[str, str | list[str]]]]  # rows of (header or "", cell); a list → one <p> each
     entries: list[str] = field(default_factory=list)  # urn:uuid references
+    div: str = ""  # a narrative written elsewhere (the pharmacist's own words), used instead of rows
+    status: str = "additional"  # the narrative adds to the entries, as the examples say
 
     def resource(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "title": self.title,
             "code": {"coding": [self.code]},
-            "text": {"status": "additional", "div": table(self.rows)},
+            "text": {"status": self.status, "div": self.div or table(self.rows)},
         }
         if self.entries:
             out["entry"] = [{"reference": e} for e in self.entries]

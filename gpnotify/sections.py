@@ -90,16 +90,18 @@ def legal(consent: Resource | None) -> Section | None:
     )
 
 
-def gp_practice(conv: Converter, practice: Practice, org: Resource) -> Section:
+def gp_practice(conv: Converter, practice: Practice, org: Resource, title: str = "GP practice") -> Section:
     rows: list[list[tuple[str, str | list[str]]]] = [
         [("GP practice identifier", [f"ODS Organization Code: {practice.ods}"])]
     ]
     if practice.name or org.get("name"):
         rows.append([("GP practice details", [f"Name: {practice.name or org.get('name')}"])])
-    return Section("GP practice", coding(SNOMED, "886711000000101", "GP practice"), rows, [conv.urn(org)])
+    return Section(title, coding(SNOMED, "886711000000101", "GP practice"), rows, [conv.urn(org)])
 
 
-def demographics(conv: Converter, patient: Resource, nhs_number: str) -> Section:
+def demographics(
+    conv: Converter, patient: Resource, nhs_number: str, title: str = "Patient demographics"
+) -> Section:
     family, given = human_name(patient)
     rows: list[list[tuple[str, str | list[str]]]] = [
         [("Patient name", [f"Given Name: {given}", f"Family Name: {family.title()}"])],
@@ -111,7 +113,7 @@ def demographics(conv: Converter, patient: Resource, nhs_number: str) -> Section
     if postcodes:
         rows.append([("Patient address", [f"Post Code: {postcodes[0]}"])])
     return Section(
-        "Patient demographics",
+        title,
         coding(SNOMED, "886731000000109", "Patient demographics"),
         rows,
         [conv.urn(patient)],
@@ -140,3 +142,32 @@ def practitioner_id(practitioner: Resource) -> tuple[str, str]:
         if value:
             return label, value
     return "", ""
+
+
+def carried(record: Resource | None, code: str) -> Section | None:
+    """A narrative-only section the pharmacist wrote (history, advice given, plan, referral details):
+    the section with this SNOMED ``code`` of the pharmacy's own R4 Composition of the consultation.
+    The ITK documents carry these as narrative with no entries, so nothing is coded that was not."""
+    for section in (record or {}).get("section") or []:
+        codings = (section.get("code") or {}).get("coding") or []
+        if any(c.get("system") == SNOMED and c.get("code") == code for c in codings):
+            text = section.get("text") or {}
+            return Section(
+                str(section.get("title") or ""),
+                {k: str(v) for k, v in codings[0].items() if k in ("system", "code", "display")},
+                [],
+                div=str(text.get("div") or ""),
+                status=str(text.get("status") or "additional"),
+            )
+    return None
+
+
+def consultation_record(encounter: Resource, related: Related) -> Resource | None:
+    """The pharmacy's R4 Composition of this consultation (its ``encounter``), if it stored one."""
+    for r in related.by_key.values():
+        if r.get("resourceType") != "Composition":
+            continue
+        target = related.get(r.get("encounter"), "Encounter")
+        if target is not None and target.get("id") == encounter.get("id"):
+            return r
+    return None

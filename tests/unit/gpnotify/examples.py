@@ -58,8 +58,9 @@ def normalise(message: dict[str, Any]) -> dict[str, Any]:
             if k == "div":
                 out[k] = "(narrative)"  # compared by facts, see the module docstring of gpnotify.sections
                 continue
-            if k == "identifier" and owner in ("Bundle", "Composition") and isinstance(v, dict):
-                v = {**v, "value": "(uuid)"}
+            if k == "identifier" and owner in ("Bundle", "Composition", "List"):
+                out[k] = "(made per message)"  # uuids the builder makes, with or without their system
+                continue
             out[k] = walk(v, owner)
         return out
 
