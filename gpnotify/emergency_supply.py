@@ -8,12 +8,7 @@ in the example (an insulin and its needles), so the pharmacy system stores them 
 
 R4 → STU3 (CareConnect-ITK-MedicationDispense-1):
 
-- R4 dropped ``performer.onBehalfOf``; the pharmacy the pharmacist acted for is the consultation's
-  ``Encounter.serviceProvider``, so that is what it says;
-- ``quantity`` gains the CareConnect MedicationQuantityText extension, "<value> <unit>", as the example
-  writes it (R4 has no quantity text of its own);
-- the dispenses are listed in a CareConnect-ITK-MedicationDispense-List-1 List ("Dispensed Medication"),
-  dated the day they were handed over, which the Medications section refers to.
+the dispenses, their List and Medications as ``gpnotify.dispensing`` says (shared with ITK013D).
 
 The custodian is the pharmacy (the example's choice for this document; the immunisation example names
 the practice). Narrative-only sections (history, advice given, plan, referral details) are the
@@ -24,24 +19,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from gpnotify import sections, stu3
+from gpnotify.dispensing import dispense, dispensed_list, medication, medications_section
 from gpnotify.itk import (
     NAMESPACE,
-    RFC4122,
     SNOMED,
     ItkMessage,
     Kind,
-    Section,
     Sender,
-    coding,
     document_bundle,
     message_bundle,
 )
 from gpnotify.itk import composition as make_composition
 from gpnotify.r4 import Related, Resource, gp_practice, missing, nhs_number
-from gpnotify.stu3 import CARECONNECT, ITK, Converter
+from gpnotify.stu3 import ITK, Converter
 
 EMERGENCY_SUPPLY_TYPE = ("1218611000000102", "Urgent supply of prescription items by community pharmacy")
 EMERGENCY_SUPPLY = Kind(
@@ -155,93 +147,3 @@ def _message_id(sender_ods: str, dispenses: list[Resource]) -> str:
     """Stable per sender and the set of stored dispense versions (in any order)."""
     keys = sorted(f"{d['id']}/_history/{(d.get('meta') or {}).get('versionId') or '1'}" for d in dispenses)
     return str(uuid.uuid5(NAMESPACE, f"{sender_ods}|MedicationDispense|{','.join(keys)}"))
-
-
-def dispensed_list(conv: Converter, list_id: str, first: Resource, dispenses: list[Resource]) -> Resource:
-    handed = str(first.get("whenHandedOver") or first.get("whenPrepared") or "")
-    out: Resource = {
-        "resourceType": "List",
-        "id": list_id,
-        "meta": {"profile": [ITK + "CareConnect-ITK-MedicationDispense-List-1"]},
-        "identifier": [{"system": RFC4122, "value": str(uuid.uuid5(uuid.UUID(list_id), "identifier"))}],
-        "status": "current",
-        "mode": "snapshot",
-        "code": {"coding": [coding(SNOMED, "163541000000107", "Dispensed Medication")]},
-        "subject": conv.value(first["subject"]),
-        "encounter": conv.value(first["context"]),
-    }
-    if handed:
-        out["date"] = handed[:10]
-    out["entry"] = [{"item": {"reference": conv.urn(d)}} for d in dispenses]
-    return out
-
-
-def dispense(conv: Converter, r4: Resource, pharmacy: Resource) -> Resource:
-    out: dict[str, Any] = {
-        "resourceType": "MedicationDispense",
-        "id": conv.include(r4),
-        "meta": {"profile": [ITK + "CareConnect-ITK-MedicationDispense-1"]},
-    }
-    for name in (
-        "identifier",
-        "status",
-        "medicationReference",
-        "subject",
-        "context",
-        "authorizingPrescription",
-    ):
-        if name in r4:
-            out[name] = conv.value(r4[name])
-    out["performer"] = [
-        {"actor": conv.value(p["actor"]), "onBehalfOf": {"reference": conv.urn(pharmacy)}}
-        for p in r4.get("performer") or []
-        if p.get("actor")
-    ]
-    out["type"] = conv.value(r4["type"])
-    if r4.get("quantity"):
-        q = conv.value(r4["quantity"])
-        if q.get("value") is not None and q.get("unit"):
-            text = (
-                f"{q['value']:g} {q['unit']}"
-                if isinstance(q["value"], float)
-                else f"{q['value']} {q['unit']}"
-            )
-            q = {"extension": [{"url": CARECONNECT + "Extension-CareConnect-MedicationQuantityText-1",
-                                "valueString": text}], **q}  # fmt: skip
-        out["quantity"] = q
-    for name in ("daysSupply", "whenPrepared", "whenHandedOver", "note", "dosageInstruction"):
-        if name in r4:
-            out[name] = conv.value(r4[name])
-    return out
-
-
-def medication(conv: Converter, r4: Resource) -> Resource:
-    out: Resource = {
-        "resourceType": "Medication",
-        "id": conv.include(r4),
-        "meta": {"profile": [ITK + "CareConnect-ITK-Medication-1"]},
-    }
-    for name in ("code", "status", "form"):
-        if name in r4:
-            out[name] = conv.value(r4[name])
-    return out
-
-
-def medications_section(list_id: str, dispenses: list[Resource], medications: list[Resource]) -> Section:
-    rows: list[list[tuple[str, str | list[str]]]] = []
-    for d, m in zip(dispenses, medications, strict=True):
-        dosage = (d.get("dosageInstruction") or [{}])[0]
-        directions = dosage.get("text") or ("As needed" if dosage.get("asNeededBoolean") else "")
-        q, days = d.get("quantity") or {}, d.get("daysSupply") or {}
-        rows += [
-            [("Medication", sections.display(m.get("code")))],
-            [("Dose directions", str(directions))],
-            [("Quantity Supplied", f"{q.get('value', '')} {q.get('unit', '')}".strip())],
-            [("Days Supply", f"{days.get('value', '')} days" if days else "")],
-        ]
-    return Section(
-        "Medications and medical devices",
-        coding(SNOMED, "933361000000108", "Medications and medical devices"),
-        rows,
-        ["urn:uuid:" + list_id],
-    )

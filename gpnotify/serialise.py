@@ -47,11 +47,15 @@ def from_xml(xml: bytes | str) -> dict[str, Any]:
     return _without_comments(model.model_dump(mode="json", exclude_none=True, by_alias=True))
 
 
+def _empty(value: Any) -> bool:
+    return value in ({}, None) or (isinstance(value, list) and all(_empty(v) for v in value))
+
+
 def _without_comments(value: Any) -> Any:
     if isinstance(value, dict):
         out = {k: _without_comments(v) for k, v in value.items() if k != "fhir_comments"}
         # a primitive's "_element" that held only a comment is left empty: it was never data
-        return {k: v for k, v in out.items() if not (k.startswith("_") and v in ({}, None))}
+        return {k: v for k, v in out.items() if not (k.startswith("_") and _empty(v))}
     if isinstance(value, list):
         return [_without_comments(v) for v in value]
     return value

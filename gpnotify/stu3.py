@@ -35,6 +35,8 @@ _RENAMED = {
     + "Extension-CareConnect-NHSNumberVerificationStatus-1",
     _UKCORE_SD + "Extension-UKCore-VaccinationProcedure": CARECONNECT
     + "Extension-CareConnect-VaccinationProcedure-1",
+    _UKCORE_SD + "Extension-UKCore-MedicationQuantityText": CARECONNECT
+    + "Extension-CareConnect-MedicationQuantityText-1",
     _UKCORE_SD + "Extension-UKCore-MedicationRepeatInformation": CARECONNECT
     + "Extension-CareConnect-MedicationRepeatInformation-1",
 }
