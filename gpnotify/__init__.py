@@ -5,7 +5,22 @@ Floor 2: no Flask, no store. The builders take resources already read and return
 ``gpnotify.mesh`` is the MESH transport (over NHS England's ``mesh-client``).
 """
 
+from gpnotify.emergency_supply import EMERGENCY_SUPPLY, build_emergency_supply
 from gpnotify.immunisation import IMMUNISATION, build_immunisation
 from gpnotify.itk import ItkMessage, Kind, Sender
+from gpnotify.minor_illness import MINOR_ILLNESS, build_minor_illness_referral
 
-__all__ = ["IMMUNISATION", "ItkMessage", "Kind", "Sender", "build_immunisation"]
+KINDS = (IMMUNISATION, EMERGENCY_SUPPLY, MINOR_ILLNESS)
+
+__all__ = [
+    "EMERGENCY_SUPPLY",
+    "IMMUNISATION",
+    "KINDS",
+    "MINOR_ILLNESS",
+    "ItkMessage",
+    "Kind",
+    "Sender",
+    "build_emergency_supply",
+    "build_immunisation",
+    "build_minor_illness_referral",
+]
