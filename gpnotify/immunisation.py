@@ -93,25 +93,28 @@ def build_immunisation(
 
     message_id = message_id_for(sender.ods, immunization)
     conv = Converter(message_id, rel)
-    # the order of the shared example's document: what is included first is converted first
-    ordered: list[Resource] = []
-    if encounter is not None:
-        ordered.append(encounter)
-    ordered += [practice_org, immunization, patient, vaccinator]
-    if encounter is not None and rel.get(encounter.get("serviceProvider"), "Organization"):
-        ordered.append(rel.get(encounter["serviceProvider"], "Organization"))  # type: ignore[arg-type]
-    for extra in (
-        rel.get(immunization.get("manufacturer"), "Organization"),
-        rel.get(immunization.get("location"), "Location"),
-    ):
-        if extra is not None:
-            ordered.append(extra)
-    ordered += [r for r in rel.by_key.values() if r.get("resourceType") == "PractitionerRole"
-                and rel.get(r.get("practitioner"), "Practitioner") is vaccinator]  # fmt: skip
+    # the order of the shared example's document (the Composition comes first, made below)
+    provider = rel.get((encounter or {}).get("serviceProvider"), "Organization")
+    manufacturer = rel.get(immunization.get("manufacturer"), "Organization")
+    place = rel.get(immunization.get("location"), "Location")
+    roles = [r for r in rel.by_key.values() if r.get("resourceType") == "PractitionerRole"
+             and rel.get(r.get("practitioner"), "Practitioner") is vaccinator]  # fmt: skip
+    candidates = [
+        encounter,
+        practice_org,
+        immunization,
+        patient,
+        vaccinator,
+        provider,
+        manufacturer,
+        place,
+        *roles,
+    ]
+    ordered = [r for r in candidates if r is not None]
+    # every entry gets its uuid before any is converted, so references between them resolve
     for r in ordered:
         conv.include(r)
-    if practice.organization is None:
-        conv.related = Related({**rel.by_key, f"Organization/{practice_org['id']}": practice_org})
+    if practice.organization is None:  # a logical reference by ODS code: point it at the entry made for it
         patient = {**patient, "generalPractitioner": [{"reference": f"Organization/{practice_org['id']}"}]}
 
     entries = [convert_immunization(conv, immunization) if r is immunization else _common(conv, r, patient)

@@ -10,7 +10,6 @@ validating against STU3 would refuse the whole document for one element it does 
 
 from __future__ import annotations
 
-import copy
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -223,7 +222,3 @@ def drop_empty(value: Any) -> Any:
         cleaned_list = [drop_empty(v) for v in value]
         return [v for v in cleaned_list if v not in ({}, [], None, "")]
     return value
-
-
-def clone(value: Any) -> Any:
-    return copy.deepcopy(value)
