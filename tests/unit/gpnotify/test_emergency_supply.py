@@ -104,3 +104,12 @@ def test_a_consultation_without_its_pharmacy_is_refused():
     dispenses, related = inputs()
     related = [r for r in related if r.get("id") != "org-fa000"]
     assert refused(dispenses, related).expression == ["Encounter.serviceProvider"]
+
+
+def test_the_document_alone_matches_the_repaired_upstream_document():
+    from gpnotify.serialise import to_xml
+
+    document = built().bundle["entry"][3]["resource"]
+    ours = normalise(from_xml(to_xml(document)))
+    theirs = normalise(example("emergency-supply-WilliamSmith-document.fixed.xml"))
+    assert differences(ours, theirs) == [d.replace(".entry[3].resource", "", 1) for d in EXPECTED]
