@@ -135,6 +135,18 @@ def with_status(task: dict[str, Any], status: BusinessStatus, owner: str | None 
     return moved
 
 
+def with_tenant(resource: dict[str, Any], ods: str) -> dict[str, Any]:
+    """A copy of ``resource`` with ``ods``'s tenant label added (labels are only ever added): a
+    part of a prescription released to a pharmacy that was not nominated for it."""
+    copied = copy.deepcopy(resource)
+    codes = [
+        s.get("code")
+        for s in (copied.get("meta") or {}).get("security") or []
+        if s.get("system") == TENANT_SYSTEM
+    ]
+    return labelled(copied, tenant_labels(ods, *codes))
+
+
 def short_form_id(task: dict[str, Any]) -> str | None:
     value = (task.get("groupIdentifier") or {}).get("value")
     return value if isinstance(value, str) else None

@@ -26,6 +26,10 @@ from proxy.interactions import parse_entry
 from proxy.response import ProxyResponse, dumps, loads
 
 REFUSED_PARAMS = frozenset({"_has", "_filter", "_list", "_query"})
+# Bundles the store makes as answers (a search or history inside a batch): judged entry by entry.
+# Any other Bundle in an answer is a stored resource (an EPS prescription-order message) and is
+# judged by its own label: its inner resources are the message as sent, never labelled themselves.
+RESULT_BUNDLE_TYPES = frozenset({"searchset", "history"})
 _LITERAL_REF = re.compile(r"^([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
 
 
@@ -61,7 +65,11 @@ def filter_bundle(bundle: dict, ods: str, requests: list | None = None) -> bool:
         if asked is not None and status[:3] in ("404", "410"):
             kept.append(_not_known_entry(asked))  # the store's own "not known" or "deleted"
             changed = True
-        elif isinstance(res, dict) and res.get("resourceType") == "Bundle":
+        elif (
+            isinstance(res, dict)
+            and res.get("resourceType") == "Bundle"
+            and res.get("type") in RESULT_BUNDLE_TYPES
+        ):
             changed |= filter_bundle(res, ods)  # a search inside a batch
             if (
                 asked is not None
@@ -88,6 +96,34 @@ def filter_bundle(bundle: dict, ods: str, requests: list | None = None) -> bool:
         bundle["entry"] = kept
         if btype == "history":
             bundle.pop("total", None)  # the store counted versions the tenant does not see
+    return changed
+
+
+def filter_parameters(parameters: dict, ods: str) -> bool:
+    """An operation's ``Parameters`` answer (EPS's release answer): each resource in it judged
+    as in a Bundle, nested parts too; True when anything was dropped."""
+    return _filter_parameter_list(parameters, "parameter", ods)
+
+
+def _filter_parameter_list(holder: dict, key: str, ods: str) -> bool:
+    changed = False
+    kept = []
+    for p in holder.get(key) or []:
+        res = p.get("resource") if isinstance(p, dict) else None
+        if (
+            isinstance(res, dict)
+            and res.get("resourceType") == "Bundle"
+            and res.get("type") in RESULT_BUNDLE_TYPES
+        ):
+            changed |= filter_bundle(res, ods)
+        elif isinstance(res, dict) and not visible_to(res, ods):
+            changed = True
+            continue
+        if isinstance(p, dict) and isinstance(p.get("part"), list):
+            changed |= _filter_parameter_list(p, "part", ods)
+        kept.append(p)
+    if changed:
+        holder[key] = kept
     return changed
 
 

@@ -7,6 +7,7 @@ sees the England profiles.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -147,3 +148,20 @@ def run(args) -> int:
     for name in summary.created + summary.updated:
         print(f"  {'created' if name in summary.created else 'updated'}  {name}")
     return 0
+
+
+def load_search_parameters(folder: str | Path, store_url: str, redis_url: str | None = None) -> list[str]:
+    """The store's own SearchParameters in ``folder`` (the EPS prescription tracker's), each PUT
+    under its id; the ids loaded. They change what the store indexes, so they come only from this
+    repository, never from an uploaded package (which loads validation content only). HAPI indexes
+    what is written after they load; data stored before needs ``$reindex``."""
+    redis = Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3) if redis_url else None
+    loaded = []
+    with DirectStore(store_url, redis) as store:
+        for path in sorted(Path(folder).glob("SearchParameter-*.json")):
+            resource = json.loads(path.read_text(encoding="utf-8"))
+            r = store.put(f"SearchParameter/{resource['id']}", resource, timeout=60)
+            if r.status_code >= 300:
+                raise FhirError(503, f"{path.name}: the store refused it ({r.status_code}): {r.text[:300]}")
+            loaded.append(resource["id"])
+    return loaded

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ops import mesh_sandbox
 from ops.processes import (
     StackError,
     http_ok,
@@ -39,6 +40,8 @@ class StackConfig:
     store_port: int = 8090
     redis_port: int = 6379
     redis_url: str | None = None  # set: use that Redis, start none
+    mesh_port: int = 8700  # the embedded MESH (mesh-sandbox)
+    mesh_url: str | None = None  # FHIRPLUG_MESH_URL set: a real MESH (INT/LIVE), start no sandbox
     h2_url: str | None = None  # None: H2 files under var/h2
     store_heap: str = "1g"
     store_boot_timeout: float = 300.0
@@ -55,6 +58,8 @@ class StackConfig:
             store_port=int(os.environ.get("FHIRPLUG_STORE_PORT", "8090")),
             redis_port=int(os.environ.get("FHIRPLUG_REDIS_PORT", "6379")),
             redis_url=os.environ.get("REDIS_URL") or None,
+            mesh_port=int(os.environ.get("FHIRPLUG_MESH_SANDBOX_PORT", "8700")),
+            mesh_url=os.environ.get("FHIRPLUG_MESH_URL") or None,
             store_heap=os.environ.get("FHIRPLUG_STORE_HEAP", "1g"),
             public_base_url=os.environ.get("FHIRPLUG_PUBLIC_BASE_URL") or None,
         )
@@ -79,6 +84,10 @@ class StackConfig:
     @property
     def effective_redis_url(self) -> str:
         return self.redis_url or f"redis://{self.host}:{self.redis_port}/0"
+
+    @property
+    def effective_mesh_url(self) -> str:
+        return self.mesh_url or mesh_sandbox.url(self.host, self.mesh_port)
 
     def path(self, *parts: str) -> Path:
         p = self.var_dir.joinpath(*parts)
@@ -172,6 +181,36 @@ def _redis_ping(host: str, port: int) -> bool:
         return False
 
 
+# ---------------------------------------------------------------- MESH
+
+
+def start_mesh(cfg: StackConfig) -> str:
+    """The embedded MESH (ops/mesh_sandbox.py), unless FHIRPLUG_MESH_URL names a real one."""
+    if cfg.mesh_url:
+        say(f"MESH: using FHIRPLUG_MESH_URL {cfg.mesh_url}")
+        return cfg.mesh_url
+    return mesh_sandbox.start(
+        cfg.host,
+        cfg.mesh_port,
+        cfg.var_dir / "mesh",
+        cfg.path("log", "mesh-sandbox.log"),
+        cfg.path("run", "mesh-sandbox.pid"),
+        mesh_sandbox.LOCAL_SHARED_KEY,
+    )
+
+
+def mesh_env(cfg: StackConfig) -> dict[str, str]:
+    """What the proxy and worker are told about the embedded MESH; an operator's own keys win."""
+    if cfg.mesh_url:
+        return {}
+    return {
+        "FHIRPLUG_MESH_URL": cfg.effective_mesh_url,
+        "FHIRPLUG_MESH_SHARED_KEY": mesh_sandbox.LOCAL_SHARED_KEY,
+        "FHIRPLUG_MESH_PASSWORD": mesh_sandbox.LOCAL_PASSWORD,
+        "FHIRPLUG_MESH_MAILBOX": os.environ.get("FHIRPLUG_MESH_MAILBOX", mesh_sandbox.LOCAL_MAILBOX),
+    }
+
+
 # ---------------------------------------------------------------- the embedded store
 
 
@@ -260,6 +299,7 @@ def proxy_env(cfg: StackConfig) -> dict[str, str]:
         "FHIRPLUG_STORE_URL": cfg.store_url,
         "REDIS_URL": cfg.effective_redis_url,
         "FHIRPLUG_KEYS_DIR": str(cfg.var_dir / "keys"),
+        **mesh_env(cfg),
         **cfg.proxy_env,
     }
 
@@ -293,7 +333,11 @@ def stop_all(cfg: StackConfig) -> None:
     """Stop every process this stack's var dir has a pid file for, workers and proxies first."""
     pidfiles = sorted(
         cfg.path("run", "x").parent.glob("*.pid"),
-        key=lambda p: ["redis", "store"].index(p.stem) if p.stem in ("redis", "store") else -1,
+        key=lambda p: (
+            ["mesh-sandbox", "redis", "store"].index(p.stem)
+            if p.stem in ("mesh-sandbox", "redis", "store")
+            else -1
+        ),
     )
     for pidfile in pidfiles:
         stop_process(pidfile.stem, pidfile)
@@ -318,7 +362,11 @@ def load_profiles(cfg: StackConfig) -> str:
     from ops import profiles_cli
 
     summary = profiles_cli.load(PROFILES_DIR, cfg.store_url, cfg.effective_redis_url)
-    return summary.line()
+    # the EPS prescription tracker's search parameters, before any prescription is stored
+    params = profiles_cli.load_search_parameters(
+        PROFILES_DIR / "fhirplug", cfg.store_url, cfg.effective_redis_url
+    )
+    return f"{summary.line()}; {len(params)} search parameters"
 
 
 def up(cfg: StackConfig) -> None:
@@ -330,6 +378,7 @@ def up(cfg: StackConfig) -> None:
         say(f"proxy on {public} (see docker-compose.yml)")
         return
     redis = start_redis(cfg)
+    mesh = start_mesh(cfg)
     store = start_store(cfg)
     say(f"profiles: {load_profiles(cfg)}")
     proxy = start_proxy(cfg)
@@ -338,6 +387,10 @@ def up(cfg: StackConfig) -> None:
     print(f"  proxy (FHIR base)  {cfg.public_base()}   (listening on {proxy})")
     print(f"  FHIR store         {store}   (internal: only the proxy calls it)")
     print(f"  Redis              {redis}")
+    mesh_note = (
+        "real MESH (FHIRPLUG_MESH_URL)" if cfg.mesh_url else f"mesh-sandbox, data in {cfg.var_dir / 'mesh'}"
+    )
+    print(f"  MESH               {mesh}   ({mesh_note})")
     print(f"  forwarding worker  pid {read_pid(cfg.path('run', 'worker.pid'))}")
     print(f"  logs               {cfg.var_dir / 'log'}")
 
@@ -354,6 +407,7 @@ def status(cfg: StackConfig) -> dict[str, bool]:
     return {
         "redis": _redis_ping(cfg.host, cfg.redis_port) if not cfg.redis_url else True,
         "store": http_ok(cfg.store_url + "/metadata?_summary=true", 5),
+        "mesh": True if cfg.mesh_url else mesh_sandbox.answers(cfg.effective_mesh_url),
         "proxy": http_ok(cfg.proxy_url + "/healthz"),
         "worker": read_pid(cfg.path("run", "worker.pid")) is not None,
     }

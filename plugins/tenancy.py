@@ -27,6 +27,7 @@ from hubspoke.oracles import (
     conditional_read,
     entry_expression,
     filter_bundle,
+    filter_parameters,
     hide_foreign_references,
     not_acceptable,
     not_known,
@@ -301,6 +302,9 @@ class Tenancy:
             if changed and i.kind == "page":
                 body.pop("total", None)  # a page of someone else's search: its count is theirs
             if changed:
+                response.resource = body
+        elif body.get("resourceType") == "Parameters" and i.kind == "operation":
+            if filter_parameters(body, ods):  # an operation's answer: judged part by part
                 response.resource = body
         elif not visible_to(body, ods):
             not_known(response, i.resource_type, i.id)

@@ -11,11 +11,12 @@ from urllib.parse import urlsplit
 from proxy.store_caller import secret_from_env
 
 # message checks before profile validation: the cheap refusals first, then the store's validator;
-# eps_prepare and eps_task before tenancy: they answer $prepare and a dispenser's return/withdraw
-# Task themselves, which tenancy would refuse to prescribers and dispensers
+# eps_prepare, eps_release and eps_task before tenancy: they answer $prepare, Task/$release and a
+# dispenser's return/withdraw Task themselves, which tenancy would refuse to prescribers and dispensers
 DEFAULT_PLUGINS = (
     "request_id",
     "eps_prepare",
+    "eps_release",
     "eps_task",
     "tenancy",
     "delivery_dedup",
@@ -54,6 +55,60 @@ def _list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _secret(name: str) -> str:
+    """``NAME`` or the contents of the file ``NAME_FILE`` names (a mounted secret); stripped."""
+    path = os.environ.get(name + "_FILE", "").strip()
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    return os.environ.get(name, "").strip()
+
+
+# mesh-client's own names for NHS England's MESH endpoints: they come with the right CA bundle
+MESH_ENDPOINT_NAMES = {
+    "INT": "https://msg.intspineservices.nhs.uk",
+    "LIVE": "https://mesh-sync.spineservices.nhs.uk",
+    "DEP": "https://msg.dep.spine2.ncrs.nhs.uk",
+}
+
+
+@dataclass(frozen=True)
+class MeshSettings:
+    """Where this deployment's MESH mailbox is and how to sign in to it (GP notifications, issue 14).
+
+    The default is the embedded mesh-sandbox `make up` starts; production sets the URL (or INT/LIVE),
+    the client certificate and key, and takes the password and shared key from secrets (``*_FILE``)."""
+
+    url: str = "http://127.0.0.1:8700"
+    mailbox: str = ""  # none: this deployment sends and receives no GP notifications
+    password: str = field(default="", repr=False)
+    shared_key: str = field(default="", repr=False)  # MESH's HMAC key for the NHSMESH auth header
+    client_cert: str = ""  # PEM path: MESH authenticates the client by TLS certificate (INT/LIVE)
+    client_key: str = ""
+    ca_bundle: str = ""  # none: mesh-client's bundled NHS CA for INT/LIVE, the system's otherwise
+    verify: bool = True  # off only for a local sandbox on https with a self-signed certificate
+    timeout_s: float = 60.0
+
+    @classmethod
+    def from_env(cls) -> MeshSettings:
+        url = _env("FHIRPLUG_MESH_URL", cls.url).strip()
+        return cls(
+            url=MESH_ENDPOINT_NAMES.get(url.upper(), url).rstrip("/"),
+            mailbox=_env("FHIRPLUG_MESH_MAILBOX", "").strip().upper(),
+            password=_secret("FHIRPLUG_MESH_PASSWORD"),
+            shared_key=_secret("FHIRPLUG_MESH_SHARED_KEY"),
+            client_cert=_env("FHIRPLUG_MESH_CLIENT_CERT", ""),
+            client_key=_env("FHIRPLUG_MESH_CLIENT_KEY", ""),
+            ca_bundle=_env("FHIRPLUG_MESH_CA", ""),
+            verify=_switch("FHIRPLUG_MESH_VERIFY", _env("FHIRPLUG_MESH_VERIFY", "on")),
+            timeout_s=float(_env("FHIRPLUG_MESH_TIMEOUT", "60")),
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.mailbox and self.password and self.shared_key)
+
+
 @dataclass(frozen=True)
 class Settings:
     store_url: str = "http://127.0.0.1:8090/fhir"
@@ -78,6 +133,7 @@ class Settings:
     own_ods: str = ""  # its ODS code: the owner it gives Tasks, the observer of its audit events
     role: str = "both"  # hub, spoke or both; a hub refuses a Task owned by another hub
     tenancy_proxy_checks: bool = True  # False only for the security tests: labels, no proxy checks
+    mesh: MeshSettings = field(default_factory=MeshSettings)  # GP notifications' MESH mailbox
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -101,6 +157,7 @@ class Settings:
             own_ods=_env(ODS_KEY, cls.own_ods),
             role=_env("FHIRPLUG_ROLE", cls.role),
             tenancy_proxy_checks=_switch(PROXY_CHECKS_KEY, _env(PROXY_CHECKS_KEY, "on")),
+            mesh=MeshSettings.from_env(),
         )
 
     @property
@@ -149,6 +206,7 @@ class WorkerSettings:
     job_monitoring_interval: int = 10
     maintenance_seconds: int = 30
     partner_concurrency: int = 4  # most deliveries to one partner at once, across all workers
+    mesh: MeshSettings = field(default_factory=MeshSettings)  # the worker is what sends over MESH
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -164,6 +222,7 @@ class WorkerSettings:
                 _env("FHIRPLUG_WORKER_MAINTENANCE_SECONDS", str(cls.maintenance_seconds))
             ),
             partner_concurrency=int(_env("FHIRPLUG_PARTNER_CONCURRENCY", str(cls.partner_concurrency))),
+            mesh=MeshSettings.from_env(),
         )
 
 

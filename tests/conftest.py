@@ -86,6 +86,49 @@ def stack(tmp_path_factory) -> Stack:
     stackmod.stop_all(cfg)
 
 
+class Mesh:
+    """A mesh-sandbox of the test run: its settings for any mailbox of ops/mesh_sandbox_data."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def settings(self, mailbox: str):
+        from ops import mesh_sandbox
+        from proxy.config import MeshSettings
+
+        return MeshSettings(
+            url=self.url,
+            mailbox=mailbox,
+            password=mesh_sandbox.LOCAL_PASSWORD,
+            shared_key=mesh_sandbox.LOCAL_SHARED_KEY,
+            timeout_s=10,
+        )
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory) -> Mesh:
+    """One MESH sandbox per test run, on a free port, without the store: MESH tests need no HAPI."""
+    from ops import mesh_sandbox
+    from ops.processes import stop_process
+
+    var = tmp_path_factory.mktemp("mesh")
+    pidfile = var / "mesh-sandbox.pid"
+    try:
+        url = mesh_sandbox.start(
+            "127.0.0.1",
+            free_port(),
+            var / "data",
+            var / "mesh-sandbox.log",
+            pidfile,
+            mesh_sandbox.LOCAL_SHARED_KEY,
+        )
+    except stackmod.StackError as exc:
+        stop_process("mesh-sandbox", pidfile)
+        pytest.fail(f"could not start the MESH sandbox: {exc}", pytrace=False)
+    yield Mesh(url)
+    stop_process("mesh-sandbox", pidfile)
+
+
 @pytest.fixture
 def http(stack) -> requests.Session:
     """An administrator's session on the main proxy."""

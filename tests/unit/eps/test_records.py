@@ -91,3 +91,13 @@ def test_release_moves_the_task_and_only_adds_the_dispensers_label():
     assert business_status(released) is BusinessStatus.WITH_DISPENSER and released["status"] == "accepted"
     assert owner_ods(released) == "VNE51" and tenants(released) == {"A83008", "FA565", "VNE51"}
     assert business_status(task) is BusinessStatus.TO_BE_DISPENSED  # a copy: the original is untouched
+
+
+def test_with_tenant_adds_one_label_to_a_copy():
+    from eps.records import with_tenant
+
+    _, tx = transaction()
+    message = tx["entry"][0]["resource"]
+    shared = with_tenant(message, "VNE51")
+    assert tenants(shared) == {"A83008", "FA565", "VNE51"} and tenants(message) == {"A83008", "FA565"}
+    assert TRACKING_TAG in shared["meta"]["tag"]

@@ -7,6 +7,7 @@ from hubspoke.oracles import (
     conditional_read,
     entry_expression,
     filter_bundle,
+    filter_parameters,
     not_known,
     refuse_oracle_params,
     swap_back,
@@ -52,6 +53,60 @@ def test_filter_bundle_keeps_places_in_a_batch_answer_as_not_known():
     assert bundle["entry"][0]["resource"]["id"] == "1"
     assert bundle["entry"][1]["response"]["status"] == "404 Not Found"
     assert "Task/2 is not known" in bundle["entry"][1]["response"]["outcome"]["issue"][0]["diagnostics"]
+
+
+def message(rid, ods="A1"):
+    """A stored EPS message Bundle: labelled itself, its inner resources as the prescriber sent them."""
+    return {
+        "resourceType": "Bundle",
+        "id": rid,
+        "type": "message",
+        "meta": {"security": [{"system": TENANT_SYSTEM, "code": ods}]},
+        "entry": [{"resource": {"resourceType": "MedicationRequest"}}],
+    }
+
+
+def test_a_stored_message_bundle_is_judged_by_its_own_label_and_kept_whole():
+    bundle = {"type": "searchset", "entry": [{"resource": message("1")}, {"resource": message("2", "B2")}]}
+    assert filter_bundle(bundle, "A1") is True
+    (kept,) = bundle["entry"]
+    assert kept["resource"]["id"] == "1" and kept["resource"]["entry"] == [
+        {"resource": {"resourceType": "MedicationRequest"}}
+    ]
+
+
+def test_a_search_inside_a_batch_is_still_judged_entry_by_entry():
+    inner = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": mine("1")}, {"resource": mine("2", "B2")}],
+    }
+    bundle = {"type": "batch-response", "entry": [{"resource": inner}]}
+    assert filter_bundle(bundle, "A1", [{"request": {"method": "GET", "url": "Task?status=x"}}]) is True
+    assert [e["resource"]["id"] for e in inner["entry"]] == ["1"]
+
+
+def test_an_operations_parameters_answer_is_judged_part_by_part():
+    passed = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": message("1")}, {"resource": message("2", "B2")}],
+    }
+    answer = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "passedPrescriptions", "resource": passed},
+            {"name": "other", "resource": mine("3", "B2")},
+            {
+                "name": "nested",
+                "part": [{"name": "x", "resource": mine("4", "B2")}, {"name": "y", "valueString": "s"}],
+            },
+        ],
+    }
+    assert filter_parameters(answer, "A1") is True
+    assert [e["resource"]["id"] for e in passed["entry"]] == ["1"]
+    assert [p["name"] for p in answer["parameter"]] == ["passedPrescriptions", "nested"]
+    assert answer["parameter"][1]["part"] == [{"name": "y", "valueString": "s"}]
 
 
 def test_history_loses_its_total_when_filtered():
