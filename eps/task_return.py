@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from eps import lifecycle as lc
+from eps import release
 from eps.events import EpsStore, Sender
 from eps.records import BusinessStatus, business_status, owner_ods
 from hubspoke.identifiers import NHS_NUMBER_SYSTEM
@@ -135,6 +136,7 @@ def _return(store: EpsStore, sender: Sender, p: lc.Prescription, task: dict, now
     if nominated is None:
         moved.pop("owner", None)
     moved.pop("output", None)
+    _forget_release(moved)
     entries = [
         lc.update_entry(lc.with_item_status(r, lc.TO_BE_DISPENSED_ITEM), lc.version_of(r))
         for r in p.items
@@ -193,6 +195,17 @@ def _withdraw(store: EpsStore, sender: Sender, p: lc.Prescription, task: dict, n
     event = lc.audit_event("withdrawn", sender, p, now, task["statusReason"])
     entries.append(lc.create_entry(event, f"urn:uuid:{uuid.uuid4()}"))
     lc.commit(store, p.short_id, entries)
+
+
+def _forget_release(task: dict) -> None:
+    """The Task no longer says who released it: nobody holds the prescription now (the release's
+    AuditEvent keeps the history)."""
+    ours = (release.AGENT_EXTENSION, release.RELEASE_ID_EXTENSION)
+    task["extension"] = [e for e in task.get("extension") or [] if e.get("url") not in ours]
+    task["contained"] = [c for c in task.get("contained") or [] if c.get("id") != release.AGENT_ID]
+    for key in ("extension", "contained"):
+        if not task[key]:
+            del task[key]
 
 
 def _dispenses(store: EpsStore, notifications: list[str]) -> list[dict]:

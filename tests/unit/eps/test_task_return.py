@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from eps import dispense, task_return
+from eps import dispense, release, task_return
 from eps import lifecycle as lc
 from eps.records import BusinessStatus, business_status, owner_ods, with_status
 from proxy.errors import FhirError
@@ -80,6 +80,23 @@ def test_a_returned_prescription_is_to_be_dispensed_again_by_its_nominated_pharm
         event["subtype"][0]["code"] == "returned"
         and event["purposeOfEvent"][0]["coding"][0]["code"] == "0003"
     )
+
+
+def test_a_returned_prescription_no_longer_names_who_released_it(store):
+    short_id, message_id, _ = new_prescription(store)
+    released(store, short_id, OTHER)
+    task = store.task(short_id)
+    task["contained"] = [{"resourceType": "PractitionerRole", "id": release.AGENT_ID}]
+    task["extension"] = [
+        {"url": release.AGENT_EXTENSION, "valueReference": {"reference": f"#{release.AGENT_ID}"}},
+        {"url": release.RELEASE_ID_EXTENSION, "valueString": "r-1"},
+        {"url": "https://example.org/other", "valueString": "kept"},
+    ]
+    store.put(task)
+    task_return.handle(return_task(short_id, message_id), dispenser(OTHER), store, NOW)
+    task = store.task(short_id)
+    assert "contained" not in task
+    assert [e["url"] for e in task["extension"]] == ["https://example.org/other"]
 
 
 def test_a_returned_prescription_without_a_nomination_is_owned_by_nobody(store):
