@@ -42,6 +42,7 @@ from hubspoke.identifiers import TENANT_SYSTEM
 from proxy.errors import FhirError
 from proxy.read_cache import WriteFence
 from proxy.store_caller import HEADER, CallerSigner
+from tests.support.eps import new_short_form_id
 from tests.support.eps_lifecycle import CANCEL, RETURN, SEND, WITHDRAW, example, notification
 
 pytestmark = pytest.mark.integration
@@ -135,7 +136,7 @@ class Prescribed:
 def prescribe(store: SignedStore, nominated: str | None = NOMINATED) -> Prescribed:
     """EPS's Send example with fresh ids, stored as the prescriber stores it."""
     message = example(SEND)
-    short_id = f"{uuid.uuid4().hex[:6].upper()}-{PRESCRIBER}-{uuid.uuid4().hex[:5].upper()}X"
+    short_id = new_short_form_id(PRESCRIBER)  # with its check character: $release verifies it
     message_id = str(uuid.uuid4())
     message["identifier"]["value"] = message_id
     for e in message["entry"]:
@@ -232,6 +233,75 @@ def test_a_returned_prescription_is_to_be_dispensed_again_by_its_nominated_pharm
         "Task",
         [("identifier", "https://tools.ietf.org/html/rfc4122|" + return_task(p)["identifier"][0]["value"])],
     )
+
+
+def release_parameters(ods: str, short_id: str | None = None) -> dict:
+    """Task/$release's Parameters: the pharmacy's queue, or one prescription by its short-form id."""
+    agent = next(
+        p["resource"]
+        for p in example("spec__dispense__Nominated-Pharmacy-Request-Release-200_OK.json")["parameter"]
+        if p["name"] == "agent"
+    )
+    parameters = [
+        {
+            "name": "owner",
+            "valueIdentifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": ods},
+        },
+        {"name": "status", "valueCode": "accepted"},
+        {"name": "agent", "resource": agent},
+    ]
+    if short_id is not None:
+        parameters = [
+            {
+                "name": "group-identifier",
+                "valueIdentifier": {"system": PRESCRIPTION_ID_SYSTEM, "value": short_id},
+            },
+            *parameters[1:],
+        ]
+    return {"resourceType": "Parameters", "parameter": parameters}
+
+
+def released_short_ids(answer: dict) -> list[str]:
+    """The short-form ids of the prescription-order messages a release answered with."""
+    return [
+        next(
+            m["resource"]["groupIdentifier"]["value"]
+            for m in e["resource"]["entry"]
+            if m["resource"]["resourceType"] == "MedicationRequest"
+        )
+        for e in answer.get("entry") or []
+    ]
+
+
+def test_returned_after_a_patient_release_it_is_in_the_nominated_pharmacys_queue_again(
+    stack, store, pharmacies
+):
+    """Through the real Task/$release: a patient takes the prescription to VNE51, which returns it;
+    its nominated pharmacy's next queue release hands it out."""
+    own = "FY" + uuid.uuid4().hex[:3].upper()  # a nominated pharmacy whose queue is this test's alone
+    nominated_pharmacy = stack.session(client=stack.client(f"life-{own.lower()}", "dispenser", own))
+    p = prescribe(store, nominated=own)
+    r = pharmacies[PATIENT_CHOICE].post(
+        f"{stack.fhir}/Task/$release",
+        json=release_parameters(PATIENT_CHOICE, p.short_id),
+        headers=FHIR_JSON,
+        timeout=60,
+    )
+    assert r.status_code == 200 and released_short_ids(r.json()) == [p.short_id], r.text
+    assert owner_ods(tracking_task(store, p.short_id)) == PATIENT_CHOICE
+
+    assert post_task(pharmacies[PATIENT_CHOICE], stack, return_task(p)).status_code == 200
+    task = tracking_task(store, p.short_id)
+    assert (business_status(task), owner_ods(task)) == (BusinessStatus.TO_BE_DISPENSED, own)
+    assert "contained" not in task  # nobody's release agent is left on it
+
+    r = nominated_pharmacy.post(
+        f"{stack.fhir}/Task/$release", json=release_parameters(own), headers=FHIR_JSON, timeout=60
+    )
+    assert r.status_code == 200 and released_short_ids(r.json()) == [p.short_id], r.text
+    task = tracking_task(store, p.short_id)
+    assert (business_status(task), owner_ods(task)) == (BusinessStatus.WITH_DISPENSER, own)
+    nominated_pharmacy.close()
 
 
 def test_a_returned_prescription_without_a_nomination_is_owned_by_nobody(stack, store, pharmacies):
