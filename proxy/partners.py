@@ -13,13 +13,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 KEY = "fhirplug:partners"  # one Redis hash: ODS code -> JSON record
-ROLES = ("hub", "spoke")
+# hub-and-spoke deployments, and EPS systems that take asynchronous $process-message responses
+ROLES = ("hub", "spoke", "prescriber", "dispenser")
 
 
 @dataclass(frozen=True)
 class Partner:
     ods: str
-    role: str
+    role: str  # one of ROLES
     base_url: str  # their FHIR base, e.g. https://hub.example/fhir
     token_url: str
     client_id: str  # the client id we use at their authorization server
