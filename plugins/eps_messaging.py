@@ -32,7 +32,6 @@ It answers from ``fhirplug_request``, so it must be listed before ``tenancy`` in
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import uuid
@@ -417,12 +416,6 @@ def _answer(ctx: RequestContext, answer: dict) -> ProxyResponse:
     prefer = (ctx.request.header("prefer") or "").replace(" ", "").lower()
     if "return=operationoutcome" in prefer and body.get("resourceType") == "Bundle":
         body = messaging.outcome_of(body)
-    elif body.get("resourceType") == "Bundle" and ctx.client.ods:
-        # the tenancy plugin shows a tenant only what carries its label; the response message is
-        # the sender's own, so its parts say so
-        body = copy.deepcopy(body)
-        for entry in body.get("entry") or []:
-            records.labelled(entry["resource"], records.tenant_labels(ctx.client.ods))
     return ProxyResponse.from_resource(answer["status"], body)
 
 

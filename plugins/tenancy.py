@@ -47,6 +47,7 @@ from hubspoke.tenants import (
     visible_to,
 )
 from proxy import canonical
+from proxy.auth.scopes import PROXY_ANSWERED_OPERATIONS
 from proxy.config import Settings
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
@@ -269,6 +270,8 @@ class Tenancy:
     def fhirplug_response(self, ctx, response):
         if ctx.client.role not in TENANT_ROLES or ctx.interaction.kind in NOT_FHIR or not self.proxy_checks:
             return
+        if ctx.interaction.kind == "operation" and ctx.interaction.operation in PROXY_ANSWERED_OPERATIONS:
+            return  # built by the proxy from the caller's own message: no stored data to narrow
         swaps = ctx.notes(_Notes).swaps
         if swaps:
             swap_back(response, swaps)

@@ -24,6 +24,9 @@ _V1_PERMS = {"read": "rs", "write": "cud", "*": "cruds"}
 # as that tenant, judged by the store's tenancy line, not through the caller's REST scopes
 _DATA_FREE_OPERATIONS = {"$validate", "$prepare", "$process-message"}
 ROLE_GATED_OPERATIONS = frozenset(_DATA_FREE_OPERATIONS)  # their answers are not filtered by scope
+# operations the proxy answers itself from the caller's own body, never with stored data (EPS's
+# $prepare digest, a $process-message response message): nothing in their answers to narrow
+PROXY_ANSWERED_OPERATIONS = frozenset({"$prepare", "$process-message"})
 
 
 class ScopeError(ValueError):

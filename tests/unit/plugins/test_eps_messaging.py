@@ -140,11 +140,6 @@ def test_a_prescriber_gets_a_response_message_naming_its_message(handler):
     assert (sender.client_id, sender.role, sender.ods) == ("gp-system", "prescriber", "A83008")
 
 
-def test_the_response_carries_the_senders_label_so_tenancy_shows_it(handler):
-    labels = header(call())["meta"]["security"]
-    assert labels == [{"system": records.TENANT_SYSTEM, "code": "A83008"}]
-
-
 def test_prefer_operation_outcome_answers_epss_way(handler):
     answer = call(headers={"Prefer": "return=OperationOutcome"})
     assert answer.resource == {
