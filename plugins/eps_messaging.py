@@ -149,7 +149,12 @@ class EpsMessaging(UsesRedis):
         deferred = self._async(ctx, request, sender)
         key = records.message_key(sender.ods, request.message_id)
         response = self._once(
-            ctx, request, sender, key, lambda: self._process(ctx, request, sender, key, deferred)
+            ctx,
+            request,
+            sender,
+            key,
+            lambda: self._process(ctx, request, sender, key, deferred),
+            asynchronous=deferred is not None,
         )
         return _answer(ctx, response)
 
@@ -184,7 +189,9 @@ class EpsMessaging(UsesRedis):
 
     # ------------------------------------------------------------------ exactly once
 
-    def _once(self, ctx, request: messaging.Request, sender: Sender, key: str, process) -> dict:
+    def _once(
+        self, ctx, request: messaging.Request, sender: Sender, key: str, process, asynchronous: bool = False
+    ) -> dict:
         """The answer {status, body, form} to this message: the first copy's if there was one."""
         digest = messaging.digest(request.bundle)
         redis_key = KEY_PREFIX + key
@@ -206,7 +213,7 @@ class EpsMessaging(UsesRedis):
             log.info("resend answered with the first result", extra={"fields": {"event": "eps_resend"}})
             return record
         try:
-            earlier = self._stored_earlier(ctx, request, sender, key)
+            earlier = self._stored_earlier(ctx, request, sender, key, asynchronous)
             if earlier is not None:
                 self._remember(redis_key, earlier)
                 if earlier["digest"] != digest:
@@ -223,8 +230,11 @@ class EpsMessaging(UsesRedis):
             self._release(redis_key)  # nothing was stored: a resend is judged afresh
         return answer
 
-    def _stored_earlier(self, ctx, request: messaging.Request, sender: Sender, key: str) -> dict | None:
-        """The answer to a prescription-order the store already holds (Redis forgot it)."""
+    def _stored_earlier(
+        self, ctx, request: messaging.Request, sender: Sender, key: str, asynchronous: bool
+    ) -> dict | None:
+        """The answer to a prescription-order the store already holds (Redis forgot it). Its
+        asynchronous response, if it had one, is the outbox's to deliver, as it was."""
         if request.event != "prescription-order":
             return None
         found = ctx.store.as_caller(sender.role, sender.ods).search(
@@ -241,12 +251,16 @@ class EpsMessaging(UsesRedis):
             "resend answered from the store",
             extra={"fields": {"event": "eps_resend", "task": task.get("id")}},
         )
-        return {
-            "state": "done",
-            "digest": records.identifier_of(task, records.MESSAGE_DIGEST_SYSTEM) or "",
-            "status": 200,
-            "body": response,
-        }
+        digest = records.identifier_of(task, records.MESSAGE_DIGEST_SYSTEM) or ""
+        if asynchronous:
+            return {
+                "state": "done",
+                "digest": digest,
+                "status": 202,
+                "body": _accepted(request),
+                "async": True,
+            }
+        return {"state": "done", "digest": digest, "status": 200, "body": response}
 
     def _remember(self, redis_key: str, answer: dict) -> None:
         record = {**answer, "state": "done"}
@@ -286,15 +300,15 @@ class EpsMessaging(UsesRedis):
             # the handler stored nothing through a transaction, or said more than "ok":
             # the record carries the response as it is now (written under its fixed id)
             delivery = replace(delivery, body=response)
-            ctx.store.put(outbox.record(delivery, custody.state.subject or ""))
+            basic = outbox.record(delivery, custody.state.subject or "")
+            if not custody.state.subject:
+                basic.pop("subject")
+            ctx.store.put(basic)
         try:
             enqueue(delivery, self.redis)
         except Exception:  # the outbox sweep queues it; the message is in our custody
             log.exception("could not queue an async response; the outbox sweep will")
-        accepted = messaging.informational(
-            f"Message {request.message_id} accepted; the response message follows asynchronously"
-        )
-        return {"status": 202, "body": accepted, "async": True}
+        return {"status": 202, "body": _accepted(request), "async": True}
 
     def _outbox_entry(self, ctx, request, key: str, now: datetime, deferred: _Async) -> Delivery:
         return Delivery(
@@ -389,6 +403,12 @@ def _location_of(answer: dict | None, resource_type: str) -> str | None:
         if location.startswith(resource_type + "/"):
             return "/".join(location.split("/")[:2])
     return None
+
+
+def _accepted(request: messaging.Request) -> dict:
+    return messaging.informational(
+        f"Message {request.message_id} accepted; the response message follows asynchronously"
+    )
 
 
 def _other_content() -> FhirError:

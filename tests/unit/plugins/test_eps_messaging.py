@@ -333,3 +333,25 @@ def test_metadata_lists_the_operation():
     )
     EpsMessaging(FakeRedis()).fhirplug_response(ctx=ctx, response=response)
     assert CAPABILITY in response.resource["rest"][0]["operation"]
+
+
+def test_async_resend_after_redis_forgot_is_acknowledged_from_the_store(handler, queued):
+    redis, body = FakeRedis(), message()
+    registered(redis)
+    digest = plugin_module.messaging.digest(body)
+    task = {
+        "resourceType": "Task",
+        "id": "7",
+        "identifier": [{"system": records.MESSAGE_DIGEST_SYSTEM, "value": digest}],
+    }
+    answer = call(body=body, query=[("async", "true")], redis=redis, store=store_answering(task))
+    assert answer.status == 202 and handler.calls == [] and queued == []
+
+
+def test_a_handler_that_stores_without_a_transaction_still_gets_its_outbox_record(monkeypatch, queued):
+    redis, store = FakeRedis(), store_answering()
+    registered(redis)
+    monkeypatch.setitem(events.HANDLERS, "prescription-order", Recorder(store_it=False))
+    assert call(query=[("async", "true")], redis=redis, store=store).status == 202
+    [put] = [c for c in store.calls if c["method"] == "PUT"]
+    assert put["path"] == f"Basic/{queued[0].id}" and "subject" not in put["body"]
