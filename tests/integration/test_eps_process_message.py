@@ -19,7 +19,8 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
-from authlib.jose import JsonWebToken
+from joserfc import jwt
+from joserfc.jwk import KeySet
 from redis import Redis
 
 from eps.records import MESSAGE_KEY_SYSTEM, PRESCRIPTION_ID_SYSTEM
@@ -253,8 +254,11 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path == "/oauth2/token":
                     form = parse_qs(body.decode())
-                    claims = JsonWebToken(["RS512"]).decode(form["client_assertion"][0], receiver.jwks)
-                    assert claims["iss"] == receiver.client_id
+                    token = jwt.decode(
+                        form["client_assertion"][0], KeySet.import_key_set(receiver.jwks), ["RS512"]
+                    )
+                    if token.claims["iss"] != receiver.client_id:
+                        return self.reply(401, b'{"error":"invalid_client"}', "application/json")
                     token = f"token-{len(receiver.tokens)}"
                     receiver.tokens.add(token)
                     doc = {"access_token": token, "token_type": "bearer", "expires_in": 300}
