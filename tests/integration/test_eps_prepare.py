@@ -165,8 +165,11 @@ def test_roles_that_do_not_prescribe_are_403(stack, role, ods):
     assert r.status_code == 403 and r.json()["resourceType"] == "OperationOutcome"
 
 
-def test_a_prescriber_can_do_nothing_else(stack, prescribers):
-    r = prescribers[None].get(f"{stack.fhir}/MedicationRequest", timeout=30)
+def test_a_prescriber_changes_nothing_through_plain_rest(stack, prescribers):
+    # since prescribers became tenants they read and search their own (rs); writes go through
+    # EPS's operations only
+    body = {"resourceType": "MedicationRequest", "status": "active", "intent": "order"}
+    r = prescribers[None].post(f"{stack.fhir}/MedicationRequest", json=body, headers=FHIR_JSON, timeout=30)
     assert r.status_code == 403
 
 
