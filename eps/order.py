@@ -16,7 +16,9 @@ In order, the first failure being the answer:
    the short-form id's middle part is not used (secondary care ids do not carry the sender);
 4. the prescriber's signature (``eps.verify.verify_bundle_signature``) over the fragments built
    in step 2, against the deployment's trust anchors, the certificate current now;
-5. not a second prescription under a short-form id the prescriber already used;
+5. not this very message again (same sender and message id: a resend the dispatcher's Redis
+   record no longer knows, answered as before with nothing stored; other content under that id
+   is 409), nor a second prescription under a short-form id the prescriber already used;
 
 then ONE store transaction, acting as the prescriber (so the store's own tenancy line judges
 it): ``eps.records.prescription_transaction`` (message, parts, tracking Task carrying the message
@@ -100,10 +102,27 @@ def handle(message: dict, sender: Sender, store: EpsStore, now: datetime) -> Eve
         )
     checked = check(message, sender, now, _trust.anchors)
     as_prescriber = store.as_caller("prescriber", sender.ods)
-    duplicate = as_prescriber.search(
-        "Task", [("identifier", f"{records.PRESCRIPTION_ID_SYSTEM}|{checked.short_id}")], count=1
+    key = records.message_key(sender.ods, checked.message_id)
+    # one search answers both "was this very message stored before?" (a resend Redis forgot)
+    # and "is this prescription id taken?"
+    earlier = as_prescriber.search(
+        "Task",
+        [
+            (
+                "identifier",
+                f"{records.MESSAGE_KEY_SYSTEM}|{key},{records.PRESCRIPTION_ID_SYSTEM}|{checked.short_id}",
+            )
+        ],
+        count=2,
     )
-    if duplicate:
+    same_message = [t for t in earlier if records.identifier_of(t, records.MESSAGE_KEY_SYSTEM) == key]
+    if same_message:
+        if records.identifier_of(same_message[0], records.MESSAGE_DIGEST_SYSTEM) != messaging.digest(message):
+            raise FhirError(
+                409, "This message id was already used for a message with other content", ["Bundle.id"]
+            )
+        return EventResult(replayed=True)  # stored before: the original answer, nothing new
+    if earlier:
         raise CodedRefusal(
             400,
             f"A prescription with the id {checked.short_id} has already been received",

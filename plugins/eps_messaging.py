@@ -9,9 +9,10 @@ wires the exchange in, the rules being the domain's (``eps.messaging``, the hand
 - **exactly once by message id** (``Bundle.id``, per sender ODS): the first copy claims the key in
   Redis (``SET NX``); a copy arriving meanwhile waits for its result; a later copy gets the first
   answer again and changes nothing; other content under the same id is 409. When Redis has
-  forgotten, a prescription-order's tracking Task (message key and content hash as identifiers)
-  answers instead. Only answers that changed something (2xx) are remembered: a refused message
-  stored nothing, so a resend is judged afresh, with the same result;
+  forgotten, the handler recognises the message in the store (a prescription-order's tracking
+  Task carries the message key and content hash) and answers ``replayed``: nothing is done
+  again. Only answers that changed something (2xx) are remembered: a refused message stored
+  nothing, so a resend is judged afresh, with the same result;
 - **synchronous** (no parameters): 200 with the response message (``response.code`` ok), or the
   handler's 4xx with a ``fatal-error`` response message carrying its OperationOutcome ("do not
   resubmit"); a store or Redis failure is a plain 503 OperationOutcome ("may resubmit").
@@ -154,7 +155,6 @@ class EpsMessaging(UsesRedis):
             sender,
             key,
             lambda: self._process(ctx, request, sender, key, deferred),
-            asynchronous=deferred is not None,
         )
         return _answer(ctx, response)
 
@@ -189,9 +189,7 @@ class EpsMessaging(UsesRedis):
 
     # ------------------------------------------------------------------ exactly once
 
-    def _once(
-        self, ctx, request: messaging.Request, sender: Sender, key: str, process, asynchronous: bool = False
-    ) -> dict:
+    def _once(self, ctx, request: messaging.Request, sender: Sender, key: str, process) -> dict:
         """The answer {status, body, form} to this message: the first copy's if there was one."""
         digest = messaging.digest(request.bundle)
         redis_key = KEY_PREFIX + key
@@ -213,12 +211,6 @@ class EpsMessaging(UsesRedis):
             log.info("resend answered with the first result", extra={"fields": {"event": "eps_resend"}})
             return record
         try:
-            earlier = self._stored_earlier(ctx, request, sender, key, asynchronous)
-            if earlier is not None:
-                self._remember(redis_key, earlier)
-                if earlier["digest"] != digest:
-                    raise _other_content()
-                return earlier
             answer = process()
         except BaseException:
             self._release(redis_key)
@@ -229,38 +221,6 @@ class EpsMessaging(UsesRedis):
         else:
             self._release(redis_key)  # nothing was stored: a resend is judged afresh
         return answer
-
-    def _stored_earlier(
-        self, ctx, request: messaging.Request, sender: Sender, key: str, asynchronous: bool
-    ) -> dict | None:
-        """The answer to a prescription-order the store already holds (Redis forgot it). Its
-        asynchronous response, if it had one, is the outbox's to deliver, as it was."""
-        if request.event != "prescription-order":
-            return None
-        found = ctx.store.as_caller(sender.role, sender.ods).search(
-            "Task", [("identifier", f"{records.MESSAGE_KEY_SYSTEM}|{key}")], count=1
-        )
-        if not found:
-            return None
-        task = found[0]
-        stored_at = _instant((task.get("meta") or {}).get("lastUpdated"))
-        response = messaging.response_message(
-            request, EventResult(), key=key, now=stored_at, source=self.source
-        )
-        log.info(
-            "resend answered from the store",
-            extra={"fields": {"event": "eps_resend", "task": task.get("id")}},
-        )
-        digest = records.identifier_of(task, records.MESSAGE_DIGEST_SYSTEM) or ""
-        if asynchronous:
-            return {
-                "state": "done",
-                "digest": digest,
-                "status": 202,
-                "body": _accepted(request),
-                "async": True,
-            }
-        return {"state": "done", "digest": digest, "status": 200, "body": response}
 
     def _remember(self, redis_key: str, answer: dict) -> None:
         record = {**answer, "state": "done"}
@@ -294,6 +254,9 @@ class EpsMessaging(UsesRedis):
         response = messaging.response_message(request, result, key=key, now=now, source=self.source)
         if deferred is None or result.status >= 300:
             return {"status": result.status, "body": response}
+        if result.replayed:
+            # processed before; its response's delivery was recorded with it then
+            return {"status": 202, "body": _accepted(request), "async": True}
         assert custody is not None
         delivery = custody.delivery
         if not custody.state.written or delivery.body != response:
@@ -418,15 +381,6 @@ def _other_content() -> FhirError:
         ["Bundle.id"],
         code="conflict",
     )
-
-
-def _instant(value: object) -> datetime:
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-    return datetime.now(UTC)
 
 
 def _answer(ctx: RequestContext, answer: dict) -> ProxyResponse:

@@ -165,6 +165,26 @@ def test_a_short_form_id_used_before_is_a_duplicate():
     assert store.sent == []
 
 
+def test_a_resend_the_store_knows_is_replayed_without_storing():
+    bundle = eps_messages.fresh()
+    stored = order.transaction(bundle, GP, order.check(bundle, GP, NOW, ANCHORS), NOW)
+    task = next(e["resource"] for e in stored["entry"] if e["resource"]["resourceType"] == "Task")
+    store = Store(found=[task])
+    assert order.handle(bundle, GP, store, NOW) == EventResult(replayed=True)
+    assert store.sent == []
+
+
+def test_other_content_under_a_stored_message_id_is_a_conflict():
+    bundle = eps_messages.fresh()
+    stored = order.transaction(bundle, GP, order.check(bundle, GP, NOW, ANCHORS), NOW)
+    task = next(e["resource"] for e in stored["entry"] if e["resource"]["resourceType"] == "Task")
+    changed = eps_messages.fresh()
+    changed["id"] = bundle["id"]
+    store = Store(found=[task])
+    error = refusal(changed, store=store)
+    assert (error.status, error.expression) == (409, ["Bundle.id"]) and store.sent == []
+
+
 def test_a_store_refusal_is_a_fatal_error_and_a_store_failure_may_be_resent():
     assert refusal(eps_messages.fresh(), store=Store(status=422)).status == 400
     assert refusal(eps_messages.fresh(), store=Store(status=500)).status == 503

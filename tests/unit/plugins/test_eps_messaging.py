@@ -212,29 +212,14 @@ def test_a_refused_message_is_judged_afresh(monkeypatch):
     assert len(recorder.calls) == 2
 
 
-def test_when_redis_forgot_the_stored_tracking_task_answers(handler):
-    body = message()
-    task = {
-        "resourceType": "Task",
-        "id": "7",
-        "meta": {"lastUpdated": "2026-01-01T00:00:00Z"},
-        "identifier": [
-            {"system": records.MESSAGE_DIGEST_SYSTEM, "value": plugin_module.messaging.digest(body)}
-        ],
-    }
-    answer = call(body=body, store=store_answering(task))
-    assert answer.status == 200 and header(answer)["response"]["identifier"] == "m-1"
-    assert handler.calls == []
-
-
-def test_when_redis_forgot_other_content_is_still_a_conflict(handler):
-    task = {
-        "resourceType": "Task",
-        "id": "7",
-        "identifier": [{"system": records.MESSAGE_DIGEST_SYSTEM, "value": "other"}],
-    }
-    assert refusal(store=store_answering(task)).status == 409
-    assert handler.calls == []
+def test_a_replayed_event_is_answered_ok_and_stores_nothing(monkeypatch):
+    monkeypatch.setitem(
+        events.HANDLERS, "prescription-order", Recorder(EventResult(replayed=True), store_it=False)
+    )
+    store = store_answering()
+    answer = call(store=store)
+    assert answer.status == 200 and header(answer)["response"] == {"identifier": "m-1", "code": "ok"}
+    assert [c for c in store.calls if c["method"] != "GET"] == []
 
 
 def test_redis_down_is_503():
@@ -335,17 +320,15 @@ def test_metadata_lists_the_operation():
     assert CAPABILITY in response.resource["rest"][0]["operation"]
 
 
-def test_async_resend_after_redis_forgot_is_acknowledged_from_the_store(handler, queued):
-    redis, body = FakeRedis(), message()
+def test_async_replayed_event_is_acknowledged_and_queues_nothing(monkeypatch, queued):
+    redis, store = FakeRedis(), store_answering()
     registered(redis)
-    digest = plugin_module.messaging.digest(body)
-    task = {
-        "resourceType": "Task",
-        "id": "7",
-        "identifier": [{"system": records.MESSAGE_DIGEST_SYSTEM, "value": digest}],
-    }
-    answer = call(body=body, query=[("async", "true")], redis=redis, store=store_answering(task))
-    assert answer.status == 202 and handler.calls == [] and queued == []
+    monkeypatch.setitem(
+        events.HANDLERS, "prescription-order", Recorder(EventResult(replayed=True), store_it=False)
+    )
+    answer = call(query=[("async", "true")], redis=redis, store=store)
+    assert answer.status == 202 and queued == []
+    assert [c for c in store.calls if c["method"] != "GET"] == []
 
 
 def test_a_handler_that_stores_without_a_transaction_still_gets_its_outbox_record(monkeypatch, queued):
