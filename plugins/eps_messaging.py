@@ -266,7 +266,13 @@ class EpsMessaging(UsesRedis):
             basic = outbox.record(delivery, custody.state.subject or "")
             if not custody.state.subject:
                 basic.pop("subject")
-            ctx.store.put(basic)
+            try:
+                ctx.store.put(basic)
+            except FhirError:
+                if not custody.state.written:
+                    raise  # no record of the promise to answer: the sender must resend
+                # the record the transaction carried stands (the response without its outcome)
+                log.exception("could not update an async response's outbox record")
         try:
             enqueue(delivery, self.redis)
         except Exception:  # the outbox sweep queues it; the message is in our custody
