@@ -11,11 +11,13 @@ from urllib.parse import urlsplit
 from proxy.store_caller import secret_from_env
 
 # message checks before profile validation: the cheap refusals first, then the store's validator;
-# eps_prepare and eps_release before tenancy: they answer $prepare and Task/$release themselves,
-# which tenancy would refuse to prescribers and dispensers
+# eps_prepare, eps_messaging and eps_release before tenancy: they answer $prepare,
+# $process-message and Task/$release themselves, which tenancy would refuse to prescribers and
+# dispensers
 DEFAULT_PLUGINS = (
     "request_id",
     "eps_prepare",
+    "eps_messaging",
     "eps_release",
     "tenancy",
     "delivery_dedup",
@@ -34,6 +36,7 @@ PUBLIC_BASE_KEY = "FHIRPLUG_PUBLIC_BASE_URL"
 REDIS_URL_KEY = "REDIS_URL"
 ODS_KEY = "FHIRPLUG_ODS"
 PROXY_CHECKS_KEY = "FHIRPLUG_TENANCY_PROXY_CHECKS"
+EPS_TRUST_DIR_KEY = "FHIRPLUG_EPS_TRUST_DIR"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # the one default: proxy, worker and CLIs read it here
 
 
@@ -133,6 +136,9 @@ class Settings:
     role: str = "both"  # hub, spoke or both; a hub refuses a Task owned by another hub
     tenancy_proxy_checks: bool = True  # False only for the security tests: labels, no proxy checks
     mesh: MeshSettings = field(default_factory=MeshSettings)  # GP notifications' MESH mailbox
+    # CA certificates prescribers' signing certificates must chain to (EPS $process-message);
+    # "": none configured, so no prescription is accepted (never: any signature accepted)
+    eps_trust_dir: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -157,6 +163,7 @@ class Settings:
             role=_env("FHIRPLUG_ROLE", cls.role),
             tenancy_proxy_checks=_switch(PROXY_CHECKS_KEY, _env(PROXY_CHECKS_KEY, "on")),
             mesh=MeshSettings.from_env(),
+            eps_trust_dir=_env(EPS_TRUST_DIR_KEY, "").strip(),
         )
 
     @property
