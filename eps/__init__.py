@@ -13,4 +13,9 @@ Modules:
 - ``conformance``: dev tool, ``python -m eps.conformance DIR`` checks prepare() against EPS's examples
 - ``signing``: FragmentsToBeHashed -> exclusive C14N -> hash -> SignedInfo
 - ``verify``: a signed prescription's XML-DSig signature checked against its fragments
+- ``events``: the $process-message contract (Sender, EventResult, EpsStore, HANDLERS by event)
+- ``messaging``: FHIR messaging rules (request envelope, message id, response message, async address)
+- ``order``: the prescription-order event (checks, signature, one transaction as the prescriber)
+- ``audit``: a lifecycle step's AuditEvent naming the client
+- ``records``: how a prescription is kept (message Bundle, parts, tracking Task)
 """

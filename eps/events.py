@@ -39,6 +39,9 @@ class EventResult:
     outcome: dict | None = None
     code: str = "ok"  # MessageHeader.response.code: ok | transient-error | fatal-error
     status: int = 200  # HTTP status of the synchronous answer
+    # True: the store shows this very message was processed before (a resend the dispatcher's
+    # Redis record forgot); nothing was done now, and the answer is the original one
+    replayed: bool = False
 
 
 class EpsStore(Protocol):

@@ -90,3 +90,11 @@ def prepare(
         timestamp=iso_from_hl7(built.time),
         algorithm=algorithm,
     )
+
+
+def signed_parts(bundle: object, *, now: datetime | None = None) -> tuple[bytes, str]:
+    """From one build: the canonical FragmentsToBeHashed of a prescription-order message (what
+    its signature must cover) and its author time (ISO 8601; for a signed message, the time of
+    the requester's signature). Refuses what ``prepare`` refuses, the check character included."""
+    built = _build(bundle, now)
+    return signing.fragments_to_be_hashed(built), iso_from_hl7(built.time)

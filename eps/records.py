@@ -15,7 +15,8 @@ half-written):
 The tracking Task:
 
     identifier      [prescription short-form id (PRESCRIPTION_ID_SYSTEM),
-                     message key "<sender ODS>/<message id>" (MESSAGE_KEY_SYSTEM)]
+                     message key "<sender ODS>/<message id>" (MESSAGE_KEY_SYSTEM),
+                     optionally the message's content hash (MESSAGE_DIGEST_SYSTEM)]
     groupIdentifier the short-form id
     status          mirrors the business status (STATUS_OF below)
     businessStatus  EPS-task-business-status (0001 to be dispensed, 0002 with dispenser, ...)
@@ -49,6 +50,9 @@ BUSINESS_STATUS_SYSTEM = "https://fhir.nhs.uk/CodeSystem/EPS-task-business-statu
 TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
 # "<sender ODS>/<message id>": a resubmitted message is found by it even when Redis forgot it
 MESSAGE_KEY_SYSTEM = "https://fhirplug.org/fhir/NamingSystem/eps-message"
+# the message's content hash: a resend with other content under the same id is told apart, also
+# when Redis forgot the first copy
+MESSAGE_DIGEST_SYSTEM = "https://fhirplug.org/fhir/NamingSystem/eps-message-digest"
 TRACKING_TAG = {"system": "https://fhirplug.org/fhir/CodeSystem/eps", "code": "prescription"}
 STORED_TYPES = ("MedicationRequest", "Patient", "Practitioner", "PractitionerRole", "Organization")
 
@@ -161,6 +165,15 @@ def message_key(sender_ods: str, message_id: str) -> str:
     return f"{sender_ods}/{message_id}"
 
 
+def identifier_of(task: dict[str, Any], system: str) -> str | None:
+    """The value of the tracking Task's identifier in ``system`` (message key, digest, id)."""
+    for identifier in task.get("identifier") or []:
+        if isinstance(identifier, dict) and identifier.get("system") == system:
+            value = identifier.get("value")
+            return value if isinstance(value, str) else None
+    return None
+
+
 def tracking_task(
     *,
     short_id: str,
@@ -172,6 +185,7 @@ def tracking_task(
     nominated_ods: str | None,
     medication_request_refs: list[str],
     labels: list[dict[str, str]],
+    message_digest: str | None = None,
 ) -> dict[str, Any]:
     """A new prescription's tracking Task: to be dispensed, owned by its nominated pharmacy."""
     task: dict[str, Any] = {
@@ -195,6 +209,8 @@ def tracking_task(
             for ref in medication_request_refs
         ],
     }
+    if message_digest:
+        task["identifier"].append({"system": MESSAGE_DIGEST_SYSTEM, "value": message_digest})
     if nominated_ods:
         task["owner"] = ods_identifier(nominated_ods)
     return labelled(task, labels)
@@ -209,6 +225,7 @@ def prescription_transaction(
     authored_on: str,
     prescriber_ods: str,
     nominated_ods: str | None,
+    message_digest: str | None = None,
 ) -> dict[str, Any]:
     """The one store transaction that keeps a checked prescription-order message: the message
     Bundle, its resources, and the tracking Task, all with the same tenant labels.
@@ -260,6 +277,7 @@ def prescription_transaction(
         nominated_ods=nominated_ods,
         medication_request_refs=medication_request_refs,
         labels=labels,
+        message_digest=message_digest,
     )
     entries.append(
         {

@@ -18,6 +18,7 @@ class DeliveryKind(StrEnum):
     SPOKE_TO_HUB = "spoke-to-hub message"
     HUB_TO_SPOKE = "hub-to-spoke dispense"
     TASK_CHANGE = "Task"  # shown with the Task's new status: "Task accepted"
+    EPS_RESPONSE = "EPS response message"  # $process-message?async=true: the answer, to the sender
 
 
 @dataclass

@@ -104,7 +104,7 @@ class Routing(UsesRedis):
             self.own_ods = settings.own_ods
 
     def _partner(self, ods: str | None, where: list[str]) -> str:
-        if not ods or PartnerDirectory(self.redis).get(ods) is None:
+        if not ods or PartnerDirectory(self.redis).deployment(ods) is None:
             raise FhirError(422, f"No partner {ods!r} in this deployment's directory to forward to", where)
         return ods
 
@@ -141,7 +141,7 @@ class Routing(UsesRedis):
             requester = ods_of_reference(task.get("requester"), None, ctx.store) if task else None
             if task is None or not requester or requester in (self.own_ods, ctx.client.ods):
                 return None
-            if PartnerDirectory(self.redis).get(requester) is None:
+            if PartnerDirectory(self.redis).deployment(requester) is None:
                 return None  # the spoke is a tenant here
             delivery = Delivery(
                 requester,
@@ -189,7 +189,7 @@ class Routing(UsesRedis):
         other = requester if owner == self.own_ods else owner if requester == self.own_ods else None
         if other is None or other == self.own_ods or other == ctx.client.ods:
             return None  # a local Task, or the change came from that very party
-        if PartnerDirectory(self.redis).get(other) is None:
+        if PartnerDirectory(self.redis).deployment(other) is None:
             return None  # a tenant here (an ICS hub hosting spokes): it reads its Task here
         current = ctx.store.read("Task", entry.resource_id)
         if current is None:

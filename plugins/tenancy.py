@@ -48,6 +48,7 @@ from hubspoke.tenants import (
     visible_to,
 )
 from proxy import canonical
+from proxy.auth.scopes import PROXY_ANSWERED_OPERATIONS
 from proxy.config import Settings
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
@@ -270,10 +271,8 @@ class Tenancy:
     def fhirplug_response(self, ctx, response):
         if ctx.client.role not in TENANT_ROLES or ctx.interaction.kind in NOT_FHIR or not self.proxy_checks:
             return
-        if ctx.served_by_plugin:
-            # an operation a plugin served itself (EPS $prepare, $process-message, $release): its
-            # answer is not the store's, and the plugin that made it answers for whose data it holds
-            return
+        if ctx.interaction.kind == "operation" and ctx.interaction.operation in PROXY_ANSWERED_OPERATIONS:
+            return  # built by the proxy from the caller's own message: no stored data to narrow
         swaps = ctx.notes(_Notes).swaps
         if swaps:
             swap_back(response, swaps)

@@ -11,11 +11,13 @@ from urllib.parse import urlsplit
 from proxy.store_caller import secret_from_env
 
 # message checks before profile validation: the cheap refusals first, then the store's validator;
-# eps_prepare, eps_release and eps_task before tenancy: they answer $prepare, Task/$release and a
-# dispenser's return/withdraw Task themselves, which tenancy would refuse to prescribers and dispensers
+# eps_prepare, eps_messaging, eps_release and eps_task before tenancy: they answer $prepare,
+# $process-message, Task/$release and a dispenser's return/withdraw Task themselves, which tenancy
+# would refuse to prescribers and dispensers
 DEFAULT_PLUGINS = (
     "request_id",
     "eps_prepare",
+    "eps_messaging",
     "eps_release",
     "eps_task",
     "tenancy",
@@ -35,6 +37,7 @@ PUBLIC_BASE_KEY = "FHIRPLUG_PUBLIC_BASE_URL"
 REDIS_URL_KEY = "REDIS_URL"
 ODS_KEY = "FHIRPLUG_ODS"
 PROXY_CHECKS_KEY = "FHIRPLUG_TENANCY_PROXY_CHECKS"
+EPS_TRUST_DIR_KEY = "FHIRPLUG_EPS_TRUST_DIR"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # the one default: proxy, worker and CLIs read it here
 
 
@@ -134,6 +137,9 @@ class Settings:
     role: str = "both"  # hub, spoke or both; a hub refuses a Task owned by another hub
     tenancy_proxy_checks: bool = True  # False only for the security tests: labels, no proxy checks
     mesh: MeshSettings = field(default_factory=MeshSettings)  # GP notifications' MESH mailbox
+    # CA certificates prescribers' signing certificates must chain to (EPS $process-message);
+    # "": none configured, so no prescription is accepted (never: any signature accepted)
+    eps_trust_dir: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -158,6 +164,7 @@ class Settings:
             role=_env("FHIRPLUG_ROLE", cls.role),
             tenancy_proxy_checks=_switch(PROXY_CHECKS_KEY, _env(PROXY_CHECKS_KEY, "on")),
             mesh=MeshSettings.from_env(),
+            eps_trust_dir=_env(EPS_TRUST_DIR_KEY, "").strip(),
         )
 
     @property

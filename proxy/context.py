@@ -121,10 +121,6 @@ class RequestContext:
     render_as: str | None = None
     # the message the Bundle carries, once classified (``provides = ("message",)``); None: no message
     message: Message | None = None
-    # True when a plugin answered from ``fhirplug_request`` (an operation it serves itself, such
-    # as EPS $prepare): the answer did not come from the store, so response hooks that judge the
-    # store's answers (the tenancy filter) leave it to the plugin that made it
-    served_by_plugin: bool = False
     state: dict[str, Any] = field(default_factory=dict)
     _notes: dict[type, Any] = field(default_factory=dict, repr=False)
     started_at: float = field(default_factory=time.perf_counter)

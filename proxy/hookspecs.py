@@ -45,11 +45,6 @@ def fhirplug_request(ctx):
     ``proxy.errors.FhirError``) to answer it directly: a denial, or a response served without
     the store. The first plugin that answers ends the call. Plugins may set ``ctx.request_id``,
     ``ctx.client`` and add ``ctx.upstream_headers`` here.
-
-    A response served here sets ``ctx.served_by_plugin``: the tenancy plugin's response filter,
-    which judges the store's answers, leaves it alone, so the serving plugin answers for whose
-    data its response holds (it reads the store as the caller, ``ctx.store.as_caller``, or checks
-    itself).
     """
 
 

@@ -13,13 +13,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 KEY = "fhirplug:partners"  # one Redis hash: ODS code -> JSON record
-ROLES = ("hub", "spoke")
+# hub-and-spoke deployments, and EPS systems that take asynchronous $process-message responses
+ROLES = ("hub", "spoke", "prescriber", "dispenser")
+DEPLOYMENT_ROLES = ("hub", "spoke")  # partners hub-and-spoke messages and Task changes go to
 
 
 @dataclass(frozen=True)
 class Partner:
     ods: str
-    role: str
+    role: str  # one of ROLES
     base_url: str  # their FHIR base, e.g. https://hub.example/fhir
     token_url: str
     client_id: str  # the client id we use at their authorization server
@@ -38,6 +40,12 @@ class PartnerDirectory:
     def get(self, ods: str | None) -> Partner | None:
         raw = self.redis.hget(KEY, ods) if ods else None
         return Partner(**json.loads(raw)) if raw else None
+
+    def deployment(self, ods: str | None) -> Partner | None:
+        """The partner deployment (hub or spoke) with this ODS code: where hub-and-spoke routing
+        may send; an EPS system registered only for its $process-message answers is not one."""
+        partner = self.get(ods)
+        return partner if partner is not None and partner.role in DEPLOYMENT_ROLES else None
 
     def put(self, partner: Partner) -> None:
         if partner.role not in ROLES:

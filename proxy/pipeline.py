@@ -44,8 +44,6 @@ def run(pm: pluggy.PluginManager, ctx: RequestContext, handler: Handler) -> Prox
         response = call_guarded(pm.hook.fhirplug_request, "fhirplug_request", ctx=ctx)
         if response is None:
             response = handler(ctx)
-        else:
-            ctx.served_by_plugin = True
     except FhirError as err:
         response = error_response(err)
     except HTTPException as exc:

@@ -72,6 +72,8 @@ def stack(tmp_path_factory) -> Stack:
             # quick outbox sweeps and quick detection of a worker that died mid-delivery
             "FHIRPLUG_SWEEP_SECONDS": "3",
             "FHIRPLUG_JOB_MONITORING_INTERVAL": "2",
+            # EPS $process-message: prescribers' certificates chain to the TEST ONLY CA
+            "FHIRPLUG_EPS_TRUST_DIR": str(Path(__file__).parent / "fixtures" / "eps" / "trust"),
         },
     )
     try:

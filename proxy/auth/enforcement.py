@@ -12,6 +12,7 @@ import logging
 from proxy.auth.access_tokens import BearerError, TokenService
 from proxy.auth.registry import TENANT_ROLES
 from proxy.auth.scopes import (
+    ROLE_GATED_OPERATIONS,
     Need,
     ScopeSet,
     first_missing,
@@ -77,6 +78,8 @@ class AuthEnforcer:
         scopes = ctx.client.scopes
         if scopes is None or (scopes.allows("*", "r") and scopes.allows("*", "s")):
             return  # sees every type: nothing to filter, and no need to parse the body
+        if ctx.interaction.kind == "operation" and ctx.interaction.operation in ROLE_GATED_OPERATIONS:
+            return  # the proxy's own answer (a $process-message response message), not stored data
         if not response.is_json or response.status >= 300:
             return
         body = response.resource

@@ -19,8 +19,14 @@ _V1 = re.compile(r"^system/(\*|[A-Z][A-Za-z]{1,63})\.(read|write|\*)$")
 _V1_PERMS = {"read": "rs", "write": "cud", "*": "cruds"}
 # operations that neither read nor change stored data need no scope beyond a valid token; who may
 # call them is a role's question (EPS's $prepare, served by the eps_prepare plugin from the body
-# alone: prescribers and administrators)
-_DATA_FREE_OPERATIONS = {"$validate", "$prepare"}
+# alone: prescribers and administrators). EPS's $process-message is gated the same way: the event
+# decides which role may send it (eps.events.SENDER_ROLES), and what it stores is written acting
+# as that tenant, judged by the store's tenancy line, not through the caller's REST scopes
+_DATA_FREE_OPERATIONS = {"$validate", "$prepare", "$process-message"}
+ROLE_GATED_OPERATIONS = frozenset(_DATA_FREE_OPERATIONS)  # their answers are not filtered by scope
+# operations the proxy answers itself from the caller's own body, never with stored data (EPS's
+# $prepare digest, a $process-message response message): nothing in their answers to narrow
+PROXY_ANSWERED_OPERATIONS = frozenset({"$prepare", "$process-message"})
 
 
 class ScopeError(ValueError):

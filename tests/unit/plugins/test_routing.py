@@ -84,6 +84,16 @@ def test_a_message_to_a_hub_that_is_no_partner_is_refused():
     assert raised.value.status == 422
 
 
+def test_an_eps_system_registered_for_its_async_answers_is_no_hub_to_forward_to():
+    redis = FakeRedis()
+    task_owner = message()["entry"][0]["resource"]["owner"]["identifier"]["value"]
+    partner = Partner(task_owner, "prescriber", "https://gp.example/fhir", "https://t", "us", "/k.json")
+    redis.hset(KEY, task_owner, json.dumps(asdict(partner)))
+    with pytest.raises(FhirError) as raised:
+        Routing(redis, own_ods="FS1A1").fhirplug_before_bundle(ctx=with_message(OWN_SPOKE), bundle=message())
+    assert raised.value.status == 422
+
+
 def test_a_message_to_this_deployment_is_not_forwarded():
     bundle = message()
     own_hub = Client("hub-desk", HUB_ODS, "hub")

@@ -132,17 +132,6 @@ def test_a_read_of_the_tenants_own_resource_is_untouched():
     assert response.status == 200 and response.resource == mine
 
 
-def test_an_answer_a_plugin_served_itself_is_left_to_that_plugin():
-    # EPS $prepare's Parameters carry no tenant label: they are not the store's to filter
-    prescriber = Client("gp-system", "A83008", "prescriber")
-    ctx = request_context("operation", "POST", client=prescriber)
-    ctx.served_by_plugin = True
-    parameters = {"resourceType": "Parameters", "parameter": [{"name": "digest", "valueString": "x"}]}
-    response = ProxyResponse.from_resource(200, parameters)
-    Tenancy(proxy_checks=True).fhirplug_response(ctx=ctx, response=response)
-    assert response.status == 200 and response.resource == parameters
-
-
 def test_the_same_unlabelled_answer_from_the_store_is_hidden():
     ctx = request_context("read", "GET", "Parameters", "1", client=SPOKE)
     response = ProxyResponse.from_resource(200, {"resourceType": "Parameters", "id": "1"})
@@ -189,3 +178,40 @@ def test_without_proxy_checks_a_search_is_left_to_the_store():
     ctx = request_context("search-type", "GET", "Task", client=SPOKE)
     Tenancy(proxy_checks=False).fhirplug_request(ctx=ctx)
     assert ctx.upstream_query == []
+
+
+@pytest.mark.parametrize(
+    ("operation", "body"),
+    [
+        ("$prepare", {"resourceType": "Parameters", "parameter": [{"name": "digest", "valueString": "x"}]}),
+        (
+            "$process-message",
+            {
+                "resourceType": "Bundle",
+                "type": "message",
+                "entry": [{"resource": {"resourceType": "MessageHeader"}}],
+            },
+        ),
+    ],
+)
+def test_answers_the_proxy_builds_from_the_callers_message_are_not_narrowed(operation, body):
+    from dataclasses import replace
+
+    ctx = request_context("operation", "POST", client=Client("gp", "A83008", "prescriber"))
+    ctx.interaction = replace(ctx.interaction, operation=operation)
+    response = ProxyResponse.from_resource(200, body)
+    Tenancy().fhirplug_response(ctx=ctx, response=response)
+    assert response.status == 200 and response.resource == body
+
+
+def test_other_operations_answers_are_still_narrowed():
+    from dataclasses import replace
+
+    ctx = request_context("operation", "POST", "Task", client=Client("pharmacy", "FA565", "dispenser"))
+    ctx.interaction = replace(ctx.interaction, operation="$release")
+    someone_elses = labelled({"resourceType": "Task", "id": "1"}, "FH542")
+    response = ProxyResponse.from_resource(
+        200, {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": someone_elses}]}
+    )
+    Tenancy().fhirplug_response(ctx=ctx, response=response)
+    assert response.resource["entry"] == []
