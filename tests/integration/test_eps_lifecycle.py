@@ -7,10 +7,11 @@ sent to the store signed as the prescriber, from EPS's Send example with fresh i
 as a release leaves them (the tracking Task WITH_DISPENSER, owned and every part labelled for
 the pharmacy), so these tests stand on their own.
 
-The ``$process-message`` dispatcher is another branch's (eps-msg) and not on main yet: until it
-is, cancellation and dispense-notification are driven by calling their handlers here with a
-store client that is what the dispatcher hands them (signed, fenced, tenancy applied by the
-store). Everything they store is then judged through the proxy and the store as usual.
+Cancellation and dispense-notification go through ``POST /fhir/$process-message`` (the
+dispatcher, ``plugins/eps_messaging.py``); some of their cases (refusals, races, the withdraw and
+return that follow a dispense) call the handlers directly with a store client that is what the
+dispatcher hands them (signed for the caller, fenced, tenancy applied by the store), and judge
+what they stored through the proxy and the store as usual.
 """
 
 from __future__ import annotations
@@ -510,3 +511,71 @@ def test_a_step_racing_another_change_is_refused_whole_by_the_store(store):
             ],
         )
     assert {r["status"] for r in items(store, p.short_id)} == {"active"}  # nothing half-written
+
+
+# ---------------------------------------------------------------- through POST /fhir/$process-message
+
+
+def process_message(session: requests.Session, stack, message: dict) -> tuple[int, dict, dict]:
+    """(HTTP status, MessageHeader.response, the OperationOutcome) of a synchronous exchange."""
+    r = session.post(f"{stack.fhir}/$process-message", json=message, headers=FHIR_JSON, timeout=60)
+    body = r.json()
+    assert body["resourceType"] == "Bundle" and body["type"] == "message", r.text
+    header = body["entry"][0]["resource"]
+    outcome = next(
+        (e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "OperationOutcome"), {}
+    )
+    return r.status_code, header["response"], outcome
+
+
+def fresh(message: dict) -> dict:
+    """A message of its own: $process-message keeps exchanges by Bundle.id."""
+    message = copy.deepcopy(message)
+    message["id"] = str(uuid.uuid4())
+    message["identifier"]["value"] = str(uuid.uuid4())
+    return message
+
+
+def test_the_cancellation_pair_through_process_message(stack, store, gp):
+    p = prescribe(store)
+    for line in p.lines:
+        status, response, outcome = process_message(gp, stack, fresh(cancellation(p, line)))
+        assert (status, response["code"]) == (200, "ok"), outcome
+        assert outcome["issue"][0]["details"]["coding"][0]["code"] == "R-0001"
+    task = tracking_task(store, p.short_id)
+    assert business_status(task) is BusinessStatus.CANCELLED
+    assert {r["status"] for r in items(store, p.short_id)} == {"cancelled"}
+    assert [s for s, a in audit_steps(store, task)] == ["cancelled"] * len(p.lines)
+
+    released_one = prescribe(store)
+    release(store, released_one.short_id, NOMINATED)
+    status, response, outcome = process_message(
+        gp, stack, fresh(cancellation(released_one, released_one.lines[0]))
+    )
+    assert (status, response["code"]) == (422, "fatal-error")
+    assert outcome["issue"][0]["details"]["coding"][0]["code"] == "R-0002"
+    assert business_status(tracking_task(store, released_one.short_id)) is BusinessStatus.WITH_DISPENSER
+
+
+def test_a_dispense_notification_through_process_message(stack, store, pharmacies, gp):
+    p = prescribe(store)
+    release(store, p.short_id, NOMINATED)
+    message = fresh(notification(p.short_id, p.message_id, dict.fromkeys(p.lines, "0001")))
+    status, response, _ = process_message(pharmacies[STRANGER], stack, message)
+    assert (status, response["code"]) == (404, "fatal-error")  # it cannot see the prescription
+    refused = gp.post(f"{stack.fhir}/$process-message", json=fresh(message), headers=FHIR_JSON, timeout=60)
+    assert refused.status_code == 403  # a prescriber does not dispense
+    status, response, outcome = process_message(pharmacies[NOMINATED], stack, message)
+    assert (status, response["code"]) == (200, "ok"), outcome
+    task = tracking_task(store, p.short_id)
+    assert business_status(task) is BusinessStatus.DISPENSED
+    assert {r["status"] for r in items(store, p.short_id)} == {"completed"}
+    # the same message again: the first answer, nothing stored twice
+    again = process_message(pharmacies[NOMINATED], stack, message)
+    assert again[:2] == (status, response)
+    assert len(
+        store.search(
+            "MedicationDispense",
+            [("identifier", f"{lc.NOTIFICATION_SYSTEM}|{message['identifier']['value']}")],
+        )
+    ) == len(p.lines)
