@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from eps import audit
 from eps.events import EpsStore, Sender
 from eps.records import (
     LINE_ITEM_SYSTEM,
@@ -30,7 +31,7 @@ from eps.records import (
     BusinessStatus,
     with_status,
 )
-from hubspoke.identifiers import HANDOFF_SYSTEM, ODS_SYSTEM, TENANT_SYSTEM
+from hubspoke.identifiers import ODS_SYSTEM, TENANT_SYSTEM
 from proxy.errors import FhirError
 
 # a line item's dispensing status, as EPS writes it on the MedicationRequests it releases
@@ -280,32 +281,17 @@ def audit_event(
     now: datetime,
     reason: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The record of one lifecycle step: who (the OAuth client and its organisation), on which
-    prescription, why (the reason given, if any); labelled like the prescription, so those who
-    see it see its history. The shape of the other lifecycle steps' events (eps-msg's
-    ``eps/audit.py``): ``AuditEvent?entity=Task/<id>``, ``?entity-name=<short-form id>``."""
-    event: dict[str, Any] = {
-        "resourceType": "AuditEvent",
-        "meta": {"security": prescription.labels()},
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
-        "subtype": [{"system": HANDOFF_SYSTEM, "code": step}],
-        "action": "U",
-        "recorded": iso(now),
-        "outcome": "0",
-        "agent": [
-            {
-                "who": {
-                    "identifier": {"system": ODS_SYSTEM, "value": sender.ods},
-                    "display": f"client {sender.client_id}",
-                },
-                "altId": sender.client_id,
-                "requestor": True,
-            }
-        ],
-        # a handler does not know the deployment's ODS code: the broker itself observed the step
-        "source": {"observer": {"display": "fhirplug EPS broker"}},
-        "entity": [{"what": {"reference": prescription.task_ref}, "name": prescription.short_id}],
-    }
+    """The record of one lifecycle step (``eps.audit``'s shape, as every step's): who (the OAuth
+    client and its organisation), on which prescription, and why (``purposeOfEvent``: the reason
+    given, if any); labelled like the prescription, so those who see it see its history."""
+    event = audit.lifecycle_event(
+        step,
+        sender,
+        prescription.task_ref,
+        now=now,
+        labels=prescription.labels(),
+        short_form_id=prescription.short_id,
+    )
     if reason:
         event["purposeOfEvent"] = [reason]
     return event
