@@ -51,12 +51,12 @@ from forwarding import outbox
 from forwarding.delivery import Delivery, DeliveryKind
 from forwarding.queue import enqueue
 from hubspoke.identifiers import TENANT_SYSTEM
-from proxy import bodies, json_shapes
 from proxy.config import EPS_TRUST_DIR_KEY, ConfigError, Settings
 from proxy.context import RequestContext
 from proxy.errors import FhirError
 from proxy.first_copy import first_result
 from proxy.hookspecs import hookimpl
+from proxy.operations import advertise, json_body, require_post
 from proxy.partners import PartnerDirectory
 from proxy.redis_conn import UsesRedis
 from proxy.response import ProxyResponse
@@ -119,10 +119,7 @@ class EpsMessaging(UsesRedis):
         i = ctx.interaction
         if i.kind != "operation" or i.operation != OPERATION or i.resource_type is not None:
             return None
-        if ctx.request.method != "POST":
-            raise FhirError(
-                405, f"{OPERATION} takes POST, not {ctx.request.method}", headers={"Allow": "POST"}
-            )
+        require_post(ctx, OPERATION)
         if ctx.client.role not in CALLERS or not ctx.client.ods or not ctx.client.id:
             raise FhirError(
                 403,
@@ -130,7 +127,7 @@ class EpsMessaging(UsesRedis):
                 code="forbidden",
             )
         sender = Sender(ctx.client.id, ctx.client.role, ctx.client.ods)
-        body = _bundle(ctx)
+        body = json_body(ctx, "Bundle", f"{OPERATION} needs the message Bundle as its body")
         request = messaging.read(body)
         handler = HANDLERS.get(request.event)
         if handler is None:
@@ -295,20 +292,8 @@ class EpsMessaging(UsesRedis):
     @hookimpl
     def fhirplug_response(self, ctx: RequestContext, response: ProxyResponse) -> None:
         """List the operation in the CapabilityStatement the store answers for ``/metadata``."""
-        if ctx.interaction.kind != "capabilities" or response.status != 200 or not response.is_json:
-            return
-        cs = response.resource
-        rest = (
-            cs.get("rest")
-            if isinstance(cs, dict) and cs.get("resourceType") == "CapabilityStatement"
-            else None
-        )
-        if not isinstance(rest, list) or not rest or not isinstance(rest[0], dict):
-            return
-        operations = rest[0].setdefault("operation", [])
-        if isinstance(cs, dict) and isinstance(operations, list) and CAPABILITY not in operations:
-            operations.append(dict(CAPABILITY))
-            response.resource = cs
+        if ctx.interaction.kind == "capabilities":
+            advertise(response, CAPABILITY)
 
 
 @dataclass
@@ -397,23 +382,6 @@ def _answer(ctx: RequestContext, answer: dict) -> ProxyResponse:
     if "return=operationoutcome" in prefer and body.get("resourceType") == "Bundle":
         body = messaging.outcome_of(body)
     return ProxyResponse.from_resource(answer["status"], body)
-
-
-def _bundle(ctx: RequestContext) -> object:
-    """The posted message, parsed and shape-checked as every JSON body the proxy reads (FHIR XML
-    is refused with 415: the proxy has no XML parser)."""
-    raw = ctx.request_body()
-    has_body = bool(raw.strip())
-    media_type = bodies.check_body_media_type(ctx.interaction, ctx.request.content_type, has_body)
-    if not has_body:
-        raise FhirError(400, f"{OPERATION} needs the message Bundle as its body", ["Bundle"])
-    try:
-        body = bodies.parse_json(raw)
-    except FhirError as exc:
-        exc.expression = exc.expression or ["Bundle"]
-        raise
-    json_shapes.check(body, media_type)
-    return body
 
 
 eps_messaging = EpsMessaging()

@@ -18,11 +18,11 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from eps.prepare import HashAlgorithm, prepare
-from proxy import bodies, json_shapes
 from proxy.auth.registry import DEFAULT_EPS_SIGNING_ALGORITHM, ClientRegistry
 from proxy.context import RequestContext
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
+from proxy.operations import advertise, json_body, require_post
 from proxy.redis_conn import UsesRedis
 from proxy.response import ProxyResponse
 
@@ -49,34 +49,24 @@ class EpsPrepare(UsesRedis):
         i = ctx.interaction
         if i.kind != "operation" or i.operation != OPERATION or i.resource_type is not None:
             return None
-        if ctx.request.method != "POST":
-            raise FhirError(
-                405, f"{OPERATION} takes POST, not {ctx.request.method}", headers={"Allow": "POST"}
-            )
+        require_post(ctx, OPERATION)
         if ctx.client.role not in CALLERS:
             raise FhirError(
                 403,
                 f"{OPERATION} is for prescribing systems (role prescriber), not the {ctx.client.role} role",
                 code="forbidden",
             )
-        prepared = prepare(_bundle(ctx), self._algorithm(ctx.client.id))
+        prepared = prepare(
+            json_body(ctx, "Bundle", f"{OPERATION} needs the prescription-order message Bundle as its body"),
+            self._algorithm(ctx.client.id),
+        )
         return ProxyResponse.from_resource(200, prepared.to_parameters())
 
     @hookimpl
     def fhirplug_response(self, ctx: RequestContext, response: ProxyResponse) -> None:
         """List the operation in the CapabilityStatement the store answers for ``/metadata``."""
-        if ctx.interaction.kind != "capabilities" or response.status != 200 or not response.is_json:
-            return
-        cs = response.resource
-        if not isinstance(cs, dict) or cs.get("resourceType") != "CapabilityStatement":
-            return
-        rest = cs.get("rest")
-        if not isinstance(rest, list) or not rest or not isinstance(rest[0], dict):
-            return
-        operations = rest[0].setdefault("operation", [])
-        if isinstance(operations, list) and CAPABILITY not in operations:
-            operations.append(dict(CAPABILITY))
-            response.resource = cs
+        if ctx.interaction.kind == "capabilities":
+            advertise(response, CAPABILITY)
 
     def _algorithm(self, client_id: str | None) -> HashAlgorithm:
         """The client's registered algorithm, read afresh (a re-registration counts at once)."""
@@ -85,26 +75,6 @@ class EpsPrepare(UsesRedis):
         except RedisError as exc:
             raise FhirError.unavailable("Cannot read the client's registration now") from exc
         return HashAlgorithm(record.eps_signing_algorithm if record else DEFAULT_EPS_SIGNING_ALGORITHM)
-
-
-def _bundle(ctx: RequestContext) -> object:
-    """The posted message, parsed and shape-checked as every JSON body the proxy reads.
-
-    FHIR XML is refused (415): the proxy renders XML but has no XML parser."""
-    raw = ctx.request_body()
-    has_body = bool(raw.strip())
-    media_type = bodies.check_body_media_type(ctx.interaction, ctx.request.content_type, has_body)
-    if not has_body:
-        raise FhirError(
-            400, f"{OPERATION} needs the prescription-order message Bundle as its body", ["Bundle"]
-        )
-    try:
-        body = bodies.parse_json(raw)
-    except FhirError as exc:
-        exc.expression = exc.expression or ["Bundle"]  # the whole body: the Bundle it should be
-        raise
-    json_shapes.check(body, media_type)
-    return body
 
 
 eps_prepare = EpsPrepare()

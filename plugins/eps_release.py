@@ -20,11 +20,11 @@ import logging
 from datetime import UTC, datetime
 
 from eps import release as rules
-from proxy import bodies, json_shapes
 from proxy.config import Settings
 from proxy.context import RequestContext
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
+from proxy.operations import advertise, json_body, require_post
 from proxy.response import ProxyResponse
 
 log = logging.getLogger("fhirplug.eps_release")
@@ -48,10 +48,7 @@ class EpsRelease:
         i = ctx.interaction
         if i.kind != "operation" or i.operation != OPERATION or i.resource_type != "Task" or i.id is not None:
             return None
-        if ctx.request.method != "POST":
-            raise FhirError(
-                405, f"Task/{OPERATION} takes POST, not {ctx.request.method}", headers={"Allow": "POST"}
-            )
+        require_post(ctx, f"Task/{OPERATION}")
         client = ctx.client
         if client.role not in CALLERS or not client.ods:
             raise FhirError(
@@ -59,7 +56,11 @@ class EpsRelease:
                 f"Task/{OPERATION} is for dispensing systems (role dispenser), not the {client.role} role",
                 code="forbidden",
             )
-        request = rules.parse(_parameters(ctx), client.ods, ctx.request.param("response-shape"))
+        request = rules.parse(
+            json_body(ctx, "Parameters", f"Task/{OPERATION} needs a Parameters body"),
+            client.ods,
+            ctx.request.param("response-shape"),
+        )
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         try:
             if request.kind is rules.Kind.PATIENT:
@@ -87,37 +88,8 @@ class EpsRelease:
     @hookimpl
     def fhirplug_response(self, ctx: RequestContext, response: ProxyResponse) -> None:
         """List the operation on Task in the CapabilityStatement the store answers for ``/metadata``."""
-        if ctx.interaction.kind != "capabilities" or response.status != 200 or not response.is_json:
-            return
-        cs = response.resource
-        if not isinstance(cs, dict) or cs.get("resourceType") != "CapabilityStatement":
-            return
-        rest = cs.get("rest")
-        if not isinstance(rest, list) or not rest or not isinstance(rest[0], dict):
-            return
-        for resource in rest[0].get("resource") or []:
-            if isinstance(resource, dict) and resource.get("type") == "Task":
-                operations = resource.setdefault("operation", [])
-                if isinstance(operations, list) and CAPABILITY not in operations:
-                    operations.append(dict(CAPABILITY))
-                    response.resource = cs
-                return
-
-
-def _parameters(ctx: RequestContext) -> object:
-    """The posted Parameters, parsed and shape-checked as every JSON body the proxy reads."""
-    raw = ctx.request_body()
-    has_body = bool(raw.strip())
-    media_type = bodies.check_body_media_type(ctx.interaction, ctx.request.content_type, has_body)
-    if not has_body:
-        raise FhirError(400, f"Task/{OPERATION} needs a Parameters body", ["Parameters"])
-    try:
-        body = bodies.parse_json(raw)
-    except FhirError as exc:
-        exc.expression = exc.expression or ["Parameters"]
-        raise
-    json_shapes.check(body, media_type)
-    return body
+        if ctx.interaction.kind == "capabilities":
+            advertise(response, CAPABILITY, on_type="Task")
 
 
 eps_release = EpsRelease()

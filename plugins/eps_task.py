@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from eps import task_return
 from eps.events import Sender
 from eps.lifecycle import Conflict
-from proxy import bodies, json_shapes
 from proxy.context import RequestContext
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
+from proxy.operations import json_body
 from proxy.response import ProxyResponse
 
 CALLERS = frozenset({"dispenser"})
@@ -33,7 +33,12 @@ class EpsTask:
             return None
         sender = Sender(client_id=ctx.client.id or "", role=str(ctx.client.role), ods=ctx.client.ods or "")
         try:
-            answer = task_return.handle(_task(ctx), sender, ctx.store, datetime.now(UTC))
+            answer = task_return.handle(
+                json_body(ctx, "Task", "A return or withdraw needs the Task as its body"),
+                sender,
+                ctx.store,
+                datetime.now(UTC),
+            )
         except Conflict as exc:
             exc.headers = {"Retry-After": "1"}
             raise
@@ -60,22 +65,6 @@ class EpsTask:
                     code="forbidden",
                 )
         return None
-
-
-def _task(ctx: RequestContext) -> object:
-    """The posted Task, parsed and shape-checked as every JSON body the proxy reads."""
-    raw = ctx.request_body()
-    has_body = bool(raw.strip())
-    media_type = bodies.check_body_media_type(ctx.interaction, ctx.request.content_type, has_body)
-    if not has_body:
-        raise FhirError(400, "A return or withdraw needs the Task as its body", ["Task"])
-    try:
-        body = bodies.parse_json(raw)
-    except FhirError as exc:
-        exc.expression = exc.expression or ["Task"]
-        raise
-    json_shapes.check(body, media_type)
-    return body
 
 
 eps_task = EpsTask()
