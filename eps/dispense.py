@@ -13,7 +13,10 @@ What is stored, in ONE transaction guarded by the versions read (``lifecycle``):
 
 - the MedicationDispenses, labelled like the prescription (which includes the pharmacy), each
   pointing at the stored MedicationRequest and carrying the notification's identifier, with the
-  message's other resources they refer to (the pharmacy's Organization);
+  message's other resources they refer to (the pharmacy's Organization) *contained*: stored on
+  their own, each notification would add one more Organization with the pharmacy's ODS code, and
+  a conditional create by that code (a hub-and-spoke message's Organization) would then match
+  several and fail (HAPI-0958);
 - each named line item's status on its MedicationRequest (Extension-EPS-DispensingInformation,
   as EPS writes it, and the FHIR status that says the same: 0001 ``completed``);
 - the tracking Task: WITH_DISPENSER_ACTIVE, or DISPENSED once every line item has reached its end
@@ -129,9 +132,10 @@ def record(
         if codes[str(r["id"])] != before[str(r["id"])] or lc.item_status(r) is None
     ]
     entries.append(lc.update_entry(task, lc.version_of(prescription.task)))
+    parts = _referenced_parts(message)
     for d in dispensed:
-        entries.append(lc.create_entry(_stored(d, requests[d.full_url], labels, notification_id), d.full_url))
-    entries += _referenced_parts(message, labels)
+        stored = _contained_parts(_stored(d, requests[d.full_url], labels, notification_id), parts)
+        entries.append(lc.create_entry(stored, d.full_url))
     entries.append(
         lc.create_entry(lc.audit_event("dispensed", sender, prescription, now), f"urn:uuid:{uuid.uuid4()}")
     )
@@ -294,10 +298,9 @@ def _stored(d: Dispensed, request: dict, labels: list[dict[str, str]], notificat
     return labelled(md, labels)
 
 
-def _referenced_parts(message: dict, labels: list[dict[str, str]]) -> list[dict]:
-    """The message's other resources (the pharmacy's Organization, ...), stored with the
-    dispenses so the references between them hold."""
-    parts = []
+def _referenced_parts(message: dict) -> dict[str, dict]:
+    """The message's other resources (the pharmacy's Organization, ...) by fullUrl."""
+    parts = {}
     for e in message.get("entry") or []:
         resource = e.get("resource") if isinstance(e, dict) else None
         if not isinstance(resource, dict) or resource.get("resourceType") in (
@@ -307,8 +310,39 @@ def _referenced_parts(message: dict, labels: list[dict[str, str]]) -> list[dict]
             "Provenance",
         ):
             continue
-        stored = labelled(copy.deepcopy(resource), labels)
-        stored.pop("id", None)
-        full_url = e.get("fullUrl") if isinstance(e.get("fullUrl"), str) else f"urn:uuid:{uuid.uuid4()}"
-        parts.append(lc.create_entry(stored, str(full_url)))
+        if isinstance(e.get("fullUrl"), str):
+            parts[e["fullUrl"]] = resource
     return parts
+
+
+def _contained_parts(md: dict, parts: dict[str, dict]) -> dict:
+    """``md`` with each message resource it (or what it contains) refers to contained in it
+    (``#part-n``), references rewritten to match."""
+    named: dict[str, str] = {}
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "reference" and isinstance(item, str) and item in parts:
+                    if item not in named:
+                        named[item] = f"part-{len(named) + 1}"
+                    value[key] = "#" + named[item]
+                else:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(md)
+    done: set[str] = set()
+    while len(done) < len(named):  # a contained part may refer to another part in turn
+        for full_url, local in list(named.items()):
+            if full_url in done:
+                continue
+            done.add(full_url)
+            part = copy.deepcopy(parts[full_url])
+            part.pop("meta", None)  # a contained resource carries no meta of its own
+            part["id"] = local
+            walk(part)
+            md.setdefault("contained", []).append(part)
+    return md
