@@ -56,7 +56,18 @@ class Sample:
         return len(self.latencies) / self.wall if self.wall else 0.0
 
 
-WRK_SCRIPT = r"""
+# wrk's summary as one JSON line (a %-template: "%%d" is "%d" once filled in); every bench's
+# wrk script ends with it, so that one parser reads them all
+WRK_DONE = r"""done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p95_us":%%d,"errors":%%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+WRK_SCRIPT = (
+    r"""
 local ids = {%(ids)s}
 local kind = "%(kind)s"
 local body = [[%(body)s]]
@@ -80,13 +91,9 @@ request = function()
   end
   return wrk.format("POST", prefix, h, body)
 end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('RESULT {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p95_us":%%d,"errors":%%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
 """
+    + WRK_DONE
+)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from redis import Redis
 
-from bench.__main__ import Round, Side, machine
+from bench.__main__ import WRK_DONE, Round, Side, machine
 from bench.report import write_section
 from proxy.auth import partner_keys
 from proxy.auth.outbound import PartnerCredentials, PartnerTokenClient
@@ -42,7 +42,8 @@ DEFAULT_MESSAGE = (
 TARGET_MS = 10.0
 
 # the body in a level-2 long bracket: a JSON message may hold "]]" but never "]==]"
-WRK_SCRIPT = r"""
+WRK_SCRIPT = (
+    r"""
 local body = [==[%(body)s]==]
 local path = "%(path)s"
 local headers = {["Content-Type"] = "application/fhir+json", ["Accept"] = "application/fhir+json",
@@ -50,13 +51,9 @@ local headers = {["Content-Type"] = "application/fhir+json", ["Accept"] = "appli
 request = function()
   return wrk.format("POST", path, headers, body)
 end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('RESULT {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p95_us":%%d,"errors":%%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
 """
+    + WRK_DONE
+)
 
 
 def prescriber_credentials(redis_url: str, origin: str, algorithm: str) -> PartnerCredentials:
