@@ -195,7 +195,7 @@ class Bench:
             moved = rules.released_task(task, request, now)
             message = self.admin.get(task["focus"]["reference"]).json()
             mrs = [self.admin.get(i["valueReference"]["reference"]).json() for i in task["input"]]
-            entries = [rules._cas_entry(task, moved)]
+            entries = [rules.cas_entry(task, moved)]
             for r in [message, *mrs]:
                 labelled = with_tenant(r, ods)
                 entries.append(
@@ -208,7 +208,7 @@ class Bench:
                         },
                     }
                 )
-            entries.append(rules._audit_entry(moved, request, now, "bench"))
+            entries.append(rules.audit_entry(moved, request, now, "bench"))
             bundles.append({"resourceType": "Bundle", "type": "transaction", "entry": entries})
         return drive(bundles, concurrency, self._send)
 
@@ -221,9 +221,12 @@ class Bench:
             request = rules.ReleaseRequest(rules.Kind.NOMINATED, ods, AGENT)
             tasks = [self._task(i) for i in ids]
             moves = [rules.released_task(t, request, now) for t in tasks]
-            entries = [rules._cas_entry(t, m) for t, m in zip(tasks, moves, strict=True)]
+            entries = [rules.cas_entry(t, m) for t, m in zip(tasks, moves, strict=True)]
             event = rules.audit_event(moves, request, now, "bench", tenant_labels(ods))
             entries.append({"resource": event, "request": {"method": "POST", "url": "AuditEvent"}})
+            # and the read of the messages it hands out, as the proxy's own transaction has it
+            messages = ",".join(t["focus"]["reference"].split("/")[1] for t in tasks)
+            entries.append({"request": {"method": "GET", "url": f"Bundle?_id={messages}&_count={batch}"}})
             bundles.append({"resourceType": "Bundle", "type": "transaction", "entry": entries})
         return drive(bundles, concurrency, self._send)
 

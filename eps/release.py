@@ -24,12 +24,13 @@ from __future__ import annotations
 from typing import Any
 
 from eps.records import (
-    BUSINESS_STATUS_SYSTEM,
     PRESCRIPTION_ID_SYSTEM,
+    RELEASE_QUEUE_SYSTEM,
     TRACKING_TAG,
     BusinessStatus,
     business_status,
     owner_ods,
+    tenant_labels,
     with_status,
     with_tenant,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "Shape",
     "audit_entry",
     "audit_event",
+    "cas_entry",
     "eps_parameters",
     "not_found",
     "parse",
@@ -102,12 +104,15 @@ def release_nominated(
     compare-and-set on its tracking Task. ``store`` acts as the pharmacy (the store's tenancy
     line applies: it can only ever see and move what carries the pharmacy's label).
 
-    One batch carries every compare-and-set of a round (each entry succeeds or fails on its own);
-    one the store refuses was taken by a concurrent release and is skipped. A round that lost
-    some looks again, so racing tills between them hand out the whole queue.
+    The first round is one transaction: every compare-and-set, the audit event and the read of
+    the messages handed out, all of it or none, in one store request. Should a concurrent release
+    have taken any of them (the store refuses the whole transaction), the rounds go on as a batch
+    of compare-and-sets, each entry succeeding or failing on its own; one the store refuses was
+    taken by the other release and is skipped, and a round that lost some looks again, so racing
+    tills between them hand out the whole queue. Those rounds' audit event is written after them.
     """
     released = Released()
-    for _ in range(MAX_ROUNDS):
+    for round_ in range(MAX_ROUNDS):
         wanted = MAX_NOMINATED - len(released.tasks)
         if wanted <= 0:
             break
@@ -122,6 +127,12 @@ def release_nominated(
         moves = [released_task(t, request, now) for t in tasks]
         if not tasks:
             continue  # all moved under us: look again
+        first = round_ == 0 and stale == 0
+        if first and (done := _all_at_once(store, tasks, moves, request, now, client_id)):
+            released.tasks, released.messages, released.audited = done[0], done[1], True
+            if len(found) < wanted:
+                break  # the queue is empty
+            continue
         status, answer = store.transaction(_batch(tasks, moves))
         if status != 200 or not isinstance(answer, dict):
             raise FhirError(
@@ -152,6 +163,65 @@ def release_nominated(
     return released
 
 
+def _all_at_once(
+    store: Store,
+    tasks: list[dict[str, Any]],
+    moves: list[dict[str, Any]],
+    request: ReleaseRequest,
+    now: str,
+    client_id: str | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+    """The common case in one store request: a transaction of every compare-and-set, the audit
+    event naming the versions they make, and a read of the messages (the store runs a
+    transaction's reads after its writes). None: the store refused it (most often a concurrent
+    release took one of them); nothing of it happened."""
+    versions = [_next_version(t) for t in tasks]
+    if None in versions:
+        return None
+    for moved, version in zip(moves, versions, strict=True):
+        moved["meta"] = {**moved.get("meta", {}), "versionId": version}
+    ids = [ref.split("/")[1] for t in tasks if (ref := _focus(t)) and ref.startswith("Bundle/")]
+    event = audit_event(moves, request, now, client_id, tenant_labels(request.pharmacy))
+    entries = [cas_entry(t, m) for t, m in zip(tasks, moves, strict=True)]
+    entries.append({"resource": event, "request": {"method": "POST", "url": "AuditEvent"}})
+    if ids:
+        entries.append({"request": {"method": "GET", "url": f"Bundle?_id={','.join(ids)}&_count={len(ids)}"}})
+    status, answer = store.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    if status in (409, 412):
+        return None
+    if status != 200 or not isinstance(answer, dict):
+        raise FhirError(503, f"The FHIR store refused the release ({status})", headers={"Retry-After": "5"})
+    results = answer.get("entry") or []
+    for moved, result in zip(moves, results, strict=False):
+        stored = _etag_version(result)
+        if stored is not None:
+            moved["meta"]["versionId"] = stored
+    read = results[-1].get("resource") if ids and len(results) == len(entries) else None
+    found = {b.get("id"): b for b in _matches(_searchset(read), "Bundle")}
+    messages = [found[i] for i in ids if i in found]
+    if len(messages) != len(ids):  # a store that did not answer the read: ask again
+        messages = _messages(store, moves)
+    return moves, messages
+
+
+def _next_version(task: dict[str, Any]) -> str | None:
+    """The version an update of ``task`` makes: the store counts versions 1, 2, 3…"""
+    version = str((task.get("meta") or {}).get("versionId") or "")
+    return str(int(version) + 1) if version.isdigit() else None
+
+
+def _searchset(bundle: object) -> list[dict]:
+    if not isinstance(bundle, dict):
+        return []
+    return [
+        e["resource"]
+        for e in bundle.get("entry") or []
+        if isinstance(e, dict)
+        and isinstance(e.get("resource"), dict)
+        and (e.get("search") or {}).get("mode", "match") == "match"
+    ]
+
+
 def release_patient(
     store: Store, request: ReleaseRequest, *, now: str, client_id: str | None = None
 ) -> Released:
@@ -163,32 +233,20 @@ def release_patient(
     and records the audit event: all of it happens, or none.
     """
     assert request.short_id is not None
-    found = store.search(
-        "Task",
-        [
-            ("group-identifier", f"{PRESCRIPTION_ID_SYSTEM}|{request.short_id}"),
-            ("_tag", f"{TRACKING_TAG['system']}|{TRACKING_TAG['code']}"),
-        ],
-        count=2,
-    )
-    tasks = _matches(found, "Task")
-    if not tasks:
-        raise ReleaseRefused(not_found())
-    task = tasks[0]
+    task, message, medication_requests = _prescription(store, request.short_id)
     state = business_status(task)
     if state is not BusinessStatus.TO_BE_DISPENSED and not (
         state is BusinessStatus.WITH_DISPENSER and owner_ods(task) == request.pharmacy
     ):
         raise _refusal_for(store, task)
-    message = next(iter(_messages(store, [task])), None)
     moved = released_task(task, request, now)
-    entries = [_cas_entry(task, moved)]
+    entries = [cas_entry(task, moved)]
     labelled: list[dict[str, Any]] = []
     if message is not None and request.pharmacy not in tenants_of(message):
         labelled.append(with_tenant(message, request.pharmacy))
         labelled.extend(
             with_tenant(mr, request.pharmacy)
-            for mr in _medication_requests(store, task)
+            for mr in medication_requests
             if request.pharmacy not in tenants_of(mr)
         )
     entries += [
@@ -223,14 +281,55 @@ def release_patient(
     return Released(messages=[message] if message is not None else [], tasks=[moved])
 
 
+def _prescription(
+    store: Store, short_id: str
+) -> tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, Any]]]:
+    """The prescription's tracking Task, then its message and MedicationRequests in one batch of
+    reads by id (one store request, not one per resource type)."""
+    found = store.search(
+        "Task",
+        [
+            ("group-identifier", f"{PRESCRIPTION_ID_SYSTEM}|{short_id}"),
+            ("_tag", f"{TRACKING_TAG['system']}|{TRACKING_TAG['code']}"),
+        ],
+        count=2,
+    )
+    tasks = _matches(found, "Task")
+    if not tasks:
+        raise ReleaseRefused(not_found())
+    task = tasks[0]
+    focus = _focus(task)
+    reads = ([focus] if focus and focus.startswith("Bundle/") else []) + [
+        f"MedicationRequest/{i}" for i in _input_ids(task)
+    ]
+    if not reads:
+        return task, None, []
+    status, answer = store.transaction(
+        {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [{"request": {"method": "GET", "url": url}} for url in reads],
+        }
+    )
+    results = (answer or {}).get("entry") if isinstance(answer, dict) else None
+    if status != 200 or not isinstance(results, list) or len(results) != len(reads):
+        raise FhirError(
+            503, f"The FHIR store failed a look-up ({status}); retry shortly", headers={"Retry-After": "5"}
+        )
+    resources = [
+        r
+        for e in results
+        if isinstance(e, dict)
+        and str((e.get("response") or {}).get("status", "")).startswith("200")
+        and isinstance(r := e.get("resource"), dict)
+    ]
+    message = next((r for r in resources if r.get("resourceType") == "Bundle"), None)
+    return task, message, _matches(resources, "MedicationRequest")
+
+
 def nominated_query(pharmacy: str) -> list[tuple[str, str]]:
     """The pharmacy's queue: nominated to it, not released yet, oldest first."""
-    return [
-        (OWNER_PARAM, f"{ODS_SYSTEM}|{pharmacy}"),
-        ("business-status", f"{BUSINESS_STATUS_SYSTEM}|{BusinessStatus.TO_BE_DISPENSED.value}"),
-        ("_tag", f"{TRACKING_TAG['system']}|{TRACKING_TAG['code']}"),
-        ("_sort", "authored-on,_id"),
-    ]
+    return [("identifier", f"{RELEASE_QUEUE_SYSTEM}|{pharmacy}"), ("_sort", "authored-on,_id")]
 
 
 def released_task(task: dict[str, Any], request: ReleaseRequest, now: str) -> dict[str, Any]:
@@ -269,11 +368,12 @@ def _batch(tasks: list[dict[str, Any]], moves: list[dict[str, Any]]) -> dict[str
     return {
         "resourceType": "Bundle",
         "type": "batch",
-        "entry": [_cas_entry(t, m) for t, m in zip(tasks, moves, strict=True)],
+        "entry": [cas_entry(t, m) for t, m in zip(tasks, moves, strict=True)],
     }
 
 
-def _cas_entry(task: dict[str, Any], moved: dict[str, Any]) -> dict[str, Any]:
+def cas_entry(task: dict[str, Any], moved: dict[str, Any]) -> dict[str, Any]:
+    """The transaction entry that moves ``task`` to ``moved`` only if it is still the version read."""
     version = (task.get("meta") or {}).get("versionId")
     return {
         "resource": moved,
@@ -314,13 +414,18 @@ def _etag_version(result: dict[str, Any]) -> str | None:
     return None
 
 
-def _medication_requests(store: Store, task: dict[str, Any]) -> list[dict[str, Any]]:
-    ids = [
+def _input_ids(task: dict[str, Any]) -> list[str]:
+    """The ids of the MedicationRequests the tracking Task names."""
+    return [
         ref.split("/")[1]
         for i in task.get("input") or []
         if isinstance(ref := (i.get("valueReference") or {}).get("reference"), str)
         and ref.startswith("MedicationRequest/")
     ]
+
+
+def _medication_requests(store: Store, task: dict[str, Any]) -> list[dict[str, Any]]:
+    ids = _input_ids(task)
     if not ids:
         return []
     return _matches(

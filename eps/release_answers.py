@@ -204,8 +204,8 @@ def write_audit(
     own Task (owner, agent, lastModified, history). The released Task versions are the primary
     record; should this write fail, the release stands (an error answer cannot undo it) and
     :class:`AuditNotWritten` says so."""
-    if not released.tasks:
-        return
+    if not released.tasks or released.audited:
+        return  # nothing released, or its event was stored in the release's own transaction
     event = audit_event(released.tasks, request, now, client_id, tenant_labels(request.pharmacy))
     entry = {
         "fullUrl": f"urn:uuid:{uuid.uuid4()}",

@@ -81,6 +81,7 @@ class Released:
     messages: list[dict[str, Any]] = field(default_factory=list)
     tasks: list[dict[str, Any]] = field(default_factory=list)
     informational: dict[str, Any] | None = None  # NO_MORE_PRESCRIPTIONS
+    audited: bool = False  # its audit event was stored with it (one transaction)
 
 
 class ReleaseRefused(Exception):

@@ -89,7 +89,11 @@ class StoreReader:
         pairs = parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else list(query)
         # criteria a caller wrote: plugins read JSON, and the page size is ours
         pairs = [(k, v) for k, v in pairs if k not in ("_format", "_count")]
-        status, body = self._get(resource_type, [*pairs, ("_count", str(count))])
+        # one page, never paged on: the store need not keep the results for paging (no-store
+        # saves it writing them away, about 2 ms a search)
+        status, body = self._send(
+            "GET", resource_type, [*pairs, ("_count", str(count))], None, {"cache-control": "no-store"}
+        )
         if status != 200 or not body:
             return []
         return [

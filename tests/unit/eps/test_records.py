@@ -101,3 +101,30 @@ def test_with_tenant_adds_one_label_to_a_copy():
     shared = with_tenant(message, "VNE51")
     assert tenants(shared) == {"A83008", "FA565", "VNE51"} and tenants(message) == {"A83008", "FA565"}
     assert TRACKING_TAG in shared["meta"]["tag"]
+
+
+def test_the_release_queue_mark_follows_the_tasks_state():
+    """A Task is in a pharmacy's queue (one identifier search finds it) exactly while it is to
+    be dispensed and owned by that pharmacy."""
+    from eps.records import RELEASE_QUEUE_SYSTEM, BusinessStatus, tracking_task, with_status
+
+    def marks(task: dict) -> list[str]:
+        return [i["value"] for i in task["identifier"] if i["system"] == RELEASE_QUEUE_SYSTEM]
+
+    common = dict(
+        short_id="A7B86F-A83008-42A4CH",
+        message_key_value="A83008/m",
+        message_ref="urn:uuid:1",
+        nhs_number="9449304130",
+        authored_on="2025-01-01T10:00:00Z",
+        prescriber_ods="A83008",
+        medication_request_refs=[],
+        labels=[],
+    )
+    nominated = tracking_task(nominated_ods="FCG71", **common)
+    assert marks(nominated) == ["FCG71"]
+    assert marks(tracking_task(nominated_ods=None, **common)) == []
+    released = with_status(nominated, BusinessStatus.WITH_DISPENSER, owner="FCG71")
+    assert marks(released) == []
+    assert marks(with_status(released, BusinessStatus.TO_BE_DISPENSED, owner="FA565")) == ["FA565"]
+    assert marks(nominated) == ["FCG71"]  # the Task given is left as it was

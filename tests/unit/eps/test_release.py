@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 
 from eps import release as rules
-from eps.records import BusinessStatus, business_status, owner_ods, tenant_labels, tracking_task
+from eps.records import (
+    BusinessStatus,
+    business_status,
+    owner_ods,
+    tenant_labels,
+    tracking_task,
+    with_queue_mark,
+)
 from hubspoke.identifiers import ODS_SYSTEM, TENANT_SYSTEM
 from proxy.errors import FhirError
 from tests.support.eps import example, new_short_form_id
@@ -71,6 +79,7 @@ class MemoryStore:
 
     def prescription(self, authored_on: str, nominated: str | None = PHARMACY) -> dict:
         labels = tenant_labels(PRESCRIBER, nominated)
+        short_id = new_short_form_id()
         message = self.add(
             {
                 "resourceType": "Bundle",
@@ -81,7 +90,7 @@ class MemoryStore:
         )
         mr = self.add({"resourceType": "MedicationRequest", "meta": {"security": labels}})
         task = tracking_task(
-            short_id=new_short_form_id(),
+            short_id=short_id,
             message_key_value=f"{PRESCRIBER}/m",
             message_ref=f"Bundle/{message['id']}",
             nhs_number="9449304130",
@@ -113,6 +122,13 @@ class MemoryStore:
             found = [
                 r for r in found if business_status(r) is BusinessStatus(q["business-status"].split("|")[-1])
             ]
+        if "_tag" in q:
+            system, _, code = q["_tag"].partition("|")
+            found = [
+                r
+                for r in found
+                if {"system": system, "code": code} in ((r.get("meta") or {}).get("tag") or [])
+            ]
         if "identifier" in q:
             value = q["identifier"].split("|")[-1]
             found = [r for r in found if any(i.get("value") == value for i in r.get("identifier") or [])]
@@ -135,12 +151,34 @@ class MemoryStore:
                 "resourceType": "OperationOutcome",
                 "issue": [{"diagnostics": "not the current version"}],
             }
-        out = []
-        for entry in bundle["entry"]:
-            if self._stale(entry):
-                out.append({"response": {"status": "409 Conflict"}})
+        out: list[dict | None] = [None] * len(bundle["entry"])
+        reads = [i for i, e in enumerate(bundle["entry"]) if e["request"]["method"] == "GET"]
+        for i, entry in enumerate(bundle["entry"]):
+            if i in reads:
                 continue
-            out.append({"response": self._write(entry)})
+            if self._stale(entry):
+                out[i] = {"response": {"status": "409 Conflict"}}
+                continue
+            out[i] = {"response": self._write(entry)}
+        for i in reads:  # as HAPI does: a bundle's reads after its writes
+            url = bundle["entry"][i]["request"]["url"]
+            if "?" not in url:
+                known = url in self.data
+                out[i] = {
+                    "resource": copy.deepcopy(self.data[url]) if known else None,
+                    "response": {"status": "200 OK" if known else "404 Not Found"},
+                }
+                continue
+            resource_type, _, query = url.partition("?")
+            found = self.search(resource_type, parse_qsl(query))
+            out[i] = {
+                "resource": {
+                    "resourceType": "Bundle",
+                    "type": "searchset",
+                    "entry": [{"resource": r, "search": {"mode": "match"}} for r in found],
+                },
+                "response": {"status": "200 OK"},
+            }
         return 200, {"resourceType": "Bundle", "type": f"{bundle['type']}-response", "entry": out}
 
     def _stale(self, entry: dict) -> bool:
@@ -321,9 +359,41 @@ def test_every_compare_and_set_names_the_version_it_read():
     store = MemoryStore()
     store.prescription("2025-01-01T10:00:00Z")
     rules.release_nominated(store, nominated(), now=NOW)
-    batch = store.bundles_sent[0]
-    assert batch["type"] == "batch"
-    assert [e["request"]["ifMatch"] for e in batch["entry"]] == ['W/"1"']
+    (sent,) = store.bundles_sent
+    puts = [e for e in sent["entry"] if e["request"]["method"] == "PUT"]
+    assert [e["request"]["ifMatch"] for e in puts] == ['W/"1"']
+
+
+def test_an_uncontested_release_is_one_transaction_of_the_moves_the_audit_event_and_the_read():
+    store = MemoryStore()
+    tasks = [store.prescription(f"2025-01-01T10:0{m}:00Z") for m in range(3)]
+    released = rules.release_nominated(store, nominated(), now=NOW, client_id="till-1")
+    (sent,) = store.bundles_sent
+    assert sent["type"] == "transaction"
+    assert [e["request"]["method"] for e in sent["entry"]] == ["PUT"] * 3 + ["POST", "GET"]
+    assert released.audited and [t["meta"]["versionId"] for t in released.tasks] == ["2"] * 3
+    assert [m["id"] for m in released.messages] == [t["focus"]["reference"].split("/")[1] for t in tasks]
+
+
+def test_a_contested_first_round_changes_nothing_and_goes_on_entry_by_entry():
+    store = MemoryStore()
+    tasks = [store.prescription(f"2025-01-01T10:0{m}:00Z") for m in range(3)]
+
+    def racer():  # another till takes the oldest between our search and our transaction
+        current = store.data[f"Task/{tasks[0]['id']}"]
+        store.data[f"Task/{tasks[0]['id']}"] = with_queue_mark(
+            {
+                **current,
+                "businessStatus": {"coding": [BusinessStatus.WITH_DISPENSER.coding()]},
+                "meta": {**current["meta"], "versionId": "2"},
+            }
+        )
+
+    store.before_write.append(racer)
+    released = rules.release_nominated(store, nominated(), now=NOW)
+    assert [b["type"] for b in store.bundles_sent] == ["transaction", "batch"]
+    assert not [r for r in store.data.values() if r["resourceType"] == "AuditEvent"]  # all or nothing
+    assert [t["id"] for t in released.tasks] == [t["id"] for t in tasks[1:]] and not released.audited
 
 
 def test_a_second_nominated_release_finds_no_more_prescriptions():
@@ -350,18 +420,21 @@ def test_prescriptions_a_racing_release_took_are_skipped_and_the_queue_looked_at
     def racer():  # another till takes the three oldest between our search and our update
         for t in taken:
             current = store.data[f"Task/{t['id']}"]
-            store.data[f"Task/{t['id']}"] = {
-                **current,
-                "businessStatus": {"coding": [BusinessStatus.WITH_DISPENSER.coding()]},
-                "meta": {**current["meta"], "versionId": "2"},
-            }
+            store.data[f"Task/{t['id']}"] = with_queue_mark(
+                {
+                    **current,
+                    "businessStatus": {"coding": [BusinessStatus.WITH_DISPENSER.coding()]},
+                    "meta": {**current["meta"], "versionId": "2"},
+                }
+            )
 
     store.before_write.append(racer)
     released = rules.release_nominated(store, nominated(), now=NOW)
     ids = [t["id"] for t in released.tasks]
     assert not {t["id"] for t in taken} & set(ids)
     assert ids == [t["id"] for t in tasks[3:]]  # 22 in the first round, the last 2 in the second
-    assert len(store.bundles_sent) == 2
+    # the refused transaction, then a batch per round
+    assert [b["type"] for b in store.bundles_sent] == ["transaction", "batch", "batch"]
 
 
 def test_a_task_moved_between_the_searchs_index_and_its_load_is_not_released_again():
@@ -373,12 +446,14 @@ def test_a_task_moved_between_the_searchs_index_and_its_load_is_not_released_aga
 
     def racer():
         current = store.data[f"Task/{first['id']}"]
-        store.data[f"Task/{first['id']}"] = {
-            **current,
-            "businessStatus": {"coding": [BusinessStatus.WITH_DISPENSER.coding()]},
-            "owner": {"identifier": {"system": ODS_SYSTEM, "value": PHARMACY}},
-            "meta": {**current["meta"], "versionId": "2"},
-        }
+        store.data[f"Task/{first['id']}"] = with_queue_mark(
+            {
+                **current,
+                "businessStatus": {"coding": [BusinessStatus.WITH_DISPENSER.coding()]},
+                "owner": {"identifier": {"system": ODS_SYSTEM, "value": PHARMACY}},
+                "meta": {**current["meta"], "versionId": "2"},
+            }
+        )
 
     store.between_index_and_load.append(racer)
     released = rules.release_nominated(store, nominated(), now=NOW)
@@ -430,7 +505,12 @@ def test_a_patient_release_hands_out_the_prescription_and_labels_it_for_the_phar
     mr = store.data[task["input"][0]["valueReference"]["reference"]]
     assert PHARMACY in tenants(message) and PHARMACY in tenants(mr)
     assert [m["id"] for m in released.messages] == [message["id"]]
-    sent = store.bundles_sent[0]
+    reads, sent = store.bundles_sent  # after the Task's search: one batch of reads, one transaction
+    assert reads["type"] == "batch"
+    assert [e["request"] for e in reads["entry"]] == [
+        {"method": "GET", "url": task["focus"]["reference"]},
+        {"method": "GET", "url": task["input"][0]["valueReference"]["reference"]},
+    ]
     assert sent["type"] == "transaction"  # the move, the labels and the audit event: all or nothing
     assert [e["resource"]["resourceType"] for e in sent["entry"]] == [
         "Task",
@@ -487,12 +567,14 @@ def test_a_patient_release_that_loses_the_race_is_with_another_dispenser():
 
     def racer():
         current = store.data[f"Task/{task['id']}"]
-        store.data[f"Task/{task['id']}"] = {
-            **current,
-            "businessStatus": {"coding": [BusinessStatus.WITH_DISPENSER.coding()]},
-            "owner": {"identifier": {"system": ODS_SYSTEM, "value": OTHER}},
-            "meta": {**current["meta"], "versionId": "2"},
-        }
+        store.data[f"Task/{task['id']}"] = with_queue_mark(
+            {
+                **current,
+                "businessStatus": {"coding": [BusinessStatus.WITH_DISPENSER.coding()]},
+                "owner": {"identifier": {"system": ODS_SYSTEM, "value": OTHER}},
+                "meta": {**current["meta"], "versionId": "2"},
+            }
+        )
 
     store.before_write.append(racer)
     with pytest.raises(rules.ReleaseRefused) as raised:
@@ -523,8 +605,8 @@ def test_the_eps_shape_carries_passed_and_failed_prescriptions():
 def test_a_nominated_release_leaves_one_audit_event_for_the_pharmacy_naming_every_task_version():
     store = MemoryStore()
     tasks = [store.prescription(f"2025-01-01T10:0{m}:00Z") for m in range(2)]
-    released = rules.release_nominated(store, nominated(), now=NOW)
-    rules.write_audit(store, released, nominated(), NOW, "till-1")
+    released = rules.release_nominated(store, nominated(), now=NOW, client_id="till-1")
+    rules.write_audit(store, released, nominated(), NOW, "till-1")  # stored already: not again
     (event,) = [r for r in store.data.values() if r["resourceType"] == "AuditEvent"]
     assert [e["what"]["reference"] for e in event["entity"]] == [f"Task/{t['id']}/_history/2" for t in tasks]
     assert event["agent"][0]["altId"] == "till-1"
