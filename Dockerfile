@@ -4,12 +4,18 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
+# every package pyproject.toml installs (tests/unit/test_dockerfile.py holds the two lists
+# together), and the profiles `fhirplug stack init-store` loads
 COPY proxy ./proxy
-COPY plugins ./plugins
 COPY hubspoke ./hubspoke
+COPY fhirpatch ./fhirpatch
 COPY forwarding ./forwarding
+COPY eps ./eps
+COPY gpnotify ./gpnotify
+COPY plugins ./plugins
 COPY worker ./worker
 COPY ops ./ops
+COPY profiles ./profiles
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 fhirplug \
     && mkdir -p /var/lib/fhirplug/keys && chown fhirplug /var/lib/fhirplug/keys && chmod 700 /var/lib/fhirplug/keys
 USER fhirplug

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ops import clients_cli, stack
@@ -12,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fhirplug", description="fhirplug operator tool")
     sub = parser.add_subparsers(dest="group", required=True)
     st = sub.add_parser("stack", help="start, stop or inspect the local stack")
-    st.add_argument("action", choices=["up", "down", "status", "build-store"])
+    st.add_argument("action", choices=["up", "down", "status", "build-store", "init-store"])
     clients_cli.add_parsers(sub)
     tok = sub.add_parser("token", help="get an access token from a token endpoint (ours or a partner's)")
     tok.add_argument("--token-url", required=True, help="e.g. http://127.0.0.1:8080/oauth2/token")
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             stack.down(cfg)
         elif args.action == "build-store":
             stack.build_store()
+        elif args.action == "init-store":  # a running store (FHIRPLUG_STORE_URL): profiles, search parameters
+            store_url = os.environ.get("FHIRPLUG_STORE_URL") or cfg.store_url
+            print(f"fhirplug: {stack.init_store(store_url, cfg.effective_redis_url)}")
         else:
             states = stack.status(cfg)
             for name, ok in states.items():

@@ -359,13 +359,18 @@ PROFILES_DIR = ROOT / "profiles"
 
 def load_profiles(cfg: StackConfig) -> str:
     """The England and UK Core profiles into the store, before any proxy answers a $validate."""
+    return init_store(cfg.store_url, cfg.effective_redis_url)
+
+
+def init_store(store_url: str, redis_url: str | None) -> str:
+    """What the store needs before the proxy serves: the profiles and the EPS prescription
+    tracker's search parameters (before any prescription is stored: HAPI indexes only what is
+    written after a SearchParameter). ``make up`` runs it; in compose, the one-shot ``store-init``
+    service does (``fhirplug stack init-store``)."""
     from ops import profiles_cli
 
-    summary = profiles_cli.load(PROFILES_DIR, cfg.store_url, cfg.effective_redis_url)
-    # the EPS prescription tracker's search parameters, before any prescription is stored
-    params = profiles_cli.load_search_parameters(
-        PROFILES_DIR / "fhirplug", cfg.store_url, cfg.effective_redis_url
-    )
+    summary = profiles_cli.load(PROFILES_DIR, store_url, redis_url)
+    params = profiles_cli.load_search_parameters(PROFILES_DIR / "fhirplug", store_url, redis_url)
     return f"{summary.line()}; {len(params)} search parameters"
 
 
