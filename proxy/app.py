@@ -15,6 +15,7 @@ from proxy import bodies, canonical, pipeline
 from proxy.auth import routes as oauth_routes
 from proxy.auth.enforcement import AuthEnforcer
 from proxy.auth.server import AuthServer
+from proxy.capability_statement import CapabilityStatement
 from proxy.config import Settings
 from proxy.context import Interaction, RequestContext, make_request_view
 from proxy.errors import FhirError
@@ -62,7 +63,10 @@ def create_app(
         settings.issuer,
         tenant_scoping="tenancy" in settings.plugins,
     )
-    pm = build_plugin_manager(settings.plugins, list(extra_plugins), builtins=[("auth", enforcer)])
+    capabilities = CapabilityStatement(settings.public_base_url or None)
+    pm = build_plugin_manager(
+        settings.plugins, list(extra_plugins), builtins=[("auth", enforcer), ("capabilities", capabilities)]
+    )
     pm.hook.fhirplug_configure(settings=settings, redis=redis)  # once, before serving
     if store is None:  # an injected store (unit tests) is used as it is
         store = _store(settings, redis)
