@@ -48,9 +48,9 @@ def fhirplug_version() -> str:
 
 def truthful(cs: dict[str, Any], public_base: str | None) -> dict[str, Any]:
     """The store's CapabilityStatement as fhirplug's: see the module's docstring."""
-    store = cs.get("software") if isinstance(cs.get("software"), dict) else {}
+    store: dict[str, Any] = cs["software"] if isinstance(cs.get("software"), dict) else {}
     behind = " ".join(str(v) for v in (store.get("name"), store.get("version")) if v) or "a FHIR store"
-    earlier = cs.get("implementation") if isinstance(cs.get("implementation"), dict) else {}
+    earlier: dict[str, Any] = cs["implementation"] if isinstance(cs.get("implementation"), dict) else {}
     url = public_base or earlier.get("url")  # the store's, already rewritten to the address asked
     version = fhirplug_version()
     cs["name"] = "fhirplug"
