@@ -13,6 +13,7 @@ from proxy.errors import FhirError
 from proxy.interactions import parse_entry
 
 JSON_TYPES = {"application/fhir+json", "application/json"}
+MERGE_PATCH = "application/merge-patch+json"  # RFC 7386: turned into JSON Patch on arrival
 XML_TYPES = {"application/fhir+xml", "application/xml", "text/xml"}
 # operations that store nothing: their bodies pass to the store as sent, XML included
 PASS_THROUGH_OPERATIONS = {"$validate"}
@@ -95,6 +96,20 @@ def check_body_media_type(interaction: Interaction, content_type: str | None, ha
         f"Content-Type {mt} is not accepted here; use application/fhir+json"
         + (" or application/json-patch+json" if kind == "patch" else ""),
     )
+
+
+def patch_by_shape(interaction: Interaction, mt: str, body: object) -> str:
+    """What a PATCH's JSON body is, by its shape, whatever JSON type it was sent as: an array is a
+    JSON Patch (no FHIR resource is an array); an object without ``resourceType`` is a JSON Merge
+    Patch (``MERGE_PATCH``: client libraries such as fhirpy send their patches so, as
+    ``application/json``); a ``Parameters`` resource is a FHIRPath Patch."""
+    if interaction.kind != "patch" or mt not in JSON_TYPES:
+        return mt
+    if isinstance(body, list):
+        return JSON_PATCH
+    if isinstance(body, dict) and "resourceType" not in body:
+        return MERGE_PATCH
+    return mt
 
 
 def resource_entries(interaction: Interaction, path: str, query: str, body, mt: str) -> list[WriteEntry]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 from urllib.parse import urlencode
 
-from proxy import bodies, conformance, json_shapes, query_checks
+from proxy import bodies, conformance, json_shapes, merge_patch, query_checks
 from proxy.auth.enforcement import authorize_entries
 from proxy.context import RequestContext, StorageOutcome, WriteEntry
 from proxy.errors import FhirError
@@ -46,7 +47,7 @@ class FhirPassthrough:
         inter = ctx.interaction
         raw = bodies.decode_body(raw, content_encoding, self.max_body_bytes)
         query_checks.check(req.query, req.content_type, raw)
-        body = None
+        body: Any = None
         install = inter.kind == "operation" and (inter.resource_type, inter.operation) == INSTALL
         if install:
             # a package becomes one transaction of conditional updates, checked like any other
@@ -64,6 +65,10 @@ class FhirPassthrough:
         if has_body and mt not in bodies.XML_TYPES and mt != bodies.FORM:
             if body is None:
                 body = ctx.body = bodies.parse_json(raw)
+                mt = bodies.patch_by_shape(inter, mt, body)
+                if mt == bodies.MERGE_PATCH:
+                    body = ctx.body = merge_patch.to_json_patch(body, _patched_now(ctx))
+                    mt = bodies.JSON_PATCH
                 json_shapes.check(body, mt)  # before any plugin reads it
             if inter.kind == "transaction":
                 answered = self._bundle_hook(ctx, body)
@@ -253,3 +258,16 @@ def _stream(upstream, head: tuple[bytes, ...]):
         else:
             # the caller went away mid-body: this connection is in an unknown state, drop it
             upstream.close()
+
+
+def _patched_now(ctx: RequestContext) -> dict | None:
+    """The resource a merge-patch PATCH names, as the caller may see it (the store's tenancy line
+    applies: another tenant's resource reads as absent); None when there is not exactly one."""
+    inter, client = ctx.interaction, ctx.client
+    if not inter.resource_type:
+        return None
+    seen_as = ctx.store.as_caller(client.role, client.ods)
+    if inter.id:
+        return seen_as.read(inter.resource_type, inter.id)
+    found = seen_as.search(inter.resource_type, list(ctx.request.query), count=2)  # a conditional patch
+    return found[0] if len(found) == 1 else None

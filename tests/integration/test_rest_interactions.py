@@ -20,7 +20,7 @@ def put_patient(stack, http, pid=None, family="Smith", **extra):
     return pid, r
 
 
-def test_metadata_is_the_stores_capability_statement(stack, http):
+def test_metadata_is_a_capability_statement_naming_no_internal_address(stack, http):
     r = http.get(f"{stack.fhir}/metadata")
     assert r.status_code == 200
     cs = r.json()
@@ -127,6 +127,31 @@ def test_json_patch(stack, http):
     )
     assert r.status_code == 200, r.text
     assert http.get(f"{stack.fhir}/Patient/{pid}").json()["active"] is True
+
+
+def test_a_json_patch_sent_as_application_json_is_a_json_patch(stack, http):
+    pid, _ = put_patient(stack, http)
+    r = http.patch(
+        f"{stack.fhir}/Patient/{pid}",
+        data='[{"op":"add","path":"/active","value":true}]',
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    assert http.get(f"{stack.fhir}/Patient/{pid}").json()["active"] is True
+
+
+def test_fhirpys_patch_a_merge_patch_is_applied(stack, http):
+    """fhirpy's ``client.patch(type, id, **fields)`` sends ``{"field": value}`` as
+    application/json (RFC 7386 merge patch): set, merged and removed members all land."""
+    from fhirpy import SyncFHIRClient
+
+    pid, _ = put_patient(stack, http, gender="female", birthDate="1970-01-01")
+    client = SyncFHIRClient(stack.fhir, authorization=f"Bearer {http.auth.oauth.token()}")
+    patched = client.patch("Patient", pid, active=True, gender=None, name=[{"family": "Jones"}])
+    stored = http.get(f"{stack.fhir}/Patient/{pid}").json()
+    assert patched["active"] is True and stored["active"] is True
+    assert "gender" not in stored and stored["birthDate"] == "1970-01-01"
+    assert stored["name"] == [{"family": "Jones"}]
 
 
 def test_fhirpath_patch(stack, http):
