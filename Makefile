@@ -41,8 +41,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	@$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-## Proxy vs direct HAPI, interleaved in one run; writes bench/RESULTS.md.
+## Proxy vs direct HAPI, interleaved in one run; writes bench/RESULTS.md. Installs wrk if missing.
+## FHIRPLUG_STORE_PROFILE=production make bench: the store with production JVM flags (a fresh stack).
 bench: up
+	@$(BIN)/python -c 'from ops.stack import install_packages; install_packages("wrk")'
 	@$(BIN)/python -m bench --proxy http://127.0.0.1:8080/fhir --direct http://127.0.0.1:8090/fhir \
 		--uncached --write bench/RESULTS.md
 

@@ -1,0 +1,27 @@
+"""ops/stack.py: the store's JVM profiles."""
+
+from __future__ import annotations
+
+import pytest
+
+from ops import stack
+
+
+def test_the_quick_profile_trades_throughput_for_start_up():
+    assert stack.store_jvm_flags("quick", "1g") == ["-Xmx1g", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+
+
+def test_the_production_profile_runs_the_full_jit_and_g1_on_a_fixed_heap():
+    flags = stack.store_jvm_flags("production", "4g")
+    assert "-XX:+UseG1GC" in flags and {"-Xms4g", "-Xmx4g"} <= set(flags)
+    assert not [f for f in flags if f.startswith("-XX:TieredStopAtLevel") or f == "-XX:+UseSerialGC"]
+
+
+def test_an_unknown_profile_is_refused_naming_the_key():
+    with pytest.raises(stack.StackError, match="FHIRPLUG_STORE_PROFILE"):
+        stack.store_jvm_flags("fast", "1g")
+
+
+def test_the_profile_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("FHIRPLUG_STORE_PROFILE", "production")
+    assert stack.StackConfig.from_env().store_profile == "production"
