@@ -119,6 +119,9 @@ class RequestContext:
     # "xml": the JSON answer is rendered as FHIR XML by the proxy after every response hook
     # (the store was asked for JSON so that the hooks could judge it)
     render_as: str | None = None
+    # a transaction or batch: how many entries the caller sent (plugins may add entries of their
+    # own, an audit event say; the answer has one entry per entry the caller sent)
+    caller_entries: int | None = None
     # the message the Bundle carries, once classified (``provides = ("message",)``); None: no message
     message: Message | None = None
     state: dict[str, Any] = field(default_factory=dict)

@@ -88,6 +88,7 @@ class FhirPassthrough:
     def _bundle_hook(self, ctx: RequestContext, body: dict) -> ProxyResponse | None:
         btype, _ = bodies.bundle_entries(body, self._bases(ctx))
         ctx.interaction = dataclasses.replace(ctx.interaction, kind=btype)
+        ctx.caller_entries = len(body.get("entry") or [])
         authorize_entries(ctx, body)
         refusal = call_guarded(
             self.pm.hook.fhirplug_before_bundle, "fhirplug_before_bundle", ctx=ctx, bundle=body
@@ -172,6 +173,10 @@ class FhirPassthrough:
             v = upstream.headers.get(h)
             if v is not None:
                 out_headers[CAPITALISED[h]] = replace_base(v, internal, public)
+        if ctx.caller_entries is not None:
+            # a transaction's or batch's answer: HAPI names a Bundle here it never stored (404)
+            out_headers.pop("Location", None)
+            out_headers.pop("Content-Location", None)
 
         if entries:
             # writes are small and the storage hooks need the answer whole
@@ -182,6 +187,8 @@ class FhirPassthrough:
             data = data.replace(internal.encode(), public.encode())
             response = ProxyResponse(status, out_headers, (data,))
             self._after_storage(ctx, entries, response)
+            if ctx.caller_entries is not None:
+                _as_the_caller_sent_it(response, ctx.caller_entries)
             return response
 
         # Most answers fit in one piece: send those whole, with a Content-Length, in one write.
@@ -212,6 +219,17 @@ class FhirPassthrough:
                     "plugin failed in fhirplug_after_storage",
                     extra={"fields": {"request_id": ctx.request_id}},
                 )
+
+
+def _as_the_caller_sent_it(response: ProxyResponse, sent: int) -> None:
+    """A transaction or batch answer with one entry per entry the caller sent, in its order (the
+    entries plugins added, after the caller's, are theirs: an audit event, an outbox record)."""
+    if response.status >= 300 or not response.is_json:
+        return
+    bundle = response.resource
+    if isinstance(bundle, dict) and isinstance(bundle.get("entry"), list) and len(bundle["entry"]) > sent:
+        bundle["entry"] = bundle["entry"][:sent]
+        response.resource = bundle
 
 
 def _outcomes(entries: list[WriteEntry], response: ProxyResponse) -> list[StorageOutcome]:

@@ -49,6 +49,20 @@ def test_intake_answers_201_and_makes_the_task_the_hubs(stack, spoke, hub):
     assert {"system": MESSAGE_ID_SYSTEM, "value": f"{SPOKE}/{case.message}"} in stored["identifier"]
 
 
+def test_the_answer_has_one_entry_per_entry_sent_in_order_and_no_bundle_location(stack, spoke, http):
+    """The proxy adds entries of its own (the audit event, the outbox record): they are not the
+    caller's, and HAPI's Location names a response Bundle it never stored."""
+    bundle = Case().load("valid-spoke-to-hub.json")
+    r = spoke.post(stack.fhir, json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 201, r.text
+    answered = r.json()["entry"]
+    assert len(answered) == len(bundle["entry"])
+    sent_types = [e["resource"]["resourceType"] for e in bundle["entry"]]
+    assert [e["response"]["location"].split("/")[0] for e in answered] == sent_types
+    location = r.headers.get("Location") or r.headers.get("Content-Location")
+    assert location is None or "/Bundle/" not in location, location
+
+
 def test_a_resubmission_answers_the_first_result_and_stores_nothing(stack, spoke, http):
     bundle = Case().load("valid-spoke-to-hub.json")
     first = spoke.post(stack.fhir, json=bundle, headers=FHIR_JSON)
