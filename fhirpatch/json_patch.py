@@ -1,7 +1,10 @@
 """RFC 6902 JSON Patch (``application/json-patch+json``), with RFC 6901 JSON Pointer.
 
 :func:`apply_json_patch` applies the operations in order to a copy of the resource; all or
-nothing. Operation ``test`` compares JSON values (``1 == 1.0``; ``true`` is not ``1``).
+nothing. The operations are applied by ``jsonpatch`` (the reference Python implementation,
+tested against the RFC's cases by its authors); what is ours is the checking of each operation's
+shape, the answers in our words naming the operation and the JSON Pointer (never quoting the
+document), and ``test`` as JSON equality (``1 == 1.0``; ``true`` is not ``1``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ import copy
 import re
 from collections.abc import Mapping
 from typing import Any
+
+import jsonpatch
+import jsonpointer
 
 from fhirpatch.json_values import OpError, finish, json_equal
 from proxy.errors import FhirError
@@ -37,61 +43,37 @@ def _show(tokens: list[str]) -> str:
     return "".join("/" + t.replace("~", "~0").replace("/", "~1") for t in tokens) or "(the whole document)"
 
 
-def _index(container: list, token: str, tokens: list[str], *, end_ok: bool = False) -> int:
-    if end_ok and token == "-":
-        return len(container)
-    if not _ARRAY_INDEX.fullmatch(token):
-        raise OpError(f"{_show(tokens)}: {token!r} is not an array index")
-    i = int(token)
-    if i > len(container) or (i == len(container) and not end_ok):
-        raise OpError(f"{_show(tokens)}: index {i} is out of range (the array has {len(container)} items)")
-    return i
+def _resolve(doc: Any, tokens: list[str]) -> Any:
+    """The value at ``tokens``, or :data:`_MISSING`."""
+    try:
+        return jsonpointer.JsonPointer.from_parts(tokens).resolve(doc)
+    except jsonpointer.JsonPointerException:
+        return _MISSING
 
 
-def _get(doc: Any, tokens: list[str]) -> Any:
-    node = doc
-    for n, token in enumerate(tokens):
-        here = tokens[: n + 1]
-        if isinstance(node, dict):
-            if token not in node:
-                raise OpError(f"{_show(here)} does not exist")
-            node = node[token]
-        elif isinstance(node, list):
-            node = node[_index(node, token, here)]
-        else:
-            raise OpError(f"{_show(here)} does not exist ({_show(tokens[:n])} is not an object or array)")
-    return node
+_MISSING = object()
 
 
-def _add(doc: Any, tokens: list[str], value: Any) -> Any:
-    if not tokens:
-        return value
-    parent = _get(doc, tokens[:-1])
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        parent[last] = value
-    elif isinstance(parent, list):
-        parent.insert(_index(parent, last, tokens, end_ok=True), value)
-    else:
-        raise OpError(f"{_show(tokens[:-1])} is not an object or array")
-    return doc
-
-
-def _remove(doc: Any, tokens: list[str]) -> Any:
-    if not tokens:
-        raise OpError("cannot remove the whole document")
-    parent = _get(doc, tokens[:-1])
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise OpError(f"{_show(tokens)} does not exist")
-        return parent.pop(last)
-    if isinstance(parent, list):
-        return parent.pop(_index(parent, last, tokens))
-    raise OpError(f"{_show(tokens)} does not exist")
+def _why(doc: Any, kind: str, tokens: list[str], source: list[str] | None, exc: Exception) -> str:
+    """Our words for what ``jsonpatch`` refused: its own messages may quote the whole document."""
+    where = source if source is not None and _resolve(doc, source) is _MISSING else tokens
+    text = str(exc)
+    if "own children" in text:
+        return f"cannot move {_show(source or [])} into its own child {_show(tokens)}"
+    parent = _resolve(doc, where[:-1]) if where else _MISSING
+    if isinstance(parent, list) and where:
+        token = where[-1]
+        if not _ARRAY_INDEX.fullmatch(token) and not (token == "-" and kind in ("add", "move", "copy")):
+            return f"{_show(where)}: {token!r} is not an array index"
+        return f"{_show(where)}: index {token} is out of range (the array has {len(parent)} items)"
+    if "sequence index" in text:
+        return f"{_show(where)}: not an array index"
+    return f"{_show(where)} does not exist"
 
 
 def _json_patch_op(doc: Any, op: Any) -> Any:
+    """One operation, checked here (its shape, and ``test`` as JSON equality: ``jsonpatch``
+    compares Python values, for which ``true == 1``), applied by ``jsonpatch``."""
     if not isinstance(op, dict):
         raise OpError("an operation must be a JSON object")
     kind = op.get("op")
@@ -102,32 +84,22 @@ def _json_patch_op(doc: Any, op: Any) -> Any:
         raise OpError(f"a '{kind}' operation needs a 'value'")
     if kind in ("move", "copy") and "from" not in op:
         raise OpError(f"a '{kind}' operation needs a 'from'")
-    if kind == "add":
-        return _add(doc, path, copy.deepcopy(op["value"]))
-    if kind == "remove":
-        _remove(doc, path)
-        return doc
-    if kind == "replace":
-        _get(doc, path)  # must exist
-        if not path:
-            return copy.deepcopy(op["value"])
-        parent = _get(doc, path[:-1])
-        parent[path[-1] if isinstance(parent, dict) else int(path[-1])] = copy.deepcopy(op["value"])
-        return doc
+    source = _pointer(op["from"], "from") if kind in ("move", "copy") else None
+    if kind == "remove" and not path:
+        raise OpError("cannot remove the whole document")
     if kind == "test":
-        actual = _get(doc, path)
+        actual = _resolve(doc, path)
+        if actual is _MISSING:
+            raise OpError(f"{_show(path)} does not exist")
         if not json_equal(actual, op["value"]):
             raise OpError(f"test failed: {_show(path)} is not {op['value']!r}")
         return doc
-    source = _pointer(op["from"], "from")
-    if kind == "copy":
-        return _add(doc, path, copy.deepcopy(_get(doc, source)))
-    if source == path:  # move onto itself: RFC 6902 says it must exist, and nothing changes
-        _get(doc, source)
-        return doc
-    if path[: len(source)] == source:
+    if kind == "move" and source is not None and source != path and path[: len(source)] == source:
         raise OpError(f"cannot move {_show(source)} into its own child {_show(path)}")
-    return _add(doc, path, _remove(doc, source))
+    try:
+        return jsonpatch.apply_patch(doc, [copy.deepcopy(op)], in_place=True)  # no shared values
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+        raise OpError(_why(doc, kind, path, source, exc)) from None
 
 
 def apply_json_patch(resource: Mapping[str, Any], patch: Any) -> dict:
