@@ -142,13 +142,15 @@ def build_ack(
     response: ResponseCode,
     *,
     sender: Sender,
-    receiver_ods: str,
+    receiver_ods: str | None,
     workflow_id: str,
     reason: str | None = None,
     now: datetime | None = None,
 ) -> AckMessage:
     """The ITK008M response ``sender`` (the practice) returns to ``receiver_ods`` (the notification's
-    sender) about ``acked_message_id``. ``workflow_id``: the notification's workflow or its ``_ACK``."""
+    sender) about ``acked_message_id``. ``workflow_id``: the notification's workflow or its ``_ACK``.
+    ``receiver_ods`` None: a message too broken to name its sender; the ack goes to the MESH mailbox
+    it came from without a receiver Organization (ITK3's default for unreadable messages)."""
     if kind is AckKind.BUS and not response.code.startswith("3") and response.ok:
         raise ValueError(f"a positive BusAck carries a business code (3xxxx), not {response.code}")
     message_id = ack_message_id(kind, acked_message_id)
@@ -185,7 +187,6 @@ def build_ack(
             }
         ],
         "event": coding(MESSAGE_EVENT, *RESPONSE_EVENT),
-        "receiver": {"reference": "urn:uuid:" + ids["receiver"]},
         "sender": {"reference": "urn:uuid:" + ids["sender"]},
         "timestamp": timestamp(now),
         "source": {"endpoint": sender.mailbox},
@@ -195,12 +196,11 @@ def build_ack(
             "details": {"reference": "urn:uuid:" + ids["outcome"]},
         },
     }
-    entries = [
-        header,
-        header_organization(sender.ods, ids["sender"]),
-        header_organization(receiver_ods, ids["receiver"]),
-        outcome,
-    ]
+    entries = [header, header_organization(sender.ods, ids["sender"])]
+    if receiver_ods:
+        header["receiver"] = {"reference": "urn:uuid:" + ids["receiver"]}
+        entries.append(header_organization(receiver_ods, ids["receiver"]))
+    entries.append(outcome)
     bundle = {
         "resourceType": "Bundle",
         "id": message_id,
@@ -229,7 +229,7 @@ def build_for(
     response: ResponseCode,
     *,
     sender: Sender,
-    receiver_ods: str,
+    receiver_ods: str | None,
     reason: str | None = None,
     now: datetime | None = None,
 ) -> AckMessage:

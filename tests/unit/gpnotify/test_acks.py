@@ -150,3 +150,12 @@ def test_an_ack_without_the_acked_id_is_refused():
     del header(message)["response"]["identifier"]
     with pytest.raises(AckError, match="response.identifier"):
         parse_ack(message.bundle)
+
+
+def test_an_ack_to_a_sender_that_could_not_be_read_has_no_receiver_and_is_valid():
+    message = build_ack(
+        AckKind.INF, ACKED, UNREADABLE, sender=PRACTICE, receiver_ods=None, workflow_id="DIGMED_FLU_VAC"
+    )
+    validate(message.bundle)
+    assert "receiver" not in header(message)
+    assert parse_ack(message.bundle).code == "10009"
