@@ -91,6 +91,10 @@ class MeshSettings:
     ca_bundle: str = ""  # none: mesh-client's bundled NHS CA for INT/LIVE, the system's otherwise
     verify: bool = True  # off only for a local sandbox on https with a self-signed certificate
     timeout_s: float = 60.0
+    # what this deployment's MESH inbox takes in (worker/mesh_inbox.py): "gp" the notifications a
+    # practice receives, "pharmacy" the ITK3 acks of what it sent, "both", or "" no inbox loop
+    role: str = ""
+    poll_seconds: float = 300.0  # MESH asks mailboxes not to poll more often than every few minutes
 
     @classmethod
     def from_env(cls) -> MeshSettings:
@@ -105,6 +109,8 @@ class MeshSettings:
             ca_bundle=_env("FHIRPLUG_MESH_CA", ""),
             verify=_switch("FHIRPLUG_MESH_VERIFY", _env("FHIRPLUG_MESH_VERIFY", "on")),
             timeout_s=float(_env("FHIRPLUG_MESH_TIMEOUT", "60")),
+            role=_env("FHIRPLUG_MESH_ROLE", "").strip().lower(),
+            poll_seconds=float(_env("FHIRPLUG_MESH_POLL_SECONDS", "300")),
         )
 
     @property
