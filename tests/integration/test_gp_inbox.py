@@ -10,6 +10,9 @@ The inbox loop runs in the test process (``worker.mesh_inbox.poll_once``, what t
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -189,6 +192,22 @@ def test_filing_the_document_sends_one_busack(mesh, gp, http, stack):
     assert BUSACK_TAG["code"] in {t.get("code") for t in doc["meta"].get("tag") or []}
 
 
+def test_a_document_the_practice_cannot_file_gets_a_negative_busack(mesh, gp, http, stack):
+    message = immunisation(f"refuse-{uuid.uuid4()}")
+    send(mesh, message)
+    gp()
+    [doc] = by_message(http, stack, message.message_id)
+    r = http.patch(
+        f"{stack.fhir}/DocumentReference/{doc['id']}",
+        json=[{"op": "replace", "path": "/status", "value": "entered-in-error"}],
+        headers=PATCH,
+    )
+    assert r.status_code == 200, r.text
+    gp()
+    bus = [a for a in acks_waiting(mesh, message.message_id) if a.kind is AckKind.BUS]
+    assert [(a.ok, a.code) for a in bus] == [(False, "30002")]
+
+
 def test_a_malformed_message_is_quarantined_nacked_and_does_not_block_the_next(mesh, gp, http, stack):
     local_id = f"junk-{uuid.uuid4()}"
     with MeshClient(mesh.url, PHARMACY, "password", shared_key=b"TestKey", max_retries=0) as raw:
@@ -279,6 +298,14 @@ def test_a_negative_ack_stops_the_communication_and_is_a_dead_letter(
     comm = store.get(f"Communication/{created.json()['id']}").json()
     assert comm["status"] == "stopped"
     assert comm["statusReason"]["coding"][0]["code"] == "10009"
+    listed = subprocess.run(
+        [sys.executable, "-m", "ops.queue_cli", "dead", "--full"],
+        env={**os.environ, "REDIS_URL": stack.redis_url},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "GP notification InfAck" in listed and "negative InfAck 10009" in listed
     dead = Queue(QUEUE, connection=redis).failed_job_registry
     reasons = [
         Queue(QUEUE, connection=redis).fetch_job(j).meta.get("dead_letter_reason") for j in dead.get_job_ids()
