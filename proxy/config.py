@@ -75,6 +75,9 @@ MESH_ENDPOINT_NAMES = {
 }
 
 
+MESH_ROLES = ("", "gp", "pharmacy", "both")  # what a deployment's MESH inbox takes in
+
+
 @dataclass(frozen=True)
 class MeshSettings:
     """Where this deployment's MESH mailbox is and how to sign in to it (GP notifications, issue 14).
@@ -99,6 +102,9 @@ class MeshSettings:
     @classmethod
     def from_env(cls) -> MeshSettings:
         url = _env("FHIRPLUG_MESH_URL", cls.url).strip()
+        role = _env("FHIRPLUG_MESH_ROLE", "").strip().lower()
+        if role not in MESH_ROLES:
+            raise ConfigError(f"FHIRPLUG_MESH_ROLE={role!r}: one of gp, pharmacy, both, or unset (no inbox)")
         return cls(
             url=MESH_ENDPOINT_NAMES.get(url.upper(), url).rstrip("/"),
             mailbox=_env("FHIRPLUG_MESH_MAILBOX", "").strip().upper(),
@@ -109,7 +115,7 @@ class MeshSettings:
             ca_bundle=_env("FHIRPLUG_MESH_CA", ""),
             verify=_switch("FHIRPLUG_MESH_VERIFY", _env("FHIRPLUG_MESH_VERIFY", "on")),
             timeout_s=float(_env("FHIRPLUG_MESH_TIMEOUT", "60")),
-            role=_env("FHIRPLUG_MESH_ROLE", "").strip().lower(),
+            role=role,
             poll_seconds=float(_env("FHIRPLUG_MESH_POLL_SECONDS", "300")),
         )
 
