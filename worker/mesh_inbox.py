@@ -375,3 +375,24 @@ def poll_forever(
         except Exception:
             log.exception("MESH inbox poll failed; trying again")
         time.sleep(settings.poll_seconds)
+
+
+def main() -> None:
+    """``python -m worker.mesh_inbox``: the inbox loop alone, for a deployment that runs it apart
+    from its RQ workers (``python -m worker`` also runs it, in a thread, when a role is set)."""
+    from proxy.config import WorkerSettings
+    from proxy.logs import configure_logging
+
+    configure_logging()
+    settings = WorkerSettings.from_env()
+    if not (settings.store_url and settings.mesh.role and settings.mesh.configured):
+        raise SystemExit(
+            "the MESH inbox needs FHIRPLUG_STORE_URL, FHIRPLUG_MESH_ROLE and a configured mailbox "
+            "(FHIRPLUG_MESH_MAILBOX, _PASSWORD, _SHARED_KEY)"
+        )
+    redis = Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=10)
+    poll_forever(settings.mesh, settings.store_url, settings.own_ods, redis)
+
+
+if __name__ == "__main__":
+    main()

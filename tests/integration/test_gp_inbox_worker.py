@@ -1,7 +1,8 @@
 """A deployment configured as a GP practice by configuration only (``FHIRPLUG_MESH_ROLE=gp``, its ODS
-code and mailbox): its ``python -m worker`` polls the MESH inbox on its own, stores what arrives and
-InfAcks it. The GP worker uses its own Redis database, as a separate deployment would have its own
-Redis, so it never takes the test stack's forwarding jobs."""
+code and mailbox): its inbox worker polls the MESH inbox on its own, stores what arrives and InfAcks
+it. The test runs ``python -m worker.mesh_inbox`` (the loop alone; ``python -m worker`` runs the same
+loop in a thread) with its own Redis database, as a separate deployment would have its own Redis: a
+full worker here would also sweep the test stack's outbox and take its forwarding jobs."""
 
 from __future__ import annotations
 
@@ -38,12 +39,12 @@ def gp_worker(stack, mesh):
         "FHIRPLUG_MESH_ROLE": "gp",
         "FHIRPLUG_MESH_POLL_SECONDS": "1",
     }
-    spawn([sys.executable, "-m", "worker"], log, pidfile, env=env)
+    spawn([sys.executable, "-m", "worker.mesh_inbox"], log, pidfile, env=env)
     yield log
     stop_process("gp-worker", pidfile)
 
 
-def test_the_gp_worker_polls_stores_and_infacks_by_itself(stack, mesh, gp_worker):
+def test_the_gp_inbox_worker_polls_stores_and_infacks_by_itself(stack, mesh, gp_worker):
     message = immunisation(f"worker-{uuid.uuid4()}")
     mesh_id = send(mesh, message)
     with DirectStore(stack.store_url, None) as store:
