@@ -52,9 +52,15 @@ def search_by_message(message_id: str) -> dict[str, str]:
 
 
 def notification_transaction(
-    note: Notification, body: bytes, mesh_message_id: str, workflow_id: str, tenant: str
+    note: Notification,
+    body: bytes,
+    mesh_message_id: str,
+    workflow_id: str,
+    tenant: str,
+    reply_to: str | None = None,
 ) -> Resource:
-    """The store transaction for a received notification (see the module docstring)."""
+    """The store transaction for a received notification (see the module docstring). ``reply_to``:
+    the MESH mailbox acks go to (MESH's ``From``; the message's own ``source.endpoint`` if None)."""
     binary_id = stored_id(note.message_id, "binary")
     related = [_immunization(note, imm, tenant) for imm in note.resources("Immunization")]
     related_entries = [(str(uuid.uuid4()), r) for r in related]
@@ -69,7 +75,7 @@ def notification_transaction(
                     {"url": "event", "valueString": note.kind.event},
                     {"url": "workflow", "valueString": workflow_id or note.kind.workflow_id},
                     {"url": "senderOds", "valueString": note.sender_ods},
-                    {"url": "senderMailbox", "valueString": note.sender_mailbox},
+                    {"url": "senderMailbox", "valueString": reply_to or note.sender_mailbox},
                     {"url": "busAckRequested", "valueBoolean": note.bus_ack_requested},
                 ],
             }

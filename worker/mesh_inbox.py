@@ -145,11 +145,10 @@ class Inbox:
             raise StoreFailed(f"store search: {found.status_code}")
         duplicate = bool(found.json().get("total"))
         if not duplicate:
+            # acks go to the mailbox MESH says it came from, not the one the message claims
             tx = notification_transaction(
-                note, received.body, received.message_id, received.workflow_id, self.own_ods
+                note, received.body, received.message_id, received.workflow_id, self.own_ods, received.sender
             )
-            # the MESH sender mailbox is where the BusAck goes later: the one MESH vouches for
-            _set_mailbox(tx, received.sender)
             r = self.store.post("", tx, timeout=60)
             if r.status_code >= 300:
                 raise StoreFailed(f"store transaction: {r.status_code} {r.text[:300]}")
@@ -342,14 +341,6 @@ def dismiss(letter: dict) -> None:
         "dead letter dismissed",
         extra={"fields": {"what": letter.get("what"), "partner": letter.get("partner")}},
     )
-
-
-def _set_mailbox(tx: dict, mailbox: str) -> None:
-    for entry in tx.get("entry") or []:
-        for ext in (entry.get("resource") or {}).get("extension") or []:
-            for e in ext.get("extension") or []:
-                if e.get("url") == "senderMailbox":
-                    e["valueString"] = mailbox
 
 
 def poll_once(settings: MeshSettings, store: DirectStore, own_ods: str, redis: Redis) -> list[Taken]:
