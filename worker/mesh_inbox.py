@@ -23,10 +23,8 @@ patient not known here), then tags the DocumentReference ``busack-sent``. The fi
 DocumentReference is itself the durable intent (no separate outbox record); the ack's stable
 localID covers a crash between sending and tagging.
 
-Acks, at the pharmacy: parsed, matched to the tracking Communication by the acked message id, the
-Communication updated with If-Match (``gpnotify.ack_intake``); a negative ack, an ack nobody can
-match and an unreadable one become dead letters in the forwarding queue's failed-job registry,
-where ``fhirplug queue dead`` lists them with their reason (``fhirplug queue replay`` dismisses one).
+Acks, at the pharmacy, are ``worker.mesh_acks``'s: recorded on the tracking Communication, a
+negative or unmatchable one raised to the dead letters.
 """
 
 from __future__ import annotations
@@ -35,16 +33,11 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from redis import Redis
-from rq import Queue
-from rq.job import Job
 
-from forwarding.delivery import QUEUE
 from gpnotify import KINDS
-from gpnotify.ack_intake import NOTIFICATION_SYSTEM, apply_ack, search_params
+from gpnotify.ack_intake import NOTIFICATION_SYSTEM
 from gpnotify.acks import (
     MESSAGE_DEFINITION_ERROR,
     PATIENT_KNOWN,
@@ -54,7 +47,6 @@ from gpnotify.acks import (
     AckMessage,
     ResponseCode,
     build_ack,
-    parse_ack,
 )
 from gpnotify.gp_records import (
     notification_fields,
@@ -67,26 +59,14 @@ from gpnotify.itk import Sender
 from gpnotify.mesh import MeshTransport, MeshTransportError, Received
 from proxy.config import MeshSettings
 from proxy.direct_store import DirectStore
+from worker import mesh_acks
+from worker.inbox_outcome import StoreFailed, Taken
 
 log = logging.getLogger("fhirplug.mesh_inbox")
 NOTIFICATION_WORKFLOWS = {k.workflow_id: k for k in KINDS}
 ACK_WORKFLOWS = {k.ack_workflow_id: k for k in KINDS}
 BUSACK_TAG = {"system": "https://fhirplug.org/fhir/CodeSystem/gp-notification-state", "code": "busack-sent"}
 POLL_LOCK = "fhirplug:mesh-inbox-lock"
-DEAD_LETTER_TTL = 30 * 24 * 3600
-
-
-class StoreFailed(RuntimeError):
-    """The store did not take a write: the MESH message stays in the inbox for the next poll."""
-
-
-@dataclass(frozen=True)
-class Taken:
-    """What became of one inbox message (the tests and the log read it)."""
-
-    mesh_id: str
-    outcome: str  # stored, duplicate, quarantined, ack-recorded, ack-duplicate, dead-letter, left
-    detail: str = ""
 
 
 class Inbox:
@@ -122,7 +102,7 @@ class Inbox:
     def take(self, mesh_id: str) -> Taken:
         received = self.mesh.receive(mesh_id)
         if received.workflow_id in ACK_WORKFLOWS and self.takes_acks:
-            taken = self._ack(received)
+            taken = mesh_acks.take_ack(self.store, self.redis, received)
         elif received.workflow_id in NOTIFICATION_WORKFLOWS and self.takes_notifications:
             taken = self._notification(received)
         else:
@@ -210,7 +190,9 @@ class Inbox:
         if self.takes_notifications:
             problem = Rejected(MESSAGE_DEFINITION_ERROR, reason, inf_ack_requested=False)
             return self._quarantine(received, problem)
-        self.dead_letter(f"mesh-{received.message_id}", received.sender, "unexpected MESH message", reason)
+        mesh_acks.dead_letter(
+            self.redis, f"mesh-{received.message_id}", received.sender, "unexpected MESH message", reason
+        )
         return Taken(received.message_id, "dead-letter", reason)
 
     def _send(self, mailbox: str, ack: AckMessage) -> None:
@@ -268,79 +250,6 @@ class Inbox:
         if r.status_code >= 300:  # the practice changed it meanwhile: the next poll sees it again
             log.warning("BusAck sent, tag not written (%s); MESH tracking keeps it single", r.status_code)
         return True
-
-    # ---- the pharmacy ------------------------------------------------------------------------
-
-    def _ack(self, received: Received) -> Taken:
-        from gpnotify.serialise import from_xml
-
-        try:
-            ack = parse_ack(from_xml(received.body))
-        except Exception as exc:  # AckError, or XML that does not even read: equally unmatchable
-            reason = f"unreadable ITK3 ack: {exc}"[:300]
-            self.dead_letter(f"mesh-{received.message_id}", received.sender, "GP notification ack", reason)
-            return Taken(received.message_id, "dead-letter", reason)
-        for _ in range(3):  # If-Match: a concurrent change is re-read and applied again
-            found = self.store.get("Communication", params=search_params(ack))
-            if found.status_code != 200:
-                raise StoreFailed(f"store search: {found.status_code}")
-            matches = [e["resource"] for e in found.json().get("entry") or []]
-            if len(matches) != 1:
-                reason = f"{ack.kind} for {ack.acked_message_id}: {len(matches)} notifications match"
-                self.dead_letter(
-                    f"ack-{ack.message_id}", received.sender, f"GP notification {ack.kind}", reason
-                )
-                return Taken(received.message_id, "dead-letter", reason)
-            intake = apply_ack(matches[0], ack)
-            if intake.communication is None:
-                return Taken(received.message_id, "ack-duplicate", ack.acked_message_id)
-            version = (matches[0].get("meta") or {}).get("versionId")
-            comm = intake.communication
-            r = self.store.write(
-                "PUT", f"Communication/{comm['id']}", comm, headers={"If-Match": f'W/"{version}"'}
-            )
-            if r.status_code == 412:
-                continue
-            if r.status_code >= 300:
-                raise StoreFailed(f"Communication update: {r.status_code} {r.text[:300]}")
-            if intake.dead_letter:
-                reason = f"negative {ack.kind} {ack.code}: {ack.reason or ''}".strip()
-                self.dead_letter(
-                    f"ack-{ack.message_id}",
-                    ack.sender_ods or received.sender,
-                    f"GP notification {ack.kind}",
-                    reason,
-                )
-                return Taken(received.message_id, "dead-letter", reason)
-            return Taken(received.message_id, "ack-recorded", f"{ack.kind} {ack.acked_message_id}")
-        raise StoreFailed("Communication kept changing under the ack")
-
-    def dead_letter(self, job_id: str, partner: str, what: str, reason: str) -> None:
-        """A dead letter in the forwarding queue's failed-job registry, once per ``job_id``."""
-        queue = Queue(QUEUE, connection=self.redis)
-        job = Job.create(
-            "worker.mesh_inbox.dismiss",
-            args=({"partner": partner, "what": what, "reason": reason},),
-            connection=self.redis,
-            id=job_id,
-            description=f"{what} to {partner}",
-            meta={"dead_letter_reason": reason},
-            failure_ttl=DEAD_LETTER_TTL,
-            origin=QUEUE,
-        )
-        job.ended_at = datetime.now(UTC)
-        job.save()
-        queue.failed_job_registry.add(job, ttl=DEAD_LETTER_TTL, exc_string=reason)
-        log.error("dead letter", extra={"fields": {"job": job_id, "partner": partner, "reason": reason}})
-
-
-def dismiss(letter: dict) -> None:
-    """What ``fhirplug queue replay`` of an ack's dead letter does: nothing more than take it out
-    of the dead letters (an operator has seen it; the Communication already records the ack)."""
-    log.info(
-        "dead letter dismissed",
-        extra={"fields": {"what": letter.get("what"), "partner": letter.get("partner")}},
-    )
 
 
 def poll_once(settings: MeshSettings, store: DirectStore, own_ods: str, redis: Redis) -> list[Taken]:
