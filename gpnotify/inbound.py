@@ -4,7 +4,9 @@ and whatever could still be read of who sent which message (so a negative InfAck
 
 The rules, each with the ITK3 code a failure earns (nhs-facts §5, ITK3 "Response Codes"):
 
-- FHIR XML that reads as an STU3 Bundle at all — else 10009 unreadable;
+- FHIR XML that reads as an STU3 Bundle at all — else 10009 unreadable (reading it through the STU3
+  models is already structural validation: XML that is not valid STU3 does not read, and its
+  errors do not say reliably where, so it is "unreadable" rather than a header or payload failure);
 - a message Bundle whose first entry is a MessageHeader, structurally valid STU3 — else 20006;
 - the message-handling extension present — else 10001;
 - an event we know (ITK009D, ITK010D, ITK013D) — else 10004 (message type not supported here);
