@@ -37,7 +37,7 @@ PHARMACY, PHARMACY_ODS = "FA565OT001", "FA565"
 PRACTICE, PRACTICE_ODS = "A83627OT001", "A83627"
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 PATCH = {"Content-Type": "application/json-patch+json"}
-READ_DOCS = "system/DocumentReference.rs"
+FILE_DOCS = "system/DocumentReference.rus"
 
 
 @pytest.fixture(scope="module")
@@ -135,14 +135,26 @@ def test_an_immunisation_is_stored_searchable_acknowledged_and_infacked_once(mes
     assert (ack.kind, ack.ok, ack.code) == (AckKind.INF, True, "20013")
 
 
-def test_the_practice_sees_what_it_received_and_another_tenant_does_not(mesh, gp, stack):
+def test_the_practice_sees_and_files_what_it_received_and_another_tenant_cannot(mesh, gp, stack):
     message = immunisation(f"tenant-{uuid.uuid4()}")
     send(mesh, message)
     gp()
-    mine = stack.session(client=stack.client("gp-a83627", "spoke", PRACTICE_ODS, scopes=READ_DOCS))
-    other = stack.session(client=stack.client("pharmacy-vne51", "spoke", "VNE51", scopes=READ_DOCS))
-    assert len(by_message(mine, stack, message.message_id)) == 1
+    mine = stack.session(client=stack.client("gp-a83627", "spoke", PRACTICE_ODS, scopes=FILE_DOCS))
+    other = stack.session(client=stack.client("pharmacy-vne51", "spoke", "VNE51", scopes=FILE_DOCS))
+    [doc] = by_message(mine, stack, message.message_id)
     assert by_message(other, stack, message.message_id) == []
+    filed = mine.patch(
+        f"{stack.fhir}/DocumentReference/{doc['id']}",
+        json=[{"op": "replace", "path": "/docStatus", "value": "final"}],
+        headers=PATCH,
+    )
+    assert filed.status_code == 200, filed.text  # the practice's own user files it
+    refused = other.patch(
+        f"{stack.fhir}/DocumentReference/{doc['id']}",
+        json=[{"op": "replace", "path": "/docStatus", "value": "final"}],
+        headers=PATCH,
+    )
+    assert refused.status_code in (403, 404)
 
 
 def test_a_redelivered_message_stores_and_infacks_nothing_new(mesh, gp, http, stack, store, redis):
