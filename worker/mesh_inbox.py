@@ -34,6 +34,7 @@ import logging
 import threading
 import time
 
+import requests
 from redis import Redis
 
 from gpnotify import KINDS
@@ -90,13 +91,16 @@ class Inbox:
         for mesh_id in self.mesh.inbox():
             try:
                 taken.append(self.take(mesh_id))
-            except (MeshTransportError, StoreFailed) as exc:
+            except (MeshTransportError, StoreFailed, requests.RequestException) as exc:
                 log.warning(
                     "inbox message left for the next poll: %s", exc, extra={"fields": {"mesh": mesh_id}}
                 )
                 taken.append(Taken(mesh_id, "left", str(exc)))
         if self.takes_notifications:
-            self.send_business_acks()
+            try:
+                self.send_business_acks()
+            except (MeshTransportError, requests.RequestException) as exc:
+                log.warning("BusAcks left for the next poll: %s", exc)  # the filed documents wait
         return taken
 
     def take(self, mesh_id: str) -> Taken:

@@ -148,3 +148,15 @@ def test_a_workflow_the_practice_does_not_take_is_quarantined_without_an_ack():
     mesh, store = FakeMesh({"m1": ("SOMETHING_ELSE", b"<x/>")}), FakeStore()
     [taken] = inbox(mesh, store).poll()
     assert taken.outcome == "quarantined" and mesh.sent == [] and mesh.acknowledged == ["m1"]
+
+
+def test_a_store_that_does_not_answer_leaves_the_message_too():
+    import requests
+
+    class Unreachable(FakeStore):
+        def get(self, *args, **kwargs):
+            raise requests.ConnectionError("store down")
+
+    mesh = FakeMesh({"m1": ("DIGMED_FLU_VAC", immunisation("u5").xml())})
+    [taken] = inbox(mesh, Unreachable()).poll()
+    assert taken.outcome == "left" and mesh.acknowledged == []
