@@ -183,9 +183,14 @@ class MeshTransport:
     def receive(self, message_id: str) -> Received:
         """One inbox message, whole (mesh-client joins its chunks); it stays there until acknowledged."""
         try:
-            with self._client.retrieve_message(message_id) as msg:
+            # not ``with``: mesh-client's Message acknowledges on leaving its context, which would
+            # take the message out of the inbox before the caller has stored it
+            msg = self._client.retrieve_message(message_id)
+            try:
                 body = msg.read()
                 h = {k.lower(): v for k, v in msg.mex_headers()}
+            finally:
+                msg.close()
         except Exception as exc:
             raise _failure(f"receive {message_id}", exc) from exc
         return Received(

@@ -75,6 +75,9 @@ MESH_ENDPOINT_NAMES = {
 }
 
 
+MESH_ROLES = ("", "gp", "pharmacy", "both")  # what a deployment's MESH inbox takes in
+
+
 @dataclass(frozen=True)
 class MeshSettings:
     """Where this deployment's MESH mailbox is and how to sign in to it (GP notifications, issue 14).
@@ -91,10 +94,17 @@ class MeshSettings:
     ca_bundle: str = ""  # none: mesh-client's bundled NHS CA for INT/LIVE, the system's otherwise
     verify: bool = True  # off only for a local sandbox on https with a self-signed certificate
     timeout_s: float = 60.0
+    # what this deployment's MESH inbox takes in (worker/mesh_inbox.py): "gp" the notifications a
+    # practice receives, "pharmacy" the ITK3 acks of what it sent, "both", or "" no inbox loop
+    role: str = ""
+    poll_seconds: float = 300.0  # MESH asks mailboxes not to poll more often than every few minutes
 
     @classmethod
     def from_env(cls) -> MeshSettings:
         url = _env("FHIRPLUG_MESH_URL", cls.url).strip()
+        role = _env("FHIRPLUG_MESH_ROLE", "").strip().lower()
+        if role not in MESH_ROLES:
+            raise ConfigError(f"FHIRPLUG_MESH_ROLE={role!r}: one of gp, pharmacy, both, or unset (no inbox)")
         return cls(
             url=MESH_ENDPOINT_NAMES.get(url.upper(), url).rstrip("/"),
             mailbox=_env("FHIRPLUG_MESH_MAILBOX", "").strip().upper(),
@@ -105,6 +115,8 @@ class MeshSettings:
             ca_bundle=_env("FHIRPLUG_MESH_CA", ""),
             verify=_switch("FHIRPLUG_MESH_VERIFY", _env("FHIRPLUG_MESH_VERIFY", "on")),
             timeout_s=float(_env("FHIRPLUG_MESH_TIMEOUT", "60")),
+            role=role,
+            poll_seconds=float(_env("FHIRPLUG_MESH_POLL_SECONDS", "300")),
         )
 
     @property

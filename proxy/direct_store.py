@@ -50,13 +50,19 @@ class DirectStore:
         return self.http.post(self.url(), json=bundle, headers=ACCEPT, timeout=timeout)
 
     def write(
-        self, method: str, path: str = "", json: Any = None, timeout: float = 10.0
+        self,
+        method: str,
+        path: str = "",
+        json: Any = None,
+        timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
     ) -> requests.Response:
-        """A write (POST, PUT, DELETE, a transaction to the base), inside the write fence."""
+        """A write (POST, PUT, DELETE, a transaction to the base), inside the write fence.
+        ``headers``: extra request headers (an ``If-Match`` for a version-checked update)."""
         if self.fence is None:
-            return self._send(method, path, json, timeout)
+            return self._send(method, path, json, timeout, headers)
         with self.fence.write():
-            return self._send(method, path, json, timeout)
+            return self._send(method, path, json, timeout, headers)
 
     def post(self, path: str, json: Any, timeout: float = 10.0) -> requests.Response:
         return self.write("POST", path, json, timeout)
@@ -67,8 +73,12 @@ class DirectStore:
     def delete(self, path: str, timeout: float = 10.0) -> requests.Response:
         return self.write("DELETE", path, None, timeout)
 
-    def _send(self, method: str, path: str, json: Any, timeout: float) -> requests.Response:
+    def _send(
+        self, method: str, path: str, json: Any, timeout: float, extra: dict[str, str] | None = None
+    ) -> requests.Response:
         headers = ACCEPT if json is None else {**ACCEPT, "Content-Type": "application/fhir+json"}
+        if extra:
+            headers = {**headers, **extra}
         return self.http.request(method, self.url(path), json=json, headers=headers, timeout=timeout)
 
     def close(self) -> None:

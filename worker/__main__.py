@@ -11,7 +11,7 @@ from rq import Queue, Worker
 
 from proxy.config import WorkerSettings
 from proxy.logs import configure_logging
-from worker import QUEUES, delivery
+from worker import QUEUES, delivery, mesh_inbox
 from worker.outbox import sweep_forever
 
 
@@ -29,6 +29,17 @@ def main() -> None:
         )
         sweeper.daemon = True
         sweeper.start()
+    if settings.store_url and settings.mesh.role and settings.mesh.configured:
+        # the MESH inbox (GP notifications in, or their acks): one thread per worker, a Redis lock
+        # lets one poll at a time
+        inbox_redis = Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=10)
+        inbox = threading.Thread(
+            target=mesh_inbox.poll_forever,
+            args=(settings.mesh, settings.store_url, settings.own_ods, inbox_redis),
+            name="mesh-inbox",
+        )
+        inbox.daemon = True
+        inbox.start()
     queues = [Queue(name, connection=conn) for name in QUEUES]
     # a short monitoring interval makes a delivery whose worker died retried about a minute later;
     # the scheduler (which runs retries when they fall due) holds a lock; a worker retries taking
