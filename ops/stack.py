@@ -396,6 +396,30 @@ def init_store(store_url: str, redis_url: str | None) -> str:
     return f"{summary.line()}; {len(params)} search parameters"
 
 
+LOCAL_ODS = "FLOCAL"  # not an ODS code the NHS issues: a local stack's identity until one is set
+
+
+def local_identity(cfg: StackConfig) -> str:
+    """This deployment's ODS code for ``make up``: FHIRPLUG_ODS when set; otherwise the one kept in
+    ``var/identity.env``, which the first run writes with :data:`LOCAL_ODS` (edit it, or set
+    FHIRPLUG_ODS, to be a real organisation). Without an identity nothing is ever forwarded:
+    routing acts for the callers of this deployment's own organisation."""
+    if ods := (cfg.proxy_env.get("FHIRPLUG_ODS") or os.environ.get("FHIRPLUG_ODS", "")).strip():
+        return ods
+    path = cfg.path("identity.env")
+    if not path.exists():
+        path.write_text(
+            "# This deployment's identity, written by the first `make up` (a local default).\n"
+            "# Set your organisation's ODS code here, or FHIRPLUG_ODS in the environment.\n"
+            f"FHIRPLUG_ODS={LOCAL_ODS}\n"
+        )
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "FHIRPLUG_ODS" and value.strip():
+            return value.strip()
+    raise StackError(f"{path} names no FHIRPLUG_ODS: set one there or in the environment")
+
+
 def up(cfg: StackConfig) -> None:
     if docker_engine_answers():
         say("a Docker engine answers: starting the production stack with docker compose")
@@ -404,13 +428,15 @@ def up(cfg: StackConfig) -> None:
         subprocess.run(["docker", "compose", "up", "-d", "--wait"], cwd=ROOT, check=True, env=env)
         say(f"proxy on {public} (see docker-compose.yml)")
         return
+    ods = local_identity(cfg)
+    cfg.proxy_env.setdefault("FHIRPLUG_ODS", ods)  # the proxy and the worker act as it
     redis = start_redis(cfg)
     mesh = start_mesh(cfg)
     store = start_store(cfg)
     say(f"profiles: {load_profiles(cfg)}")
     proxy = start_proxy(cfg)
     start_worker(cfg)
-    say("stack is up (embedded store)")
+    say(f"stack is up (embedded store), as ODS {ods}" + (" (a local default)" if ods == LOCAL_ODS else ""))
     print(f"  proxy (FHIR base)  {cfg.public_base()}   (listening on {proxy})")
     print(f"  FHIR store         {store}   (internal: only the proxy calls it)")
     print(f"  Redis              {redis}")

@@ -25,3 +25,26 @@ def test_an_unknown_profile_is_refused_naming_the_key():
 def test_the_profile_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("FHIRPLUG_STORE_PROFILE", "production")
     assert stack.StackConfig.from_env().store_profile == "production"
+
+
+def test_a_first_make_up_writes_a_marked_local_identity_and_keeps_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("FHIRPLUG_ODS", raising=False)
+    cfg = stack.StackConfig(var_dir=tmp_path)
+    assert stack.local_identity(cfg) == stack.LOCAL_ODS
+    written = (tmp_path / "identity.env").read_text()
+    assert "local default" in written and f"FHIRPLUG_ODS={stack.LOCAL_ODS}" in written
+    (tmp_path / "identity.env").write_text("FHIRPLUG_ODS=FA565\n")  # the operator names it
+    assert stack.local_identity(cfg) == "FA565"
+
+
+def test_fhirplug_ods_in_the_environment_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("FHIRPLUG_ODS", "VNE51")
+    assert stack.local_identity(stack.StackConfig(var_dir=tmp_path)) == "VNE51"
+    assert not (tmp_path / "identity.env").exists()
+
+
+def test_an_identity_file_without_a_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("FHIRPLUG_ODS", raising=False)
+    (tmp_path / "identity.env").write_text("# nothing here\n")
+    with pytest.raises(stack.StackError, match="identity.env"):
+        stack.local_identity(stack.StackConfig(var_dir=tmp_path))
