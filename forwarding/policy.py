@@ -3,14 +3,20 @@ Retry-After, and how many deliveries to one partner may be under way at once."""
 
 from __future__ import annotations
 
+import math
 import random
+import time
 from typing import Any
 
 from redis import Redis
 
 MAX_RETRIES = 40  # with the backoff capped at 10 minutes: about 6 hours of a partner being away
 MAX_BACKOFF_S = 600
-INFLIGHT = "fhirplug:inflight:"  # + partner ODS: deliveries to it under way, across all workers
+LEASES = "fhirplug:lease:"  # + partner ODS + ":" + slot: the delivery holding that slot
+# longer than one delivery can take (a token request and the partner's answer, 15 s each, and one
+# more of each after a 401): a dead holder's slot is free again within this
+LEASE_TTL_S = 75
+BUSY_WAIT_S = 1.0  # a delivery that found every slot leased looks again after this
 
 
 class PermanentFailure(Exception):
@@ -31,20 +37,41 @@ def retry_after_of(resp: Any) -> float | None:
         return None  # an HTTP date: the backoff applies
 
 
-def acquire_slot(redis: Redis, partner: str, limit: int) -> bool:
-    """One of the partner's delivery slots; False when ``limit`` are in use (try again shortly).
-    ``limit`` is the worker's ``FHIRPLUG_PARTNER_CONCURRENCY`` (``WorkerSettings``)."""
-    key = INFLIGHT + partner
-    in_use = redis.incr(key)
-    redis.expire(key, 300)  # a worker that died holding a slot gives it back within minutes
-    if in_use > limit:
-        redis.decr(key)
-        return False
-    return True
+def acquire_slot(redis: Redis, partner: str, limit: int, holder: str) -> str | None:
+    """A lease on one of the partner's ``limit`` delivery slots for ``holder`` (a delivery id),
+    or None when all are held (try again shortly). ``limit`` is the worker's
+    ``FHIRPLUG_PARTNER_CONCURRENCY`` (``WorkerSettings``).
+
+    Each slot is a key of its own, taken with SET NX and an expiry of :data:`LEASE_TTL_S`, longer
+    than any one delivery can take; so a holder that dies (a SIGKILLed worker, a Redis that
+    restarted from an older snapshot) gives its slot back by itself within one TTL, and nothing
+    counts up that a crash could leave high. The answer is the slot's key, for ``release_slot``."""
+    for n in range(max(1, limit)):
+        key = f"{LEASES}{partner}:{n}"
+        if redis.set(key, holder, nx=True, ex=LEASE_TTL_S):
+            return key
+        if _text(redis.get(key)) == holder:
+            return key  # ours already (a job run again after its worker died mid-delivery)
+    return None
 
 
-def release_slot(redis: Redis, partner: str) -> None:
-    redis.decr(INFLIGHT + partner)
+def release_slot(redis: Redis, lease: str, holder: str) -> None:
+    """Give the slot back, if it is still ``holder``'s (a lease that outlived its TTL may be
+    another delivery's by now: that one keeps it)."""
+    if _text(redis.get(lease)) == holder:
+        redis.delete(lease)
+
+
+def _text(value: object) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value if isinstance(value, str) else None
+
+
+class PartnerBusy(RetryableFailure):
+    """Every slot of the partner is leased: the delivery waits for one, and the wait is not a
+    retry (it costs none of the job's retry budget)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, BUSY_WAIT_S)
 
 
 def backoff(retries: int = MAX_RETRIES) -> list[int]:
@@ -55,12 +82,46 @@ def backoff(retries: int = MAX_RETRIES) -> list[int]:
 def stop_retrying_if_final(job: Any, connection: Any, exc_type: Any, exc_value: Any, tb: Any) -> None:
     """RQ's failure callback, run on the job instance RQ then decides about: a final answer is
     not retried, so the job goes straight to the failed registry (the dead letters); a partner's
-    Retry-After stretches the wait before the next try."""
+    Retry-After stretches the wait before the next try and is kept to the millisecond in the
+    job's ``not_before`` (see :func:`wait_until_due`); a busy partner costs no retry."""
     if isinstance(exc_value, PermanentFailure):
         job.retries_left = 0
-    elif isinstance(exc_value, RetryableFailure) and exc_value.retry_after and job.retries_left:
-        intervals = list(job.retry_intervals or [])
+        return
+    if not isinstance(exc_value, RetryableFailure) or not job.retries_left:
+        return
+    intervals = list(job.retry_intervals or [])
+    if isinstance(exc_value, PartnerBusy):
+        # not a try: give back the retry RQ is about to take, and look again in a second
+        job.retries_left += 1
+        nxt = len(intervals) - job.retries_left
+        if 0 <= nxt < len(intervals):
+            intervals[nxt] = 1
+            job.retry_intervals = intervals
+        return
+    if exc_value.retry_after:
         nxt = len(intervals) - job.retries_left  # the interval RQ will use for this retry
         if 0 <= nxt < len(intervals):
-            intervals[nxt] = max(intervals[nxt], int(exc_value.retry_after + 0.999))
+            # RQ schedules in whole seconds and rounds the due time down, so a wait of exactly
+            # ceil(Retry-After) could start up to a second early: one more second, and the job
+            # itself waits out the rest to the millisecond (``not_before``)
+            intervals[nxt] = max(intervals[nxt], math.ceil(exc_value.retry_after) + 1)
             job.retry_intervals = intervals
+        meta = getattr(job, "meta", None)
+        if isinstance(meta, dict):
+            meta["not_before"] = time.time() + exc_value.retry_after
+            if hasattr(job, "save_meta"):
+                job.save_meta()
+
+
+MAX_EARLY_WAIT_S = 3.0  # never hold a worker longer than this for a due time
+
+
+def wait_until_due(job: Any) -> None:
+    """A retry RQ started before the partner's Retry-After had passed waits out the rest here
+    (RQ's scheduler works in whole seconds; a partner's Retry-After is a promise to the second)."""
+    meta = getattr(job, "meta", None)
+    due = meta.get("not_before") if isinstance(meta, dict) else None
+    if isinstance(due, int | float):
+        early = due - time.time()
+        if 0 < early <= MAX_EARLY_WAIT_S:
+            time.sleep(early)

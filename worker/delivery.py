@@ -27,11 +27,13 @@ from rq import get_current_job
 from forwarding import metrics
 from forwarding.delivery import Delivery
 from forwarding.policy import (
+    PartnerBusy,
     PermanentFailure,
     RetryableFailure,
     acquire_slot,
     release_slot,
     retry_after_of,
+    wait_until_due,
 )
 from forwarding.policy import stop_retrying_if_final as stop_retrying_if_final  # jobs queued before it moved
 from forwarding.queue import count
@@ -90,12 +92,14 @@ def deliver(job: dict) -> dict:
     if partner is None:
         _final(f"no partner {d.partner} in the directory")
     limit = settings.partner_concurrency
-    if not acquire_slot(redis, d.partner, limit):
-        raise RetryableFailure(f"{limit} deliveries to {d.partner} already under way", 1)
+    lease = acquire_slot(redis, d.partner, limit, d.id)
+    if lease is None:
+        raise PartnerBusy(f"{limit} deliveries to {d.partner} already under way")
+    wait_until_due(get_current_job())
     try:
         return _send(d, partner)
     finally:
-        release_slot(redis, d.partner)
+        release_slot(redis, lease, d.id)
 
 
 def _send(d: Delivery, partner) -> dict:

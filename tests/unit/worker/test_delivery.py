@@ -7,7 +7,7 @@ from dataclasses import asdict
 import pytest
 
 from forwarding.delivery import Delivery, DeliveryKind
-from forwarding.policy import RetryableFailure, acquire_slot
+from forwarding.policy import PartnerBusy, acquire_slot
 from proxy.config import WorkerSettings
 from proxy.partners import KEY, Partner
 from tests.support.fake_redis import FakeRedis
@@ -29,8 +29,8 @@ def job() -> dict:
 
 def test_a_delivery_waits_for_a_slot_under_the_configured_limit(worker):
     delivery.configure(WorkerSettings(partner_concurrency=1), redis=worker)
-    assert acquire_slot(worker, "FA1", 1)  # another worker's delivery to FA1 is under way
-    with pytest.raises(RetryableFailure, match="1 deliveries to FA1 already under way"):
+    assert acquire_slot(worker, "FA1", 1, "other")  # another worker's delivery to FA1 is under way
+    with pytest.raises(PartnerBusy, match="1 deliveries to FA1 already under way"):
         delivery.deliver(job())
 
 
@@ -38,8 +38,8 @@ def test_the_environment_after_start_changes_nothing(worker, monkeypatch):
     delivery.configure(WorkerSettings(partner_concurrency=1), redis=worker)
     monkeypatch.setenv("FHIRPLUG_PARTNER_CONCURRENCY", "9")
     monkeypatch.setenv("REDIS_URL", "redis://elsewhere:1/0")
-    assert acquire_slot(worker, "FA1", 1)
-    with pytest.raises(RetryableFailure, match="1 deliveries to FA1"):
+    assert acquire_slot(worker, "FA1", 1, "other")
+    with pytest.raises(PartnerBusy, match="1 deliveries to FA1"):
         delivery.deliver(job())
 
 
