@@ -11,7 +11,7 @@ from rq import Queue, Worker
 
 from proxy.config import WorkerSettings
 from proxy.logs import configure_logging
-from worker import QUEUES, delivery
+from worker import QUEUES, delivery, mesh_delivery
 from worker.outbox import sweep_forever
 
 
@@ -19,6 +19,7 @@ def main() -> None:
     configure_logging()
     settings = WorkerSettings.from_env()
     delivery.configure(settings)
+    mesh_delivery.configure(settings)
     conn = Redis.from_url(settings.redis_url)
     if settings.store_url:
         # its own client: RQ tunes the worker's connection for its blocking pops, and commands
