@@ -81,6 +81,14 @@ def kind_of(resource: Resource) -> Kind | None:
     return None
 
 
+def might_start(resource: Resource) -> bool:
+    """``kind_of`` for a resource as the caller sent it, before the store resolved its references
+    (a transaction's ``urn:uuid:`` ones): the check a write can skip all reading on."""
+    if resource.get("resourceType") == "Encounter":
+        return resource.get("status") == "finished" and bool(resource.get("basedOn"))
+    return kind_of(resource) is not None
+
+
 def explain_not_notified(resource: Resource) -> Exception:
     """Why ``$notify-gp`` refuses a resource the rule does not notify (422 at the element)."""
     rtype = resource.get("resourceType")

@@ -122,7 +122,7 @@ class GpNotify(UsesRedis):
         client = ctx.client
         if client.role not in TENANT_ROLES or not client.ods:
             return  # only a pharmacy's own writes are its notifications
-        if entry.resource is not None and entry.method != "PATCH" and gather.kind_of(entry.resource) is None:
+        if entry.resource is not None and entry.method != "PATCH" and not gather.might_start(entry.resource):
             return  # cheap: most writes of these types start nothing (before any store read)
         stored_id = _id_of(outcome.location, entry.resource_type) or entry.resource_id
         if not stored_id:

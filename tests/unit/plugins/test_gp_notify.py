@@ -147,3 +147,15 @@ def test_notify_gp_is_not_served_without_a_mailbox():
         plugin(mesh=MeshSettings()).fhirplug_request(ctx=operation(store, "Immunization", "imm-jack-1"))
         is None
     )
+
+
+def test_a_consultation_in_a_transaction_is_judged_once_its_references_are_resolved(queued):
+    store = MemoryStore(labelled(r4_inputs("minor-illness-referral-JackSmith.r4.json")))
+    sent = {**store.resources["Encounter/enc-jacksmith"], "basedOn": [{"reference": "urn:uuid:1"}]}
+    ctx = request_context("transaction", "POST", client=PHARMACY, store=store)
+    entry = WriteEntry("POST", "Encounter", sent, index=0)
+    plugin(mailbox="C81007OT001").fhirplug_after_storage(
+        ctx, entry, StorageOutcome(201, location="Encounter/enc-jacksmith/_history/1")
+    )
+    [delivery] = queued
+    assert delivery.path == "DIGMED_MINOR_ILLNESS_PEM"
