@@ -220,6 +220,7 @@ class WorkerSettings:
     maintenance_seconds: int = 30
     partner_concurrency: int = 4  # most deliveries to one partner at once, across all workers
     mesh: MeshSettings = field(default_factory=MeshSettings)  # the worker is what sends over MESH
+    gp_notify: bool = True  # the repair sweep notifies writes whose trigger was lost (as the proxy's key)
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -236,6 +237,7 @@ class WorkerSettings:
             ),
             partner_concurrency=int(_env("FHIRPLUG_PARTNER_CONCURRENCY", str(cls.partner_concurrency))),
             mesh=MeshSettings.from_env(),
+            gp_notify=_switch(GP_NOTIFY_KEY, _env(GP_NOTIFY_KEY, "on")),
         )
 
 

@@ -359,3 +359,24 @@ def test_a_send_whose_answer_was_lost_is_found_by_tracking_and_not_sent_again(gp
     [comm] = communications(gp, built.message_id)
     assert {"system": MESH_MESSAGE_SYSTEM, "value": first.message_id} in comm["identifier"]
     assert len(gp.inbox("A83627", built.message_id)) == 1
+
+
+def test_a_write_whose_trigger_was_lost_is_notified_by_the_repair_sweep(gp, stack):
+    """The proxy died between storing the pharmacy's write and recording the intent: here, the
+    immunisation reaches the store past the proxy, labelled for the pharmacy as its write would be."""
+    from hubspoke.identifiers import TENANT_SYSTEM
+    from proxy.direct_store import DirectStore
+
+    focus, *related = stored(gp, "immunisation-JackDawkins.r4.json", "A83627")
+    lost = {**focus, "status": "not-done"}  # stored first as not notifiable (nothing is sent) ...
+    with DirectStore(stack.store_url, gp.redis) as store:
+        assert store.put(f"Immunization/{focus['id']}", lost).status_code == 200
+        again = {**focus, "meta": {"security": [{"system": TENANT_SYSTEM, "code": PHARMACY_ODS}]}}
+        resp = store.put(f"Immunization/{focus['id']}", again)  # ... then completed, the trigger lost
+        assert resp.status_code == 200, resp.text
+        latest = resp.json()
+    built = build_immunisation(latest, related, Sender(PHARMACY_ODS, PHARMACY_MAILBOX))
+    assert communications(gp, built.message_id) == []
+    # the sweep waits out the grace a request still recording may need (30 s)
+    assert eventually(lambda: status_of(gp, built.message_id) == "in-progress", timeout=120)
+    assert len(gp.inbox("A83627", built.message_id)) == 1
