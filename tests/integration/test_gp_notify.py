@@ -22,7 +22,13 @@ from redis import Redis
 from rq.job import Job
 
 from forwarding import metrics
-from gpnotify import Sender, build_emergency_supply, build_immunisation, build_minor_illness_referral
+from gpnotify import (
+    Sender,
+    build_emergency_supply,
+    build_immunisation,
+    build_minor_illness_referral,
+    mailboxes,
+)
 from gpnotify.itk import message_id_for
 from gpnotify.mesh import MeshTransport
 from gpnotify.serialise import from_xml
@@ -380,3 +386,27 @@ def test_a_write_whose_trigger_was_lost_is_notified_by_the_repair_sweep(gp, stac
     # the sweep waits out the grace a request still recording may need (30 s)
     assert eventually(lambda: status_of(gp, built.message_id) == "in-progress", timeout=120)
     assert len(gp.inbox("A83627", built.message_id)) == 1
+
+
+def test_a_refusal_by_mesh_is_a_dead_letter_with_its_reason_and_notify_gp_sends_it_again(gp):
+    from ops.queue_cli import reason_of, what_of
+
+    # a stale cached mailbox that MESH does not know: its refusal is final
+    gp.redis.set(mailboxes.key("C81007", "DIGMED_FLU_VAC"), b"NOSUCH01", ex=600)
+    focus, *related = stored(gp, "immunisation-JackDawkins.r4.json", "C81007")
+    message_id = immunisation_id([focus])
+    assert eventually(lambda: status_of(gp, message_id) == "stopped", timeout=60)
+    [comm] = communications(gp, message_id)
+    assert "Unregistered" in comm["statusReason"]["text"]
+    job = Job.fetch(uuid.UUID(message_id).hex, connection=gp.redis)
+    assert job.get_status() == "failed"
+    assert "Unregistered" in reason_of(job) and what_of(job) == "GP notification"
+    text = metrics.prometheus_text(gp.redis)
+    assert 'partner="C81007"' in text
+
+    # the practice's mailbox is looked up afresh (the refused one was forgotten): a re-send goes
+    resp = notify(gp, "Immunization", focus["id"])
+    assert resp.status_code == 200, resp.text
+    assert {p["name"]: p for p in resp.json()["parameter"]}["outcome"]["valueCode"] == "queued"
+    assert eventually(lambda: status_of(gp, message_id) == "in-progress", timeout=60)
+    assert len(gp.inbox("C81007", message_id)) == 1
