@@ -9,7 +9,6 @@ tests: the proxy and worker are given this sandbox's ``FHIRPLUG_MESH_*``.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -37,9 +36,9 @@ from ops import mesh_sandbox
 from ops import stack as stackmod
 from ops.processes import spawn, stop_process
 from proxy.config import MeshSettings
-from tests.support import oauth
+from tests.support import gp_data, oauth
 from tests.support.polling import eventually
-from tests.unit.gpnotify.examples import FIXTURES, differences, normalise
+from tests.unit.gpnotify.examples import differences, normalise
 
 pytestmark = pytest.mark.integration
 
@@ -142,35 +141,15 @@ def gp(stack, tmp_path_factory):
 
 
 def stored(gp, name: str, practice: str, session=None) -> list[dict]:
-    """A fixture stored by the pharmacy in one transaction (as a pharmacy system creates: POST, the
-    store assigns ids), with the patient's practice at ``practice`` (an ODS code; "" for none).
-    Returns the resources as stored, in the fixture's order (with the versions the message id is
-    made from)."""
-    text = (FIXTURES / name).read_text()
-    resources = [e["resource"] for e in json.loads(text)["entry"]]
-    urns = {f"{r['resourceType']}/{r['id']}": f"urn:uuid:{uuid.uuid4()}" for r in resources}
-    for old, new in sorted(urns.items(), key=lambda kv: -len(kv[0])):
-        text = text.replace(f'"{old}"', f'"{new}"')
-    resources = [e["resource"] for e in json.loads(text)["entry"]]
-    entries = []
-    for r, urn in zip(resources, urns.values(), strict=True):
-        r.pop("id", None)
-        r.pop("meta", None)
-        for ident in r.get("identifier") or []:
-            if ident.get("system") == ODS and ident.get("value") in ("A83627", "GP123456"):
-                ident["value"] = practice or ident["value"]
-        if r["resourceType"] == "Patient" and not practice:
-            r["generalPractitioner"] = []
-        entries.append(
-            {"fullUrl": urn, "resource": r, "request": {"method": "POST", "url": r["resourceType"]}}
-        )
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    """A fixture stored by the pharmacy in one transaction (``tests.support.gp_data``), with the
+    patient's practice at ``practice``. Returns the resources as stored, in the fixture's order
+    (with the versions the message id is made from)."""
+    bundle = gp_data.transaction(name, practice)
     resp = (session or gp.http).post(gp.fhir, json=bundle, headers={"Content-Type": "application/fhir+json"})
     assert resp.status_code == 200, resp.text
     out = []
-    for e in resp.json()["entry"]:
-        location = e["response"]["location"].split("/_history")[0]
-        read = gp.http.get(f"{gp.fhir}/{'/'.join(location.split('/')[-2:])}")
+    for location in gp_data.locations(resp.json()):
+        read = gp.http.get(f"{gp.fhir}/{location}")
         assert read.status_code == 200, read.text
         out.append(read.json())
     return out
