@@ -3,7 +3,10 @@ pharmacy's store and labelled for the pharmacy (tenant) that sent it, so only it
 
 The contract with the acknowledgement side (``gpnotify.acks``, ITK008M): a Communication is found by
 ``identifier=NOTIFICATION_SYSTEM|<ITK message id>`` (the message id is also the MESH ``localID`` and
-the ITK message Bundle's identifier) and only ever moved forward by the functions below.
+the ITK message Bundle's identifier) and only ever moved forward by the functions below: ``sent``
+(MESH accepted; the worker), ``inf_acked`` (positive InfAck), ``acknowledged`` (positive BusAck),
+``failed`` (a dead letter, or a negative InfAck/BusAck with its ITK response code). Each returns the
+changed record to PUT (version-checked: ``If-Match``), or None when there is nothing to change.
 
 Shape:
 
@@ -144,6 +147,29 @@ def sent(
     exts = [e for e in out.get("extension") or [] if e.get("url") != MAILBOX_EXTENSION]
     out["extension"] = [*exts, {"url": MAILBOX_EXTENSION, "valueString": mailbox}]
     return out if out != current else None
+
+
+def inf_acked(current: Resource, *, now: datetime | None = None) -> Resource | None:
+    """``current`` once the practice's positive InfAck arrived: still ``in-progress`` (MESH accepted
+    it, the practice has it but has not filed it), with ``INF_ACK_EXTENSION`` saying when."""
+    if current.get("status") in (ACKNOWLEDGED, FAILED):
+        return None
+    if any(e.get("url") == INF_ACK_EXTENSION for e in current.get("extension") or []):
+        return None
+    out = copy.deepcopy(current)
+    out["status"] = SENT  # an ack proves MESH delivered it, even if our own "accepted" update was lost
+    out.setdefault("extension", []).append({"url": INF_ACK_EXTENSION, "valueDateTime": now_iso(now)})
+    return out
+
+
+def acknowledged(current: Resource, *, now: datetime | None = None) -> Resource | None:
+    """``current`` once the practice's positive BusAck arrived (the notification is filed): final."""
+    if current.get("status") in (ACKNOWLEDGED, FAILED):
+        return None
+    out = copy.deepcopy(current)
+    out["status"] = ACKNOWLEDGED
+    out["received"] = now_iso(now)
+    return out
 
 
 def failed(

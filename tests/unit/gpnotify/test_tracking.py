@@ -53,3 +53,17 @@ def test_a_failure_stops_it_with_the_reason():
     assert c is not None and c["status"] == "stopped"
     assert c["statusReason"]["text"] == "MESH send: Unregistered recipient"
     assert tracking.failed(c, "again") is None
+
+
+def test_acks_move_it_on_and_a_negative_one_stops_it_with_its_code():
+    accepted = tracking.sent(record(), mesh_message_id="MESH-1", mailbox="A83627OT001")
+    assert accepted is not None
+    received = tracking.inf_acked(accepted)
+    assert received is not None and received["status"] == "in-progress"
+    assert any(e["url"] == tracking.INF_ACK_EXTENSION for e in received["extension"])
+    assert tracking.inf_acked(received) is None
+    filed = tracking.acknowledged(received)
+    assert filed is not None and filed["status"] == "completed" and filed["received"]
+    assert tracking.acknowledged(filed) is None
+    refused = tracking.failed(received, "patient not registered here", code="20009")
+    assert refused is not None and refused["statusReason"]["coding"][0]["code"] == "20009"
