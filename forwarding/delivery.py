@@ -19,6 +19,7 @@ class DeliveryKind(StrEnum):
     HUB_TO_SPOKE = "hub-to-spoke dispense"
     TASK_CHANGE = "Task"  # shown with the Task's new status: "Task accepted"
     EPS_RESPONSE = "EPS response message"  # $process-message?async=true: the answer, to the sender
+    GP_NOTIFICATION = "GP notification"  # an ITK3 message to a GP practice, over MESH (gpnotify)
 
 
 @dataclass

@@ -13,11 +13,13 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from forwarding import metrics
-from forwarding.delivery import QUEUE, Delivery
+from forwarding.delivery import QUEUE, Delivery, DeliveryKind
 from forwarding.policy import MAX_RETRIES, backoff, stop_retrying_if_final
 
 log = logging.getLogger("fhirplug.delivery")
 JOB = "worker.delivery.deliver"  # the RQ job that sends it (named, not imported: worker/ is above us)
+# kinds carried by another transport than our HTTP client: the same queue, policy and dead letters
+JOBS = {DeliveryKind.GP_NOTIFICATION: "worker.mesh_delivery.deliver"}
 LAST_FOR_TASK = "fhirplug:last-delivery:"  # + task key -> the job id of its latest delivery
 
 
@@ -31,7 +33,7 @@ def enqueue(delivery: Delivery, redis: Redis, after: str | None = None) -> str:
         after = prev or None
     depends_on = after if after and after != delivery.id and _pending(redis, after) else None
     queue.enqueue(
-        JOB,
+        JOBS.get(delivery.kind, JOB),
         delivery.to_dict(),
         job_id=delivery.id,
         retry=Retry(max=MAX_RETRIES, interval=backoff()),

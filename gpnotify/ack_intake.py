@@ -9,8 +9,9 @@ verdict, ITK3 code, reason, the ack's own message id and when it was taken in; a
 
 The states (Communication.status):
 
-- positive InfAck: the status is left as it is (``in-progress`` while the practice has not filed);
-  the extension says it was received;
+- positive InfAck: ``in-progress`` stays (the practice has it, not filed yet); a ``preparation``
+  one becomes ``in-progress`` (the ack proves MESH delivered it, even if our own "accepted" update
+  was lost); the extension says it was received;
 - positive BusAck: ``completed`` — the practice has filed it;
 - any negative ack (ITK3: every negative code is fatal, nothing follows it): ``stopped``, with
   ``statusReason`` the ITK3 code and reason; the worker also raises it to the dead letters. A later
@@ -24,11 +25,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from gpnotify import tracking
 from gpnotify.acks import RESPONSE_CODES, Ack, AckKind
+from gpnotify.tracking import NOTIFICATION_SYSTEM
 
-NOTIFICATION_SYSTEM = "https://fhirplug.org/fhir/CodeSystem/gp-notification"
 ACK_EXTENSION = "https://fhirplug.org/fhir/StructureDefinition/gp-notification-ack"
-FINAL = frozenset({"stopped", "entered-in-error"})
+FINAL = frozenset({tracking.FAILED, "entered-in-error"})
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,15 @@ def apply_ack(communication: dict[str, Any], ack: Ack, now: datetime | None = No
     out = copy.deepcopy(communication)
     out.setdefault("extension", []).append(_extension(ack, now))
     if not ack.ok:
-        out["status"] = "stopped"
+        out["status"] = tracking.FAILED
         out["statusReason"] = {
             "coding": [{"system": RESPONSE_CODES, "code": ack.code}],
             "text": f"negative {ack.kind}: {ack.reason or ack.code}",
         }
     elif ack.kind is AckKind.BUS and out.get("status") not in FINAL:
-        out["status"] = "completed"
+        out["status"] = tracking.ACKNOWLEDGED
+    elif out.get("status") == tracking.QUEUED:
+        out["status"] = tracking.SENT
     return Intake(out, dead_letter=not ack.ok)
 
 

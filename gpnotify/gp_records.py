@@ -28,10 +28,10 @@ import base64
 import uuid
 from typing import Any
 
-from gpnotify.ack_intake import NOTIFICATION_SYSTEM
 from gpnotify.acks import RESPONSE_CODES, ResponseCode
 from gpnotify.inbound import Notification
 from gpnotify.r4 import NHS_NUMBER, ODS_ORG, Resource
+from gpnotify.tracking import NOTIFICATION_SYSTEM
 from hubspoke.identifiers import TENANT_SYSTEM
 
 NOTIFICATION_EXTENSION = "https://fhirplug.org/fhir/StructureDefinition/gp-notification"

@@ -20,6 +20,7 @@ DEFAULT_PLUGINS = (
     "eps_messaging",
     "eps_release",
     "eps_task",
+    "gp_notify",
     "tenancy",
     "delivery_dedup",
     "message_checks",
@@ -67,6 +68,7 @@ def _secret(name: str) -> str:
     return os.environ.get(name, "").strip()
 
 
+GP_NOTIFY_KEY = "FHIRPLUG_GP_NOTIFY"
 # mesh-client's own names for NHS England's MESH endpoints: they come with the right CA bundle
 MESH_ENDPOINT_NAMES = {
     "INT": "https://msg.intspineservices.nhs.uk",
@@ -149,6 +151,9 @@ class Settings:
     role: str = "both"  # hub, spoke or both; a hub refuses a Task owned by another hub
     tenancy_proxy_checks: bool = True  # False only for the security tests: labels, no proxy checks
     mesh: MeshSettings = field(default_factory=MeshSettings)  # GP notifications' MESH mailbox
+    # notify the GP of each notifiable write automatically (only with a MESH mailbox configured);
+    # off: only ``$notify-gp`` sends
+    gp_notify: bool = True
     # CA certificates prescribers' signing certificates must chain to (EPS $process-message);
     # "": none configured, so no prescription is accepted (never: any signature accepted)
     eps_trust_dir: str = ""
@@ -176,6 +181,7 @@ class Settings:
             role=_env("FHIRPLUG_ROLE", cls.role),
             tenancy_proxy_checks=_switch(PROXY_CHECKS_KEY, _env(PROXY_CHECKS_KEY, "on")),
             mesh=MeshSettings.from_env(),
+            gp_notify=_switch(GP_NOTIFY_KEY, _env(GP_NOTIFY_KEY, "on")),
             eps_trust_dir=_env(EPS_TRUST_DIR_KEY, "").strip(),
         )
 
@@ -226,6 +232,7 @@ class WorkerSettings:
     maintenance_seconds: int = 30
     partner_concurrency: int = 4  # most deliveries to one partner at once, across all workers
     mesh: MeshSettings = field(default_factory=MeshSettings)  # the worker is what sends over MESH
+    gp_notify: bool = True  # the repair sweep notifies writes whose trigger was lost (as the proxy's key)
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -242,6 +249,7 @@ class WorkerSettings:
             ),
             partner_concurrency=int(_env("FHIRPLUG_PARTNER_CONCURRENCY", str(cls.partner_concurrency))),
             mesh=MeshSettings.from_env(),
+            gp_notify=_switch(GP_NOTIFY_KEY, _env(GP_NOTIFY_KEY, "on")),
         )
 
 

@@ -11,7 +11,8 @@ from rq import Queue, Worker
 
 from proxy.config import WorkerSettings
 from proxy.logs import configure_logging
-from worker import QUEUES, delivery, mesh_inbox
+from worker import QUEUES, delivery, mesh_delivery, mesh_inbox
+from worker.gp_repair import repair_forever
 from worker.outbox import sweep_forever
 
 
@@ -19,6 +20,7 @@ def main() -> None:
     configure_logging()
     settings = WorkerSettings.from_env()
     delivery.configure(settings)
+    mesh_delivery.configure(settings)
     conn = Redis.from_url(settings.redis_url)
     if settings.store_url:
         # its own client: RQ tunes the worker's connection for its blocking pops, and commands
@@ -40,6 +42,15 @@ def main() -> None:
         )
         inbox.daemon = True
         inbox.start()
+    if settings.store_url and settings.mesh.configured and settings.gp_notify:
+        # GP notifications whose trigger was lost with a proxy that died mid-request
+        repairer = threading.Thread(
+            target=repair_forever,
+            args=(settings, Redis.from_url(settings.redis_url, socket_timeout=30), settings.sweep_seconds),
+            name="gp-notify-repair",
+            daemon=True,
+        )
+        repairer.start()
     queues = [Queue(name, connection=conn) for name in QUEUES]
     # a short monitoring interval makes a delivery whose worker died retried about a minute later;
     # the scheduler (which runs retries when they fall due) holds a lock; a worker retries taking

@@ -38,7 +38,6 @@ import requests
 from redis import Redis
 
 from gpnotify import KINDS
-from gpnotify.ack_intake import NOTIFICATION_SYSTEM
 from gpnotify.acks import (
     MESSAGE_DEFINITION_ERROR,
     PATIENT_KNOWN,
@@ -58,6 +57,7 @@ from gpnotify.gp_records import (
 from gpnotify.inbound import Rejected, read_notification
 from gpnotify.itk import Sender
 from gpnotify.mesh import MeshTransport, MeshTransportError, Received
+from gpnotify.tracking import NOTIFICATION_SYSTEM
 from proxy.config import MeshSettings
 from proxy.direct_store import DirectStore
 from worker import mesh_acks

@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from gpnotify.ack_intake import NOTIFICATION_SYSTEM
 from gpnotify.mesh import MeshTransport
+from gpnotify.tracking import NOTIFICATION_SYSTEM
 from ops import mesh_sandbox
 from ops import stack as stackmod
 from ops.processes import spawn, stop_process

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 
-from gpnotify.ack_intake import NOTIFICATION_SYSTEM
 from gpnotify.acks import UNREADABLE
 from gpnotify.gp_records import (
     notification_fields,
@@ -13,6 +12,7 @@ from gpnotify.gp_records import (
     quarantine_transaction,
 )
 from gpnotify.inbound import read_notification
+from gpnotify.tracking import NOTIFICATION_SYSTEM
 from tests.unit.gpnotify.notifications import emergency_supply, immunisation
 
 PRACTICE = "A83627"

@@ -70,4 +70,6 @@ def test_without_a_role_there_is_no_inbox_thread(started):
     env.setenv("FHIRPLUG_MESH_PASSWORD", "password")
     env.setenv("FHIRPLUG_MESH_SHARED_KEY", "TestKey")
     entry.main()
-    assert names == ["outbox-sweep"]
+    assert "mesh-inbox" not in names and "outbox-sweep" in names
+    # a mailbox alone makes a sender: its repair sweep runs (FHIRPLUG_GP_NOTIFY on by default)
+    assert "gp-notify-repair" in names

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from gpnotify.ack_intake import NOTIFICATION_SYSTEM
 from gpnotify.acks import PATIENT_KNOWN, SUCCESS, UNREADABLE, AckKind, build_ack
 from gpnotify.itk import Sender
 from gpnotify.mesh import Received
+from gpnotify.tracking import NOTIFICATION_SYSTEM
 from worker import mesh_acks
 
 SENT = "6f0c3bde-0ab4-5b3e-9d4c-8a8a0d6d2f10"
