@@ -63,7 +63,7 @@ def test_without_a_role_there_is_no_inbox_thread(started):
 
     def thread(*args, **kwargs):
         names.append(kwargs.get("name", ""))
-        return real(*args, **kwargs)
+        return real(target=lambda: None)  # named, not run: the loops need a store and a MESH
 
     env.setattr(entry.threading, "Thread", thread)
     env.setenv("FHIRPLUG_MESH_MAILBOX", "FA565OT001")
