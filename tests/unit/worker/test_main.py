@@ -36,6 +36,7 @@ def started(monkeypatch):
     monkeypatch.setattr(entry.Redis, "from_url", classmethod(lambda cls, *a, **k: object()))
     monkeypatch.setattr(entry, "sweep_forever", record("sweep"))
     monkeypatch.setattr(entry.mesh_inbox, "poll_forever", record("inbox"))
+    monkeypatch.setattr(entry, "repair_forever", record("repair"))
     monkeypatch.setattr(entry, "configure_logging", lambda: None)
     monkeypatch.setattr(entry.delivery, "configure", lambda settings: None)
     monkeypatch.setenv("FHIRPLUG_STORE_URL", "http://store.invalid/fhir")
@@ -63,7 +64,7 @@ def test_without_a_role_there_is_no_inbox_thread(started):
 
     def thread(*args, **kwargs):
         names.append(kwargs.get("name", ""))
-        return real(target=lambda: None)  # named, not run: the loops need a store and a MESH
+        return real(*args, **kwargs)
 
     env.setattr(entry.threading, "Thread", thread)
     env.setenv("FHIRPLUG_MESH_MAILBOX", "FA565OT001")
