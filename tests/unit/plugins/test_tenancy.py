@@ -4,7 +4,7 @@ from urllib.parse import quote
 
 import pytest
 
-from hubspoke.identifiers import ODS_SYSTEM, TENANT_SYSTEM
+from hubspoke.identifiers import ODS_SYSTEM, READER_SYSTEM, TENANT_SYSTEM
 from plugins.tenancy import Tenancy
 from proxy.context import Client, WriteEntry
 from proxy.errors import FhirError
@@ -81,7 +81,7 @@ def test_a_client_without_a_tenant_is_refused():
 def test_a_tenants_search_is_narrowed_to_its_own_resources():
     ctx = request_context("search-type", "GET", "Task", client=SPOKE)
     assert Tenancy(proxy_checks=True).fhirplug_request(ctx=ctx) is None
-    assert ctx.upstream_query == [("_security", f"{TENANT_SYSTEM}|FS1A1")]
+    assert ctx.upstream_query == [("_security", f"{TENANT_SYSTEM}|FS1A1,{READER_SYSTEM}|FS1A1")]
 
 
 def test_a_search_of_conformance_content_is_not_narrowed():
