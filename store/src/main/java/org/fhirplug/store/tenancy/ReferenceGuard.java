@@ -11,6 +11,8 @@ import ca.uhn.fhir.rest.server.exceptions.ResourceNotFoundException;
 import ca.uhn.fhir.util.ResourceReferenceInfo;
 import org.hl7.fhir.instance.model.api.IBaseResource;
 import org.hl7.fhir.instance.model.api.IIdType;
+import java.util.HashSet;
+import java.util.Set;
 
 /**
  * No existence oracle through a write's references. HAPI checks every reference a write makes
@@ -28,16 +30,32 @@ final class ReferenceGuard {
 		this.daos = daos;
 	}
 
-	void check(Caller caller, IBaseResource resource) {
+	/**
+	 * @param before the version an update replaces (null for a create): a reference it already made
+	 *     tells nothing new (a hub moving a Task whose requester's Organization only the spoke reads)
+	 */
+	void check(Caller caller, IBaseResource resource, IBaseResource before) {
 		if (daos == null) {
 			return;
 		}
 		FhirContext ctx = FhirContext.forR4Cached();
+		Set<String> had = new HashSet<>();
+		if (before != null) {
+			for (ResourceReferenceInfo info : ctx.newTerser().getAllResourceReferences(before)) {
+				IIdType was = info.getResourceReference().getReferenceElement();
+				if (was != null && was.hasResourceType() && was.hasIdPart()) {
+					had.add(was.toUnqualifiedVersionless().getValue());
+				}
+			}
+		}
 		for (ResourceReferenceInfo info : ctx.newTerser().getAllResourceReferences(resource)) {
 			IIdType target = info.getResourceReference().getReferenceElement();
 			if (target == null || target.isLocal() || target.isAbsolute() || !target.hasResourceType()
 					|| !target.hasIdPart() || !daos.isResourceTypeSupported(target.getResourceType())) {
 				continue; // contained, another server's, a urn:uuid HAPI resolves within the transaction
+			}
+			if (had.contains(target.toUnqualifiedVersionless().getValue())) {
+				continue;
 			}
 			IFhirResourceDao<?> dao = daos.getResourceDao(target.getResourceType());
 			IBaseResource found;

@@ -315,7 +315,7 @@ public class TenancyInterceptor {
 		}
 		if (caller.isTenant()) {
 			checkReaderLabels(resource, null);
-			references.check(caller, resource);
+			references.check(caller, resource, null);
 		}
 	}
 
@@ -342,7 +342,7 @@ public class TenancyInterceptor {
 						"An update may not remove tenant labels: who may see a resource is the server's to decide");
 			}
 			checkReaderLabels(after, before);
-			references.check(caller, after);
+			references.check(caller, after, before);
 		}
 	}
 
