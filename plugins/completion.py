@@ -66,6 +66,8 @@ class Completion:
         if (
             not self.enabled
             or entry.method not in ("POST", "PUT")
+            or entry.conditional  # a conditional write may match a dispense already counted
+            or entry.if_none_exist
             or not isinstance(md, dict)
             or md.get("resourceType") != "MedicationDispense"
             or md.get("status") != "completed"

@@ -52,6 +52,15 @@ class FhirPassthrough:
     ) -> ProxyResponse:
         """The caller's write and the rule-driven writes plugins added, in ONE store transaction
         (all stored or none); answered as the caller's own write, the companions' entries left out."""
+        if plan.kind == "batch":
+            raise FhirError(
+                422,
+                "A write in this batch needs another resource changed with it (a request its dispense "
+                "completes, a record a care relationship shares): a batch stores its entries one by "
+                "one, so send it as a transaction or on its own",
+                ["Bundle.type"],
+                code="business-rule",
+            )
         if ctx.completion_grants:
             headers[GRANT_KEY] = ",".join(sorted(ctx.completion_grants))
         companions = ctx.companion_writes
