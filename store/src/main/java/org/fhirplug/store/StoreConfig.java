@@ -238,8 +238,7 @@ public class StoreConfig {
 			ISearchParamRegistry searchParamRegistry,
 			IValidationSupport validationSupport,
 			DatabaseBackedPagingProvider pagingProvider,
-			IInterceptorService interceptors,
-			ca.uhn.fhir.jpa.api.dao.DaoRegistry daoRegistry) {
+			IInterceptorService interceptors) {
 		// Narratives are the sender's business; generating them costs time on every write.
 		fhirContext.setNarrativeGenerator(new NullNarrativeGenerator());
 		// One interceptor service for the REST layer and the JPA layer: the tenancy hooks sit on both
@@ -249,7 +248,7 @@ public class StoreConfig {
 			org.slf4j.LoggerFactory.getLogger(StoreConfig.class)
 					.warn("fhirplug.store.tenancy=off: the store answers anyone; for benchmarks only");
 		} else {
-			interceptors.registerInterceptor(new TenancyInterceptor(new CallerAssertion(secret), daoRegistry));
+			interceptors.registerInterceptor(new TenancyInterceptor(new CallerAssertion(secret)));
 		}
 		server.registerProviders(resourceProviders.createProviders());
 		server.registerProvider(systemProvider);

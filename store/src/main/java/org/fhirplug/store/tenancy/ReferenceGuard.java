@@ -2,9 +2,12 @@ package org.fhirplug.store.tenancy;
 
 import ca.uhn.fhir.context.FhirContext;
 import ca.uhn.fhir.i18n.Msg;
-import ca.uhn.fhir.jpa.api.dao.DaoRegistry;
 import ca.uhn.fhir.jpa.api.dao.IFhirResourceDao;
+import ca.uhn.fhir.jpa.provider.BaseJpaResourceProvider;
+import ca.uhn.fhir.rest.api.server.RequestDetails;
 import ca.uhn.fhir.rest.api.server.SystemRequestDetails;
+import ca.uhn.fhir.rest.server.IResourceProvider;
+import ca.uhn.fhir.rest.server.RestfulServer;
 import ca.uhn.fhir.rest.server.exceptions.InvalidRequestException;
 import ca.uhn.fhir.rest.server.exceptions.ResourceGoneException;
 import ca.uhn.fhir.rest.server.exceptions.ResourceNotFoundException;
@@ -24,21 +27,13 @@ import java.util.Set;
  */
 final class ReferenceGuard {
 
-	private final DaoRegistry daos;
-
-	ReferenceGuard(DaoRegistry daos) {
-		this.daos = daos;
-	}
+	private final FhirContext ctx = FhirContext.forR4Cached();
 
 	/**
 	 * @param before the version an update replaces (null for a create): a reference it already made
 	 *     tells nothing new (a hub moving a Task whose requester's Organization only the spoke reads)
 	 */
-	void check(Caller caller, IBaseResource resource, IBaseResource before) {
-		if (daos == null) {
-			return;
-		}
-		FhirContext ctx = FhirContext.forR4Cached();
+	void check(Caller caller, IBaseResource resource, IBaseResource before, RequestDetails request) {
 		Set<String> had = new HashSet<>();
 		if (before != null) {
 			for (ResourceReferenceInfo info : ctx.newTerser().getAllResourceReferences(before)) {
@@ -51,13 +46,16 @@ final class ReferenceGuard {
 		for (ResourceReferenceInfo info : ctx.newTerser().getAllResourceReferences(resource)) {
 			IIdType target = info.getResourceReference().getReferenceElement();
 			if (target == null || target.isLocal() || target.isAbsolute() || !target.hasResourceType()
-					|| !target.hasIdPart() || !daos.isResourceTypeSupported(target.getResourceType())) {
+					|| !target.hasIdPart()) {
 				continue; // contained, another server's, a urn:uuid HAPI resolves within the transaction
 			}
 			if (had.contains(target.toUnqualifiedVersionless().getValue())) {
 				continue;
 			}
-			IFhirResourceDao<?> dao = daos.getResourceDao(target.getResourceType());
+			IFhirResourceDao<?> dao = daoFor(target.getResourceType(), request);
+			if (dao == null) {
+				continue; // a type this server does not hold: HAPI refuses the reference itself
+			}
 			IBaseResource found;
 			try {
 				found = dao.read(target.toUnqualifiedVersionless(), new SystemRequestDetails());
@@ -70,6 +68,24 @@ final class ReferenceGuard {
 				throw notFound(target, resource.fhirType() + "." + info.getName());
 			}
 		}
+	}
+
+	/**
+	 * The store's DAO for a type, found through the JPA resource providers of the server the request
+	 * came to: the same way in the embedded launcher and in the official HAPI image, which makes
+	 * this interceptor by its no-argument constructor, outside Spring's wiring.
+	 */
+	private IFhirResourceDao<?> daoFor(String type, RequestDetails request) {
+		if (request == null || !(request.getServer() instanceof RestfulServer server)) {
+			return null;
+		}
+		for (IResourceProvider provider : server.getResourceProviders()) {
+			if (provider instanceof BaseJpaResourceProvider<?> jpa
+					&& type.equals(ctx.getResourceType(jpa.getResourceType()))) {
+				return jpa.getDao();
+			}
+		}
+		return null;
 	}
 
 	/** Word for word HAPI's answer for a reference to an id it does not hold (HAPI-1094). */

@@ -84,17 +84,13 @@ public class TenancyInterceptor {
 
 	/** For the official HAPI image's {@code hapi.fhir.custom-interceptor-classes}. */
 	public TenancyInterceptor() {
-		this(CallerAssertion.fromEnvironment(), null);
+		this(CallerAssertion.fromEnvironment());
 	}
 
-	/**
-	 * @param daos reads what a tenant's write refers to (no oracle for another tenant's ids); null:
-	 *     that check is left to the proxy's line
-	 */
-	public TenancyInterceptor(CallerAssertion assertion, ca.uhn.fhir.jpa.api.dao.DaoRegistry daos) {
+	public TenancyInterceptor(CallerAssertion assertion) {
 		this.assertion = assertion;
 		this.completion = new CompletionGrant(assertion);
-		this.references = new ReferenceGuard(daos);
+		this.references = new ReferenceGuard();
 		LOG.info("store-side tenancy on: only requests the fhirplug proxy signed are answered");
 	}
 
@@ -315,7 +311,7 @@ public class TenancyInterceptor {
 		}
 		if (caller.isTenant()) {
 			checkReaderLabels(resource, null);
-			references.check(caller, resource, null);
+			references.check(caller, resource, null, request);
 		}
 	}
 
@@ -342,7 +338,7 @@ public class TenancyInterceptor {
 						"An update may not remove tenant labels: who may see a resource is the server's to decide");
 			}
 			checkReaderLabels(after, before);
-			references.check(caller, after, before);
+			references.check(caller, after, before, request);
 		}
 	}
 
