@@ -2,10 +2,11 @@
 
 Every resource a spoke or hub client writes is labelled, in ``meta.security``, with the ODS
 codes of the organisations that may see it (:func:`label`): the writer, and for a Task its
-requester and owner (:func:`task_tenants`). A tenant sees a resource that carries its label, and
-conformance resources, which everyone shares (:func:`visible_to`); its searches are narrowed in
-the store by the label (:func:`narrowing`). Labels are the server's to set: a patch may not touch
-``meta`` (:func:`refuse_meta_patch`).
+requester and owner (:func:`task_tenants`). A tenant sees a resource that carries its label, as
+tenant or as reader (a care relationship, ``careaccess``), and conformance resources, which
+everyone shares (:func:`visible_to`); its searches are narrowed in the store by those labels
+(:func:`read_narrowing`), its conditional writes by its tenant label alone (:func:`narrowing`).
+Labels are the server's to set: a patch may not touch ``meta`` (:func:`refuse_meta_patch`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,11 @@ the hub sent back. Then:
   filtered on the way out, and a read of another tenant's resource answers 404, as if it did
   not exist;
 - a write into another tenant's resource answers 403, and conditional writes are narrowed so
-  they can only ever match the caller's own resources.
+  they can only ever match the caller's own resources;
+- an organisation a care relationship names (``careaccess.rules``) gets a *reader* label: it
+  reads, never writes; the labels are derived here from the resource's content, whatever the
+  caller sent is replaced, and stored resources a rule shares are labelled in the same
+  transaction (``ctx.companion_writes``).
 
 Roles: ``admin`` is unrestricted; ``reader`` reads everything and writes nothing; ``validator``
 manages conformance resources and runs ``$validate``; ``spoke`` and ``hub`` are tenants.

@@ -42,12 +42,16 @@ import org.slf4j.LoggerFactory;
  *   <li>Every request must carry the proxy's signed caller assertion ({@link CallerAssertion});
  *       without one only {@code GET metadata} is answered. Fail closed.
  *   <li>Spokes and hubs see only resources labelled with their ODS code in {@code meta.security}
- *       (system {@value #TENANT_SYSTEM}); conformance resources are shared reading. Searches are
+ *       (system {@value #TENANT_SYSTEM}), or as readers by a care relationship ({@link CareAccess}:
+ *       read, never write); conformance resources are shared reading. Searches are
  *       narrowed in the database, so totals and pages hold; whatever else would be shown
  *       (includes, history, pages, batch reads, conditional matches) is filtered.
  *   <li>Another tenant's resource is answered exactly as an unknown id: same status, same text.
- *   <li>A tenant writes only resources that carry its own label, never removes a label, never
- *       touches another tenant's resource or shared conformance content.
+ *   <li>A tenant writes only resources that carry its own tenant label, never removes a label, never
+ *       touches another tenant's resource or shared conformance content; the one write a reader
+ *       label admits is a completion the proxy signed ({@link CompletionGrant}).
+ *   <li>A tenant's write may not refer to what it cannot read: answered as a missing id ({@link
+ *       ReferenceGuard}).
  *   <li>Chained parameters and {@code _has} would be evaluated over every tenant's data: refused.
  * </ul>
  *
