@@ -11,6 +11,8 @@ COPY hubspoke ./hubspoke
 COPY fhirpatch ./fhirpatch
 COPY forwarding ./forwarding
 COPY eps ./eps
+COPY careaccess ./careaccess
+COPY dispensing ./dispensing
 COPY gpnotify ./gpnotify
 COPY plugins ./plugins
 COPY worker ./worker

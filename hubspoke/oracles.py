@@ -2,9 +2,10 @@
 
 - search parameters the store evaluates over every tenant's resources are refused
   (:func:`refuse_oracle_params`);
-- a write that names another tenant's resource is sent to the store as one naming an id it has
-  never held (:func:`unknown_id`, :func:`hide_foreign_references`), and the caller's ids are put
-  back in the answer (:func:`swap_back`);
+- a write that names another tenant's resource (or a missing or deleted one) is sent to the
+  store as one naming an id it has never held (:func:`unknown_id`,
+  :func:`hide_foreign_references`), and the caller's ids are put back in the answer
+  (:func:`swap_back`);
 - what comes back is filtered (:func:`filter_bundle`), and a read of another tenant's resource is
   answered exactly as one of an unknown id (:func:`not_known`); a conditional read is judged on
   what the caller may read (:func:`conditional_read`).
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode
 
-from hubspoke.tenants import narrowing, visible_to
+from hubspoke.tenants import read_narrowing, visible_to
 from proxy import canonical
 from proxy.context import RequestContext, WriteEntry
 from proxy.errors import FhirError
@@ -218,13 +219,16 @@ def hide_foreign_references(ctx: RequestContext, entry: WriteEntry, ods: str, sw
             where = entry_expression(entry, "resource")
             criteria = canonical.parse_criteria(rel, rtype, where)
             refuse_oracle_params(criteria, where)
-            holder["reference"] = f"{prefix}{rtype}?{urlencode([*criteria, narrowing(ods)])}"
+            # what the caller may read (its own, or by a care relationship) may be referred to
+            holder["reference"] = f"{prefix}{rtype}?{urlencode([*criteria, read_narrowing(ods)])}"
             continue
         m = _LITERAL_REF.match(rel)
         if not m:
             continue
         found = ctx.store.read(m.group(1), m.group(2))
-        if found is not None and not visible_to(found, ods):
+        # a missing id goes to the store as a stand-in too, and so does a deleted one: HAPI words
+        # "not found" and "is deleted" differently, and a deleted id may have been anyone's
+        if found is None or not visible_to(found, ods):
             fake = unknown_id(m.group(2))
             swaps[fake] = m.group(2)
             holder["reference"] = f"{prefix}{m.group(1)}/{fake}{m.group(3) or ''}"

@@ -2,10 +2,11 @@
 
 Every resource a spoke or hub client writes is labelled, in ``meta.security``, with the ODS
 codes of the organisations that may see it (:func:`label`): the writer, and for a Task its
-requester and owner (:func:`task_tenants`). A tenant sees a resource that carries its label, and
-conformance resources, which everyone shares (:func:`visible_to`); its searches are narrowed in
-the store by the label (:func:`narrowing`). Labels are the server's to set: a patch may not touch
-``meta`` (:func:`refuse_meta_patch`).
+requester and owner (:func:`task_tenants`). A tenant sees a resource that carries its label, as
+tenant or as reader (a care relationship, ``careaccess``), and conformance resources, which
+everyone shares (:func:`visible_to`); its searches are narrowed in the store by those labels
+(:func:`read_narrowing`), its conditional writes by its tenant label alone (:func:`narrowing`).
+Labels are the server's to set: a patch may not touch ``meta`` (:func:`refuse_meta_patch`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 from typing import Protocol
 from urllib.parse import quote
 
-from hubspoke.identifiers import ODS_SYSTEM, TENANT_SYSTEM
+from hubspoke.identifiers import ODS_SYSTEM, READER_SYSTEM, TENANT_SYSTEM
 from proxy.auth.registry import TENANT_ROLES as REGISTRY_TENANT_ROLES
 from proxy.conformance import CONFORMANCE_TYPES
 from proxy.context import WriteEntry
@@ -52,10 +53,27 @@ def tenants_of(resource: dict) -> set[str]:
     }
 
 
+def readers_of(resource: dict) -> set[str]:
+    """The ODS codes that may only read ``resource``, by a care relationship (``careaccess``);
+    a reader label without a string code names nobody, as for tenant labels."""
+    labels = (resource.get("meta") or {}).get("security") or []
+    return {
+        code
+        for s in labels
+        if isinstance(s, dict) and s.get("system") == READER_SYSTEM and isinstance(code := s.get("code"), str)
+    }
+
+
 def visible_to(resource: dict, ods: str) -> bool:
-    """Conformance resources, OperationOutcomes and what carries ``ods``'s label."""
+    """Conformance resources, OperationOutcomes and what carries ``ods``'s label, as tenant or as
+    reader (a care relationship, ``careaccess``): what ``ods`` may read, not what it may write."""
     rtype = resource.get("resourceType")
-    return rtype in CONFORMANCE or rtype == "OperationOutcome" or ods in tenants_of(resource)
+    return (
+        rtype in CONFORMANCE
+        or rtype == "OperationOutcome"
+        or ods in tenants_of(resource)
+        or ods in readers_of(resource)
+    )
 
 
 def label(resource: dict, tenants: set[str]) -> None:
@@ -70,9 +88,16 @@ def narrowing(ods: str) -> tuple[str, str]:
     return ("_security", f"{TENANT_SYSTEM}|{ods}")
 
 
-def narrow_url(url: str, ods: str) -> str:
-    """``url`` with :func:`narrowing` added to its query."""
-    name, value = narrowing(ods)
+def read_narrowing(ods: str) -> tuple[str, str]:
+    """The search parameter that narrows a *search* to what ``ods`` may read: its own resources
+    and those it reads by a care relationship (one OR clause). Conditional writes keep
+    :func:`narrowing`: they may only ever match what ``ods`` owns."""
+    return ("_security", f"{TENANT_SYSTEM}|{ods},{READER_SYSTEM}|{ods}")
+
+
+def narrow_url(url: str, ods: str, reading: bool = False) -> str:
+    """``url`` with :func:`narrowing` (or, ``reading``, :func:`read_narrowing`) added to its query."""
+    name, value = read_narrowing(ods) if reading else narrowing(ods)
     return f"{url}{'&' if '?' in url else '?'}{name}={quote(value, safe='')}"
 
 

@@ -11,7 +11,11 @@ the hub sent back. Then:
   filtered on the way out, and a read of another tenant's resource answers 404, as if it did
   not exist;
 - a write into another tenant's resource answers 403, and conditional writes are narrowed so
-  they can only ever match the caller's own resources.
+  they can only ever match the caller's own resources;
+- an organisation a care relationship names (``careaccess.rules``) gets a *reader* label: it
+  reads, never writes; the labels are derived here from the resource's content, whatever the
+  caller sent is replaced, and stored resources a rule shares are labelled in the same
+  transaction (``ctx.companion_writes``).
 
 Roles: ``admin`` is unrestricted; ``reader`` reads everything and writes nothing; ``validator``
 manages conformance resources and runs ``$validate``; ``spoke`` and ``hub`` are tenants.
@@ -20,9 +24,13 @@ Conformance resources (profiles, value sets, code systems) are shared reading fo
 
 from __future__ import annotations
 
+import copy
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+from careaccess.labels import readable_by, readers_of, with_readers
+from careaccess.rules import Grants, grants
 from hubspoke.oracles import (
     conditional_read,
     entry_expression,
@@ -42,6 +50,8 @@ from hubspoke.tenants import (
     label,
     narrow_url,
     narrowing,
+    ods_of_reference,
+    read_narrowing,
     refuse_meta_patch,
     task_tenants,
     tenants_of,
@@ -62,6 +72,7 @@ READS = frozenset(
 WRITES = frozenset({"create", "update", "patch", "delete", "transaction", "batch"})
 DATA_FREE_OPERATIONS = frozenset({"$validate"})
 CONDITIONAL_READ = ("if-none-match", "if-modified-since")
+_LITERAL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
 # ---------------------------------------------------------------- the hooks
@@ -75,6 +86,10 @@ class _Notes:
     caller_entries: set[int] | None = None  # ids of the entries the caller sent (plugins add more)
     bundle_tenants: set[str] | None = None  # who sees every resource of the bundle
     swaps: dict[str, str] = field(default_factory=dict)  # stand-in id -> the id the caller named
+    # readers a care relationship grants to resources of this transaction (fullUrl or Type/id)
+    granted: dict[str, set[str]] = field(default_factory=dict)
+    # the rule-driven label updates of stored resources, by Type/id (one per resource)
+    shared: dict[str, dict] = field(default_factory=dict)
 
 
 class Tenancy:
@@ -129,7 +144,7 @@ class Tenancy:
             return None
         refuse_oracle_params(ctx.request.query)
         if i.kind in ("search-type", "search-system", "search-compartment") and rtype not in CONFORMANCE:
-            ctx.upstream_query.append(narrowing(ctx.client.ods))
+            ctx.upstream_query.append(read_narrowing(ctx.client.ods))
         if i.kind in ("read", "vread"):
             # asked of the store, a conditional read answers 304 for an id it holds, whoever's it
             # is: the store is asked for the resource itself, and the condition judged here
@@ -182,7 +197,7 @@ class Tenancy:
                     req.pop(h, None)  # a conditional read answers 304 for anyone's id: read it whole
                 if inter.kind.startswith("search") and inter.resource_type not in CONFORMANCE:
                     # a search inside a batch: the caller's own only
-                    req["url"] = narrow_url(target.url, ods)
+                    req["url"] = narrow_url(target.url, ods, reading=True)
                 continue
             res = e.get("resource") or {}
             if method in ("POST", "PUT") and res.get("resourceType") == "Task":
@@ -192,6 +207,15 @@ class Tenancy:
                     tenants |= tenants_of(current)
         # every resource of the bundle travels with its Task(s)
         ctx.notes(_Notes).bundle_tenants = tenants
+        # what each resource's care relationships grant the others of this transaction (a
+        # MedicationRequest's pharmacy reads the Patient beside it), before any is labelled
+        granted = ctx.notes(_Notes).granted
+        for e in entries:
+            res = e.get("resource")
+            method = str((e.get("request") or {}).get("method", "")).upper()
+            if method in ("POST", "PUT") and isinstance(res, dict):
+                for ref, readers in _grants(ctx, res, bundle).others.items():
+                    granted.setdefault(ref, set()).update(readers)
         return None
 
     @hookimpl(specname="fhirplug_before_storage", tryfirst=True)
@@ -265,7 +289,52 @@ class Tenancy:
                 )
             tenants |= named
         label(entry.resource, tenants)
+        self._share(ctx, entry)
         return None
+
+    def _share(self, ctx, entry) -> None:
+        """Reader labels from the care-relationship rules (``careaccess.rules``), from the
+        resource's content and never from the caller (whatever reader labels it sent are
+        replaced); an update keeps those the resource had. Resources already stored that a rule
+        shares (a Task's focus, a request's Patient) get theirs in the same transaction, when the
+        writer owns them: only an owner shares what it holds."""
+        ods = ctx.client.ods
+        notes = ctx.notes(_Notes)
+        bundle = ctx.body if entry.index is not None and isinstance(ctx.body, dict) else None
+        found = _grants(ctx, entry.resource, bundle)
+        readers = set(found.own)
+        for key in (entry.full_url, f"{entry.resource_type}/{entry.resource_id}"):
+            readers |= notes.granted.get(key or "", set())
+        if not entry.conditional and entry.resource_id is not None:
+            current = ctx.store.read(entry.resource_type, entry.resource_id)
+            if current is not None and ods in tenants_of(current):
+                readers |= readers_of(current)
+        with_readers(entry.resource, readers)
+        in_bundle = {e.get("fullUrl") for e in (bundle or {}).get("entry") or [] if isinstance(e, dict)}
+        for ref, more in found.others.items():
+            if ref.startswith("urn:") or ref in in_bundle or ref in notes.granted:
+                continue  # labelled as its own entry
+            self._share_stored(ctx, ref, more)
+
+    def _share_stored(self, ctx, ref: str, readers: set[str]) -> None:
+        rtype, _, rid = ref.partition("/")
+        current = ctx.store.read(rtype, rid)
+        if current is None or ctx.client.ods not in tenants_of(current):
+            return
+        shared = ctx.notes(_Notes).shared
+        if ref in shared:
+            resource = shared[ref]["resource"]
+            with_readers(resource, readers_of(resource) | readers)
+            return
+        if readers <= readers_of(current) | tenants_of(current):
+            return
+        updated = copy.deepcopy(current)
+        with_readers(updated, readers_of(current) | readers)
+        put: dict = {"resource": updated, "request": {"method": "PUT", "url": ref}}
+        if version := (current.get("meta") or {}).get("versionId"):
+            put["request"]["ifMatch"] = f'W/"{version}"'
+        shared[ref] = put
+        ctx.companion_writes.append(put)
 
     @hookimpl
     def fhirplug_response(self, ctx, response):
@@ -309,6 +378,33 @@ class Tenancy:
             not_known(response, i.resource_type, i.id)
         elif i.kind in ("read", "vread") and ctx.notes(_Notes).conditional:
             conditional_read(response, ctx.notes(_Notes).conditional)
+
+
+def _grants(ctx, resource: dict, bundle: dict | None) -> Grants:
+    """What writing ``resource`` grants by the care-relationship rules, resolved as the writer:
+    Organizations by ODS identifier, the Bundle or the store; a request the writer may read."""
+    ods = ctx.client.ods
+
+    def org_ods(ref: dict) -> str | None:
+        return ods_of_reference(ref, bundle, ctx.store)
+
+    def resolve(ref: dict, rtype: str) -> dict | None:
+        target = ref.get("reference")
+        if not isinstance(target, str):
+            return None
+        for e in (bundle or {}).get("entry") or []:
+            res = e.get("resource") if isinstance(e, dict) else None
+            if e.get("fullUrl") == target and isinstance(res, dict) and res.get("resourceType") == rtype:
+                labelled = copy.deepcopy(res)  # as it will be stored: with the bundle's tenants
+                label(labelled, set(ctx.notes(_Notes).bundle_tenants or {ods}))
+                return labelled
+        m = _LITERAL.search(target)
+        if m is None or m.group(1) != rtype:
+            return None
+        found = ctx.store.read(rtype, m.group(2))
+        return found if found is not None and readable_by(found, ods) else None
+
+    return grants(resource, org_ods, resolve)
 
 
 def _current(ctx, url: str, ods: str) -> list[dict]:

@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "intake",
     "task_workflow",
     "dispense_return",
+    "completion",
     "audit",
     "access_log",
 )
@@ -38,6 +39,7 @@ PUBLIC_BASE_KEY = "FHIRPLUG_PUBLIC_BASE_URL"
 REDIS_URL_KEY = "REDIS_URL"
 ODS_KEY = "FHIRPLUG_ODS"
 PROXY_CHECKS_KEY = "FHIRPLUG_TENANCY_PROXY_CHECKS"
+COMPLETION_KEY = "FHIRPLUG_COMPLETE_ON_DISPENSE"
 EPS_TRUST_DIR_KEY = "FHIRPLUG_EPS_TRUST_DIR"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # the one default: proxy, worker and CLIs read it here
 
@@ -150,6 +152,8 @@ class Settings:
     own_ods: str = ""  # its ODS code: the owner it gives Tasks, the observer of its audit events
     role: str = "both"  # hub, spoke or both; a hub refuses a Task owned by another hub
     tenancy_proxy_checks: bool = True  # False only for the security tests: labels, no proxy checks
+    # a completed MedicationDispense that covers its request completes it (dispensing.completion)
+    complete_on_dispense: bool = True
     mesh: MeshSettings = field(default_factory=MeshSettings)  # GP notifications' MESH mailbox
     # notify the GP of each notifiable write automatically (only with a MESH mailbox configured);
     # off: only ``$notify-gp`` sends
@@ -180,6 +184,7 @@ class Settings:
             own_ods=_env(ODS_KEY, cls.own_ods),
             role=_env("FHIRPLUG_ROLE", cls.role),
             tenancy_proxy_checks=_switch(PROXY_CHECKS_KEY, _env(PROXY_CHECKS_KEY, "on")),
+            complete_on_dispense=_switch(COMPLETION_KEY, _env(COMPLETION_KEY, "on")),
             mesh=MeshSettings.from_env(),
             gp_notify=_switch(GP_NOTIFY_KEY, _env(GP_NOTIFY_KEY, "on")),
             eps_trust_dir=_env(EPS_TRUST_DIR_KEY, "").strip(),

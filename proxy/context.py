@@ -131,6 +131,14 @@ class RequestContext:
     body: Any = None
     # look-ups in the store on a plugin's behalf (``proxy.store_reader.StoreReader``)
     store: Any = None
+    # rule-driven writes that must happen in the SAME store transaction as the caller's write
+    # (a request completed by a dispense, a reader label a care relationship grants): Bundle
+    # entries, judged by the rule that added them, not as the caller's own writes; a plain write
+    # that has any is sent to the store as a transaction and answered as the plain write
+    companion_writes: list[dict[str, Any]] = field(default_factory=list)
+    # ``Type/id`` of resources a companion write changes that the caller only reads: signed to the
+    # store (``X-Fhirplug-Grant``) so that its tenancy line admits exactly those changes
+    completion_grants: set[str] = field(default_factory=set)
     # reads the request body (set by the app); use ``request_body()``, which reads it once
     body_source: Callable[[], bytes] | None = field(default=None, repr=False)
     _raw_body: bytes | None = field(default=None, repr=False)

@@ -12,9 +12,9 @@ from proxy.auth.enforcement import authorize_entries
 from proxy.context import RequestContext, StorageOutcome, WriteEntry
 from proxy.errors import FhirError
 from proxy.pipeline import call_guarded
-from proxy.response import ProxyResponse
+from proxy.response import ProxyResponse, dumps, loads
 from proxy.rewrite import replace_base, stream_replace
-from proxy.store_caller import CALLER_KEY, caller_of
+from proxy.store_caller import CALLER_KEY, GRANT_KEY, caller_of
 from proxy.upstream import CAPITALISED, REQUEST_HEADERS, RESPONSE_HEADERS, StoreClient
 from proxy.write_plan import WritePlan, outgoing
 
@@ -36,8 +36,89 @@ class FhirPassthrough:
             return plan  # answered without the store (e.g. an earlier identical submission)
         self._run_storage_hooks(ctx, plan.entries)
         method, path, query, headers, data = self._upstream_request(ctx, plan)
+        if ctx.companion_writes:
+            return self._with_companions(ctx, plan, method, path, query, headers, data)
         upstream = self.store.send(method, path, query, headers, data)
         return self._relay(ctx, plan.entries, upstream, headers)
+
+    def _with_companions(
+        self,
+        ctx: RequestContext,
+        plan: WritePlan,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        headers: dict[str, str],
+        data: bytes | None,
+    ) -> ProxyResponse:
+        """The caller's write and the rule-driven writes plugins added, in ONE store transaction
+        (all stored or none); answered as the caller's own write, the companions' entries left out."""
+        if plan.kind == "batch":
+            raise FhirError(
+                422,
+                "A write in this batch needs another resource changed with it (a request its dispense "
+                "completes, a record a care relationship shares): a batch stores its entries one by "
+                "one, so send it as a transaction or on its own",
+                ["Bundle.type"],
+                code="business-rule",
+            )
+        if ctx.completion_grants:
+            headers[GRANT_KEY] = ",".join(sorted(ctx.completion_grants))
+        companions = ctx.companion_writes
+        if plan.kind == "transaction" and data is not None:
+            body = loads(data)
+            asked = len(body.get("entry") or [])
+            body["entry"] = [*(body.get("entry") or []), *companions]
+            upstream = self.store.send(method, path, query, headers, dumps(body))
+            response = self._relay(ctx, plan.entries, upstream, headers)
+            answer = response.resource if response.is_json and response.status < 300 else None
+            if isinstance(answer, dict) and isinstance(answer.get("entry"), list):
+                answer["entry"] = answer["entry"][:asked]
+                response.resource = answer
+            return response
+        if plan.kind not in ("create", "update") or len(plan.entries) != 1 or data is None:
+            raise FhirError(500, "Rule-driven writes go only with a create, an update or a transaction")
+        entry = plan.entries[0]
+        request: dict[str, str] = {"method": method, "url": path + (f"?{urlencode(query)}" if query else "")}
+        for header, name in (("if-match", "ifMatch"), ("if-none-exist", "ifNoneExist")):
+            if (value := headers.pop(header, None)) is not None:
+                request[name] = value
+        first: dict = {"resource": loads(data), "request": request}
+        if entry.full_url:
+            first["fullUrl"] = entry.full_url
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [first, *companions]}
+        headers["content-type"] = "application/fhir+json; charset=utf-8"
+        upstream = self.store.send("POST", "", [], headers, dumps(bundle))
+        return self._relay(ctx, plan.entries, self._as_plain_write(ctx, upstream, headers), headers)
+
+    def _as_plain_write(self, ctx: RequestContext, upstream, headers: dict[str, str]) -> _Answer:
+        """A transaction's answer read as the answer to its first entry, a plain create or update:
+        its status, Location, ETag and Last-Modified, and the stored resource read as the caller."""
+        try:
+            data = upstream.read()
+        finally:
+            upstream.release_conn()
+        content_type = upstream.headers.get("content-type") or "application/fhir+json"
+        if upstream.status >= 300:
+            return _Answer(upstream.status, {"content-type": content_type}, data)
+        first = ((loads(data).get("entry") or [{}])[0] or {}).get("response") or {}
+        status = int(str(first.get("status", "200")).split(" ", 1)[0] or 200)
+        location = str(first.get("location") or "")
+        out = {"content-type": content_type}
+        if location:
+            out["location"] = f"{self.store.base_url}/{location}"
+        for key, name in (("etag", "etag"), ("lastModified", "last-modified")):
+            if first.get(key):
+                out[name] = str(first[key])
+        if not location or "return=minimal" in (ctx.request.header("prefer") or ""):
+            return _Answer(status, out, b"")
+        read_headers = {"accept": "application/fhir+json", CALLER_KEY: headers[CALLER_KEY]}
+        stored = self.store.send("GET", location, [], read_headers, None)
+        try:
+            body = stored.read()
+        finally:
+            stored.release_conn()
+        return _Answer(status, out, body if stored.status == 200 else b"")
 
     def _plan(
         self, ctx: RequestContext, raw: bytes, content_encoding: str | None
@@ -289,3 +370,20 @@ def _patched_now(ctx: RequestContext) -> dict | None:
         return seen_as.read(inter.resource_type, inter.id)
     found = seen_as.search(inter.resource_type, list(ctx.request.query), count=2)  # a conditional patch
     return found[0] if len(found) == 1 else None
+
+
+class _Answer:
+    """A store answer already read, in the shape the relay reads (status, headers, body)."""
+
+    def __init__(self, status: int, headers: dict[str, str], data: bytes):
+        self.status, self.headers, self._data = status, headers, data
+
+    def read(self, amount: int | None = None) -> bytes:
+        data, self._data = self._data, b""
+        return data
+
+    def release_conn(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

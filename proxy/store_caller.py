@@ -25,6 +25,12 @@ from pathlib import Path
 import requests
 
 HEADER = "X-Fhirplug-Caller"
+# a rule-driven change the proxy grants one request (a MedicationRequest its dispense completes):
+# "v1;complete;<Type/id,...>;<unix seconds>;<signature>", signed like the caller assertion
+GRANT_HEADER = "X-Fhirplug-Grant"
+# how the pass-through tells the store client which resources to grant ("Type/id,Type/id")
+GRANT_KEY = "x-fhirplug-grant"
+_TARGET = re.compile(r"[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}")
 # how the pass-through tells the store client whom a relayed request is for ("role;ods");
 # the client replaces it with the signed header and never sends it as it is
 CALLER_KEY = "x-fhirplug-caller"
@@ -76,6 +82,14 @@ class CallerSigner:
         if not (_WORD.fullmatch(role) and _WORD.fullmatch(ods)):
             raise ValueError(f"cannot assert caller role {role!r} ODS {ods!r}")
         signed = f"v1;{role};{ods};{int(time.time() if now is None else now)}"
+        mac = hmac.new(self._key, signed.encode(), hashlib.sha256).digest()
+        return signed + ";" + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def grant(self, targets: list[str], now: float | None = None) -> str:
+        """The grant header letting one request complete ``targets`` (``Type/id``), at most 50."""
+        if not targets or len(targets) > 50 or not all(_TARGET.fullmatch(t) for t in targets):
+            raise ValueError(f"cannot grant {targets!r}")
+        signed = f"v1;complete;{','.join(targets)};{int(time.time() if now is None else now)}"
         mac = hmac.new(self._key, signed.encode(), hashlib.sha256).digest()
         return signed + ";" + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 

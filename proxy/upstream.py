@@ -14,7 +14,7 @@ from urllib.parse import urlencode, urlsplit
 import urllib3
 
 from proxy.errors import FhirError
-from proxy.store_caller import CALLER_KEY, HEADER, CallerSigner
+from proxy.store_caller import CALLER_KEY, GRANT_HEADER, GRANT_KEY, HEADER, CallerSigner
 
 log = logging.getLogger("fhirplug.upstream")
 
@@ -127,8 +127,11 @@ class StoreClient:
             url += "?" + urlencode(query)
         headers = {**headers, "Accept-Encoding": "identity"}
         role, _, ods = headers.pop(CALLER_KEY, "admin;").partition(";")
+        granted = headers.pop(GRANT_KEY, "")
         if self.signer is not None:
             headers[HEADER] = self.signer.header(role, ods)
+            if granted:
+                headers[GRANT_HEADER] = self.signer.grant(sorted(set(granted.split(","))))
         try:
             return self._pool.urlopen(
                 method,

@@ -13,7 +13,13 @@ from tests.support.plugin_context import ScriptedStore, request_context, searchs
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "ig" / "examples"
 HUB = Client("hub-system", "FA565", "hub")
-MR = {"resourceType": "MedicationRequest", "id": "mr-7"}
+TABLETS = {"value": 60, "unit": "tablet", "system": "http://snomed.info/sct", "code": "428673006"}
+MR = {
+    "resourceType": "MedicationRequest",
+    "id": "mr-7",
+    "status": "active",
+    "dispenseRequest": {"quantity": TABLETS},
+}
 
 
 def message(name: str = "valid-hub-to-spoke") -> dict:
@@ -93,13 +99,35 @@ def test_a_medication_request_is_completed_once_for_two_dispenses():
     assert len(added_patches(bundle)) == 1
 
 
-def test_a_literal_reference_needs_no_look_up():
+def test_a_literal_reference_needs_no_look_up_by_identifier():
     bundle = message()
     dispenses(bundle)[0]["authorizingPrescription"] = [{"reference": "MedicationRequest/mr-9"}]
-    store = found()
+    store = ScriptedStore({("GET", "MedicationRequest/mr-9"): {**MR, "id": "mr-9"}})
     DispenseReturn().fhirplug_before_bundle(ctx=context(store), bundle=bundle)
-    assert store.calls == []
+    assert [c for c in store.calls if c["path"] == "MedicationRequest"] == []
     assert added_patches(bundle) == [{"method": "PATCH", "url": "MedicationRequest/mr-9"}]
+
+
+def test_a_dispense_short_of_the_quantity_asked_leaves_the_request_open():
+    bundle = message()
+    dispenses(bundle)[0]["quantity"]["value"] = 20
+    DispenseReturn().fhirplug_before_bundle(ctx=context(found(MR)), bundle=bundle)
+    assert added_patches(bundle) == []
+
+
+def test_dispenses_stored_before_count_towards_the_quantity():
+    bundle = message()
+    dispenses(bundle)[0]["quantity"]["value"] = 20
+    earlier = {
+        "resourceType": "MedicationDispense",
+        "status": "completed",
+        "quantity": {**TABLETS, "value": 40},
+    }
+    store = ScriptedStore(
+        {("GET", "MedicationRequest"): searchset(MR), ("GET", "MedicationDispense"): searchset(earlier)}
+    )
+    DispenseReturn().fhirplug_before_bundle(ctx=context(store), bundle=bundle)
+    assert added_patches(bundle) == [{"method": "PATCH", "url": "MedicationRequest/mr-7"}]
 
 
 def test_a_spoke_to_hub_message_is_left_alone():

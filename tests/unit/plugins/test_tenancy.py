@@ -4,7 +4,7 @@ from urllib.parse import quote
 
 import pytest
 
-from hubspoke.identifiers import ODS_SYSTEM, TENANT_SYSTEM
+from hubspoke.identifiers import ODS_SYSTEM, READER_SYSTEM, TENANT_SYSTEM
 from plugins.tenancy import Tenancy
 from proxy.context import Client, WriteEntry
 from proxy.errors import FhirError
@@ -81,7 +81,7 @@ def test_a_client_without_a_tenant_is_refused():
 def test_a_tenants_search_is_narrowed_to_its_own_resources():
     ctx = request_context("search-type", "GET", "Task", client=SPOKE)
     assert Tenancy(proxy_checks=True).fhirplug_request(ctx=ctx) is None
-    assert ctx.upstream_query == [("_security", f"{TENANT_SYSTEM}|FS1A1")]
+    assert ctx.upstream_query == [("_security", f"{TENANT_SYSTEM}|FS1A1,{READER_SYSTEM}|FS1A1")]
 
 
 def test_a_search_of_conformance_content_is_not_narrowed():
@@ -215,3 +215,88 @@ def test_other_operations_answers_are_still_narrowed():
     )
     Tenancy().fhirplug_response(ctx=ctx, response=response)
     assert response.resource["entry"] == []
+
+
+# ---------------------------------------------------------------- care relationships (reader labels)
+
+
+def readers(resource: dict) -> list[str]:
+    return sorted(s["code"] for s in resource["meta"].get("security", []) if s["system"] == READER_SYSTEM)
+
+
+def test_the_pharmacy_a_request_names_as_performer_gets_a_reader_label():
+    ctx = request_context("create", "POST", "MedicationRequest", client=SPOKE)
+    mr = {"resourceType": "MedicationRequest", "dispenseRequest": {"performer": org("FD001")}}
+    entry = WriteEntry("POST", "MedicationRequest", mr)
+    Tenancy(proxy_checks=True).fhirplug_before_storage(ctx=ctx, entry=entry)
+    assert labels(entry.resource) == ["FS1A1"] and readers(entry.resource) == ["FD001"]
+
+
+def test_reader_labels_a_caller_sends_are_replaced():
+    ctx = request_context("create", "POST", "Patient", client=SPOKE)
+    patient = {"resourceType": "Patient", "meta": {"security": [{"system": READER_SYSTEM, "code": "FX999"}]}}
+    entry = WriteEntry("POST", "Patient", patient)
+    Tenancy(proxy_checks=True).fhirplug_before_storage(ctx=ctx, entry=entry)
+    assert readers(entry.resource) == []
+
+
+def test_a_stored_patient_the_writer_owns_is_shared_in_the_same_transaction():
+    stored = labelled({"resourceType": "Patient", "id": "9"}, "FS1A1")
+    stored["meta"]["versionId"] = "2"
+    ctx = request_context(
+        "create",
+        "POST",
+        "MedicationRequest",
+        client=SPOKE,
+        store=ScriptedStore({("GET", "Patient/9"): stored}),
+    )
+    mr = {
+        "resourceType": "MedicationRequest",
+        "subject": {"reference": "Patient/9"},
+        "dispenseRequest": {"performer": org("FD001")},
+    }
+    Tenancy(proxy_checks=True).fhirplug_before_storage(
+        ctx=ctx, entry=WriteEntry("POST", "MedicationRequest", mr)
+    )
+    (put,) = ctx.companion_writes
+    assert put["request"] == {"method": "PUT", "url": "Patient/9", "ifMatch": 'W/"2"'}
+    assert readers(put["resource"]) == ["FD001"] and labels(put["resource"]) == ["FS1A1"]
+
+
+def test_a_stored_patient_of_another_owner_is_not_shared():
+    stored = labelled({"resourceType": "Patient", "id": "9"}, "OTHER")
+    ctx = request_context(
+        "create",
+        "POST",
+        "MedicationRequest",
+        client=SPOKE,
+        store=ScriptedStore({("GET", "Patient/9"): stored}),
+    )
+    mr = {
+        "resourceType": "MedicationRequest",
+        "subject": {"reference": "Patient/9"},
+        "dispenseRequest": {"performer": org("FD001")},
+    }
+    Tenancy(proxy_checks=True).fhirplug_before_storage(
+        ctx=ctx, entry=WriteEntry("POST", "MedicationRequest", mr)
+    )
+    assert ctx.companion_writes == []
+
+
+def test_the_prescriber_of_the_authorising_request_reads_the_dispense():
+    request = labelled({"resourceType": "MedicationRequest", "id": "5"}, "FP001")
+    request["meta"]["security"].append({"system": READER_SYSTEM, "code": "FS1A1"})
+    ctx = request_context(
+        "create",
+        "POST",
+        "MedicationDispense",
+        client=SPOKE,
+        store=ScriptedStore({("GET", "MedicationRequest/5"): request}),
+    )
+    md = {
+        "resourceType": "MedicationDispense",
+        "authorizingPrescription": [{"reference": "MedicationRequest/5"}],
+    }
+    entry = WriteEntry("POST", "MedicationDispense", md)
+    Tenancy(proxy_checks=True).fhirplug_before_storage(ctx=ctx, entry=entry)
+    assert labels(entry.resource) == ["FS1A1"] and readers(entry.resource) == ["FP001"]

@@ -4,6 +4,7 @@ import java.nio.charset.StandardCharsets;
 import java.security.GeneralSecurityException;
 import java.security.MessageDigest;
 import java.util.Base64;
+import java.util.Set;
 import java.util.regex.Pattern;
 import javax.crypto.Mac;
 import javax.crypto.spec.SecretKeySpec;
@@ -20,10 +21,14 @@ import javax.crypto.spec.SecretKeySpec;
 public final class CallerAssertion {
 
 	public static final String HEADER = "X-Fhirplug-Caller";
+	/** A rule-driven write the proxy grants for one request: {@code v1;complete;<Type/id,...>;<time>;<sig>}. */
+	public static final String GRANT_HEADER = "X-Fhirplug-Grant";
 	public static final String SECRET_ENV = "FHIRPLUG_STORE_SECRET";
 	static final long MAX_SKEW_SECONDS = 300;
 	static final int MIN_SECRET_LENGTH = 32;
 	private static final Pattern WORD = Pattern.compile("[A-Za-z0-9_-]{0,64}");
+	private static final Pattern TARGETS =
+			Pattern.compile("[A-Z][A-Za-z]{1,63}/[A-Za-z0-9.-]{1,64}(,[A-Z][A-Za-z]{1,63}/[A-Za-z0-9.-]{1,64}){0,49}");
 
 	private final byte[] secret;
 	private final ThreadLocal<Mac> macs;
@@ -52,7 +57,33 @@ public final class CallerAssertion {
 	 * @throws IllegalArgumentException when the header is malformed, badly signed or too old
 	 */
 	public Caller verify(String header, long nowSeconds) {
-		if (header == null || header.length() > 512) {
+		String[] parts = signedParts(header, nowSeconds, 512);
+		if (!WORD.matcher(parts[1]).matches() || !WORD.matcher(parts[2]).matches()) {
+			throw new IllegalArgumentException("malformed caller assertion");
+		}
+		return new Caller(parts[1], parts[2]);
+	}
+
+	/**
+	 * The resources a grant header lets the request complete ({@code Type/id}); empty without one.
+	 * Signed like the caller assertion: a caller of the proxy can neither forge nor relay one.
+	 *
+	 * @throws IllegalArgumentException when a header is there but malformed, badly signed or too old
+	 */
+	public Set<String> verifyGrant(String header, long nowSeconds) {
+		if (header == null) {
+			return Set.of();
+		}
+		String[] parts = signedParts(header, nowSeconds, 4096);
+		if (!"complete".equals(parts[1]) || !TARGETS.matcher(parts[2]).matches()) {
+			throw new IllegalArgumentException("malformed grant");
+		}
+		return Set.of(parts[2].split(","));
+	}
+
+	/** {@code v1;<a>;<b>;<time>}, checked for its signature and age. */
+	private String[] signedParts(String header, long nowSeconds, int maxLength) {
+		if (header == null || header.length() > maxLength) {
 			throw new IllegalArgumentException("no caller assertion");
 		}
 		int cut = header.lastIndexOf(';');
@@ -71,8 +102,7 @@ public final class CallerAssertion {
 			throw new IllegalArgumentException("caller assertion signature does not verify");
 		}
 		String[] parts = signed.split(";", -1);
-		if (parts.length != 4 || !"v1".equals(parts[0]) || !WORD.matcher(parts[1]).matches()
-				|| !WORD.matcher(parts[2]).matches()) {
+		if (parts.length != 4 || !"v1".equals(parts[0])) {
 			throw new IllegalArgumentException("malformed caller assertion");
 		}
 		long at;
@@ -84,7 +114,7 @@ public final class CallerAssertion {
 		if (Math.abs(nowSeconds - at) > MAX_SKEW_SECONDS) {
 			throw new IllegalArgumentException("caller assertion expired");
 		}
-		return new Caller(parts[1], parts[2]);
+		return parts;
 	}
 
 	private Mac newMac() {

@@ -12,6 +12,7 @@ import ca.uhn.fhir.rest.api.server.RequestDetails;
 import ca.uhn.fhir.rest.api.server.SystemRequestDetails;
 import ca.uhn.fhir.rest.param.HasParam;
 import ca.uhn.fhir.rest.param.ReferenceParam;
+import ca.uhn.fhir.rest.param.TokenOrListParam;
 import ca.uhn.fhir.rest.param.TokenParam;
 import ca.uhn.fhir.rest.server.exceptions.AuthenticationException;
 import ca.uhn.fhir.rest.server.exceptions.BaseServerResponseException;
@@ -41,12 +42,16 @@ import org.slf4j.LoggerFactory;
  *   <li>Every request must carry the proxy's signed caller assertion ({@link CallerAssertion});
  *       without one only {@code GET metadata} is answered. Fail closed.
  *   <li>Spokes and hubs see only resources labelled with their ODS code in {@code meta.security}
- *       (system {@value #TENANT_SYSTEM}); conformance resources are shared reading. Searches are
+ *       (system {@value #TENANT_SYSTEM}), or as readers by a care relationship ({@link CareAccess}:
+ *       read, never write); conformance resources are shared reading. Searches are
  *       narrowed in the database, so totals and pages hold; whatever else would be shown
  *       (includes, history, pages, batch reads, conditional matches) is filtered.
  *   <li>Another tenant's resource is answered exactly as an unknown id: same status, same text.
- *   <li>A tenant writes only resources that carry its own label, never removes a label, never
- *       touches another tenant's resource or shared conformance content.
+ *   <li>A tenant writes only resources that carry its own tenant label, never removes a label, never
+ *       touches another tenant's resource or shared conformance content; the one write a reader
+ *       label admits is a completion the proxy signed ({@link CompletionGrant}).
+ *   <li>A tenant's write may not refer to what it cannot read: answered as a missing id ({@link
+ *       ReferenceGuard}).
  *   <li>Chained parameters and {@code _has} would be evaluated over every tenant's data: refused.
  * </ul>
  *
@@ -78,6 +83,8 @@ public class TenancyInterceptor {
 			EnumSet.of(RestOperationTypeEnum.READ, RestOperationTypeEnum.VREAD);
 
 	private final CallerAssertion assertion;
+	private final CompletionGrant completion;
+	private final ReferenceGuard references;
 
 	/** For the official HAPI image's {@code hapi.fhir.custom-interceptor-classes}. */
 	public TenancyInterceptor() {
@@ -86,6 +93,8 @@ public class TenancyInterceptor {
 
 	public TenancyInterceptor(CallerAssertion assertion) {
 		this.assertion = assertion;
+		this.completion = new CompletionGrant(assertion);
+		this.references = new ReferenceGuard();
 		LOG.info("store-side tenancy on: only requests the fhirplug proxy signed are answered");
 	}
 
@@ -193,13 +202,17 @@ public class TenancyInterceptor {
 		}
 		String type = search.getResourceType(); // null for a search across types: narrowed too
 		if ((type == null || !CONFORMANCE.contains(type)) && !alreadyNarrowed(map, caller.ods())) {
-			map.add("_security", new TokenParam(TENANT_SYSTEM, caller.ods()));
+			// what it owns, or reads by a care relationship (CareAccess): one OR clause
+			map.add("_security", new TokenOrListParam()
+					.addOr(new TokenParam(TENANT_SYSTEM, caller.ods()))
+					.addOr(new TokenParam(CareAccess.READER_SYSTEM, caller.ods())));
 		}
 	}
 
 	/**
-	 * The proxy's first line already asks for exactly this label: a second, identical clause would
-	 * only cost the database another join.
+	 * The proxy's first line already asks for exactly these labels (its own, or its own as a
+	 * reader) or for its own tenant label alone: a second clause would only cost the database
+	 * another join.
 	 */
 	private static boolean alreadyNarrowed(SearchParameterMap map, String ods) {
 		List<List<ca.uhn.fhir.model.api.IQueryParameterType>> and = map.get("_security");
@@ -207,8 +220,12 @@ public class TenancyInterceptor {
 			return false;
 		}
 		for (List<ca.uhn.fhir.model.api.IQueryParameterType> or : and) {
-			if (or.size() == 1 && or.get(0) instanceof TokenParam t && t.getModifier() == null
-					&& TENANT_SYSTEM.equals(t.getSystem()) && ods.equals(t.getValue())) {
+			boolean all = !or.isEmpty();
+			for (ca.uhn.fhir.model.api.IQueryParameterType p : or) {
+				all &= p instanceof TokenParam t && t.getModifier() == null && ods.equals(t.getValue())
+						&& (TENANT_SYSTEM.equals(t.getSystem()) || CareAccess.READER_SYSTEM.equals(t.getSystem()));
+			}
+			if (all) {
 				return true;
 			}
 		}
@@ -296,6 +313,10 @@ public class TenancyInterceptor {
 			throw new ForbiddenOperationException("A resource written for " + caller.ods()
 					+ " must carry its tenant label (the fhirplug proxy sets it)");
 		}
+		if (caller.isTenant()) {
+			checkReaderLabels(resource, null);
+			references.check(caller, resource, null, request);
+		}
 	}
 
 	@Hook(Pointcut.STORAGE_PRESTORAGE_RESOURCE_UPDATED)
@@ -308,13 +329,39 @@ public class TenancyInterceptor {
 			throw notKnown(before.getIdElement());
 		}
 		checkWritable(caller, after);
+		if (caller.isTenant() && before != null && !CareAccess.writableBy(before, caller.ods())) {
+			if (completion.granted(request, caller, before, after)) {
+				return; // the proxy's completion rule, signed for this very resource (CompletionGrant)
+			}
+			throw readOnly(before);
+		}
 		if (caller.isTenant()) {
 			Set<String> now = labels(after);
 			if (!now.contains(caller.ods()) || !now.containsAll(labels(before))) {
 				throw new ForbiddenOperationException(
 						"An update may not remove tenant labels: who may see a resource is the server's to decide");
 			}
+			checkReaderLabels(after, before);
+			references.check(caller, after, before, request);
 		}
+	}
+
+	/** Reader labels only on the types the care rules name, and never taken away by an update. */
+	private static void checkReaderLabels(IBaseResource after, IBaseResource before) {
+		if (!CareAccess.readerLabelsAllowed(after)) {
+			throw new ForbiddenOperationException(
+					after.fhirType() + " carries no reader labels: no care relationship rule names it");
+		}
+		if (before != null && !CareAccess.readers(after).containsAll(CareAccess.readers(before))) {
+			throw new ForbiddenOperationException(
+					"An update may not remove reader labels: who may read a resource is the server's to decide");
+		}
+	}
+
+	/** A resource the caller reads by a care relationship only: seen, so no oracle in saying so. */
+	private static ForbiddenOperationException readOnly(IBaseResource resource) {
+		return new ForbiddenOperationException(resource.getIdElement().toUnqualifiedVersionless().getValue()
+				+ " is shared with your organisation for reading only");
 	}
 
 	@Hook(Pointcut.STORAGE_PRESTORAGE_RESOURCE_DELETED)
@@ -327,6 +374,9 @@ public class TenancyInterceptor {
 			throw notKnown(resource.getIdElement());
 		}
 		checkWritable(caller, resource);
+		if (caller.isTenant() && !CareAccess.writableBy(resource, caller.ods())) {
+			throw readOnly(resource);
+		}
 	}
 
 	private static void checkWritable(Caller caller, IBaseResource resource) {
@@ -356,7 +406,7 @@ public class TenancyInterceptor {
 		if (CONFORMANCE.contains(type) || "OperationOutcome".equals(type)) {
 			return true;
 		}
-		return caller.isTenant() && labels(resource).contains(caller.ods());
+		return caller.isTenant() && CareAccess.readableBy(resource, caller.ods());
 	}
 
 	static Set<String> labels(IBaseResource resource) {
