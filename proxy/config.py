@@ -21,6 +21,7 @@ DEFAULT_PLUGINS = (
     "eps_release",
     "eps_task",
     "tenancy",
+    "one_copy",
     "delivery_dedup",
     "message_checks",
     "profile_validation",
