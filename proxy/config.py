@@ -22,6 +22,7 @@ DEFAULT_PLUGINS = (
     "eps_task",
     "tenancy",
     "one_copy",
+    "validate_operation",
     "delivery_dedup",
     "message_checks",
     "profile_validation",

@@ -119,6 +119,9 @@ class RequestContext:
     # "xml": the JSON answer is rendered as FHIR XML by the proxy after every response hook
     # (the store was asked for JSON so that the hooks could judge it)
     render_as: str | None = None
+    # bytes (and their media type) the store is sent instead of the caller's body, for an
+    # operation that stores nothing (a plugin wrapping what $validate is asked to validate)
+    upstream_body: tuple[bytes, str] | None = None
     # the message the Bundle carries, once classified (``provides = ("message",)``); None: no message
     message: Message | None = None
     state: dict[str, Any] = field(default_factory=dict)

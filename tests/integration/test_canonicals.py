@@ -1,0 +1,121 @@
+"""One stored copy per canonical through the real proxy and store: a profile uploaded again by
+any method updates the copy of its url and version; another version is kept beside it and
+``$validate ?profile=url|version`` picks it."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from proxy.store_caller import store_auth
+
+pytestmark = pytest.mark.integration
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+SD = "StructureDefinition"
+
+
+@pytest.fixture(scope="module")
+def validator(stack):
+    return stack.session(client=stack.client("canonicals-validator", "validator"))
+
+
+def profile(url: str, version: str | None, required: str) -> dict:
+    sd = {
+        "resourceType": SD,
+        "url": url,
+        "name": "CanonicalTest",
+        "status": "active",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "derivation": "constraint",
+        "differential": {"element": [{"id": f"Patient.{required}", "path": f"Patient.{required}", "min": 1}]},
+    }
+    if version:
+        sd["version"] = version
+    return sd
+
+
+def new_url() -> str:
+    return f"https://fhirplug.test/StructureDefinition/canon-{uuid.uuid4().hex[:8]}"
+
+
+def stored(stack, url: str) -> list[dict]:
+    """Straight from the store, past the proxy: every copy of ``url``."""
+    found = requests.get(f"{stack.store_url}/{SD}", params={"url": url}, auth=store_auth()).json()
+    return [e["resource"] for e in found.get("entry") or []]
+
+
+def validate(session, stack, profile_ref: str) -> list[str]:
+    r = session.post(
+        f"{stack.fhir}/Patient/$validate",
+        params={"profile": profile_ref},
+        json={"resourceType": "Patient", "gender": "male"},
+        headers=FHIR_JSON,
+    )
+    assert r.status_code == 200, r.text
+    return [i["diagnostics"] for i in r.json()["issue"] if i["severity"] in ("error", "fatal")]
+
+
+def test_a_second_post_updates_the_first_copy(stack, validator):
+    url = new_url()
+    first = validator.post(f"{stack.fhir}/{SD}", json=profile(url, "1.0.0", "birthDate"), headers=FHIR_JSON)
+    assert first.status_code == 201, first.text
+    second = validator.post(f"{stack.fhir}/{SD}", json=profile(url, "1.0.0", "name"), headers=FHIR_JSON)
+    assert second.status_code == 200, second.text
+    copies = stored(stack, url)
+    assert len(copies) == 1 and copies[0]["differential"]["element"][0]["path"] == "Patient.name"
+    assert any("Patient.name" in d for d in validate(validator, stack, url))
+
+
+def test_a_put_to_another_id_updates_the_stored_copy(stack, validator):
+    url = new_url()
+    first = validator.post(f"{stack.fhir}/{SD}", json=profile(url, "1", "birthDate"), headers=FHIR_JSON)
+    assert first.status_code == 201, first.text
+    other = {**profile(url, "1", "name"), "id": f"other-{uuid.uuid4().hex[:8]}"}
+    put = validator.put(f"{stack.fhir}/{SD}/{other['id']}", json=other, headers=FHIR_JSON)
+    assert put.status_code == 200, put.text
+    copies = stored(stack, url)
+    assert [c["id"] for c in copies] == [first.json()["id"]]
+
+
+def test_a_transaction_entry_updates_the_stored_copy(stack, validator):
+    url = new_url()
+    assert validator.post(f"{stack.fhir}/{SD}", json=profile(url, "1", "birthDate"), headers=FHIR_JSON).ok
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": profile(url, "1", "name"), "request": {"method": "POST", "url": SD}}],
+    }
+    r = validator.post(stack.fhir, json=bundle, headers=FHIR_JSON)
+    assert r.status_code == 200, r.text
+    assert len(stored(stack, url)) == 1
+
+
+def test_another_version_is_kept_beside_and_a_pinned_validate_picks_it(stack, validator):
+    url = new_url()
+    assert validator.post(f"{stack.fhir}/{SD}", json=profile(url, "1.0", "birthDate"), headers=FHIR_JSON).ok
+    assert validator.post(f"{stack.fhir}/{SD}", json=profile(url, "2.0", "name"), headers=FHIR_JSON).ok
+    assert sorted(c["version"] for c in stored(stack, url)) == ["1.0", "2.0"]
+    pinned_1 = validate(validator, stack, f"{url}|1.0")
+    pinned_2 = validate(validator, stack, f"{url}|2.0")
+    assert any("birthDate" in d for d in pinned_1) and not any("Patient.name" in d for d in pinned_1)
+    assert any("Patient.name" in d for d in pinned_2) and not any("birthDate" in d for d in pinned_2)
+    latest = validate(validator, stack, url)
+    assert any("Patient.name" in d for d in latest), latest
+
+
+def test_simultaneous_first_uploads_store_one_copy(stack, validator):
+    url = new_url()
+
+    def post(_):
+        return validator.post(f"{stack.fhir}/{SD}", json=profile(url, "1", "name"), headers=FHIR_JSON)
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(post, range(6)))
+    assert all(a.status_code in (200, 201) for a in answers), [a.text for a in answers]
+    assert len(stored(stack, url)) == 1
