@@ -366,6 +366,10 @@ def load_profiles(cfg: StackConfig) -> str:
     params = profiles_cli.load_search_parameters(
         PROFILES_DIR / "fhirplug", cfg.store_url, cfg.effective_redis_url
     )
+    from ops.profiles_dedupe import startup_warning
+
+    if warning := startup_warning(cfg.store_url):
+        print(f"fhirplug: warning: {warning}", file=sys.stderr)
     return f"{summary.line()}; {len(params)} search parameters"
 
 

@@ -119,3 +119,40 @@ def test_simultaneous_first_uploads_store_one_copy(stack, validator):
         answers = list(pool.map(post, range(6)))
     assert all(a.status_code in (200, 201) for a in answers), [a.text for a in answers]
     assert len(stored(stack, url)) == 1
+
+
+def run_dedupe(stack, *extra: str):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    fhirplug = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "fhirplug"
+    env = {**os.environ, "REDIS_URL": stack.redis_url}
+    cmd = [str(fhirplug), "profiles", "dedupe", "--store", stack.store_url, *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_dedupe_keeps_the_newest_copy_of_duplicates_stored_before_the_rule(stack):
+    from ops.profiles_dedupe import startup_warning
+
+    url = new_url()
+    ids = []
+    for required in ("birthDate", "name"):  # past the proxy: how copies got there before the rule
+        r = requests.post(
+            f"{stack.store_url}/{SD}", json=profile(url, "1", required), headers=FHIR_JSON, auth=store_auth()
+        )
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    warning = startup_warning(stack.store_url)
+    assert warning and url in warning
+
+    dry = run_dedupe(stack, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"kept {SD}/{ids[1]}, would delete {SD}/{ids[0]}" in dry.stdout
+    assert len(stored(stack, url)) == 2
+
+    done = run_dedupe(stack)
+    assert done.returncode == 0, done.stderr
+    assert f"kept {SD}/{ids[1]}, deleted {SD}/{ids[0]}" in done.stdout
+    assert [c["id"] for c in stored(stack, url)] == [ids[1]]
+    assert startup_warning(stack.store_url) is None
