@@ -77,3 +77,18 @@ def test_line_numbers_point_into_the_callers_document(stack, validator):
     found = issues(validator.post(f"{stack.fhir}/Patient/$validate", data=text, headers=FHIR_JSON))
     lines = [loc for i in found for loc in i.get("location", []) if loc.startswith("Line[")]
     assert lines and any(not loc.startswith("Line[1]") for loc in lines), found
+
+
+def test_rules_true_reports_the_business_rule_a_write_would_be_refused_by(stack, validator):
+    from pathlib import Path
+
+    path = (
+        Path(__file__).resolve().parents[2] / "ig" / "examples" / "invalid-spoke-to-hub-bad-nhs-number.json"
+    )
+    raw = path.read_bytes()
+    url = f"{stack.fhir}/Bundle/$validate"
+    plain = issues(validator.post(url, data=raw, headers=FHIR_JSON))
+    assert not [i for i in plain if i["severity"] in ("error", "fatal")]
+    ruled = issues(validator.post(url, params={"rules": "true"}, data=raw, headers=FHIR_JSON))
+    found = [i for i in ruled if i.get("code") == "business-rule"]
+    assert found and "NHS" in found[0]["diagnostics"] and found[0]["expression"]

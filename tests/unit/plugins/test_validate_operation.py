@@ -37,3 +37,42 @@ def test_an_unknown_mode_is_refused_with_its_expression():
     with pytest.raises(FhirError) as refused:
         ValidateOperation().fhirplug_request(ctx=ctx)
     assert refused.value.status == 400 and refused.value.expression
+
+
+def bad_nhs_number() -> dict:
+    from pathlib import Path
+
+    path = (
+        Path(__file__).resolve().parents[3] / "ig" / "examples" / "invalid-spoke-to-hub-bad-nhs-number.json"
+    )
+    return json.loads(path.read_text())
+
+
+def test_rules_true_adds_the_business_rules_to_the_stores_outcome_and_is_withheld():
+    from proxy.response import ProxyResponse
+
+    ctx = validate_ctx(bad_nhs_number(), [("rules", "true")])
+    plugin = ValidateOperation()
+    plugin.fhirplug_request(ctx=ctx)
+    assert "rules" in ctx.upstream_query_withheld
+    response = ProxyResponse.from_resource(200, {"resourceType": "OperationOutcome", "issue": []})
+    plugin.fhirplug_response(ctx=ctx, response=response)
+    assert any(i["code"] == "business-rule" for i in response.resource["issue"])
+
+
+def test_without_rules_the_stores_outcome_is_left_alone():
+    from proxy.response import ProxyResponse
+
+    ctx = validate_ctx(bad_nhs_number())
+    plugin = ValidateOperation()
+    plugin.fhirplug_request(ctx=ctx)
+    response = ProxyResponse.from_resource(200, {"resourceType": "OperationOutcome", "issue": []})
+    plugin.fhirplug_response(ctx=ctx, response=response)
+    assert response.resource["issue"] == []
+
+
+def test_rules_with_a_value_other_than_true_or_false_is_refused():
+    ctx = validate_ctx({"resourceType": "Patient"}, [("rules", "yes")])
+    with pytest.raises(FhirError) as refused:
+        ValidateOperation().fhirplug_request(ctx=ctx)
+    assert refused.value.status == 400
