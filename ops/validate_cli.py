@@ -322,6 +322,11 @@ def _validate_file(path: Path, name: str, base: str, profile: str | None, sender
     headers = {"Content-Type": parsed.content_type, "Accept": JSON_TYPE}
     # the rules are the message's, not a profile's: asked for once
     with_rules = rules and parsed.content_type == JSON_TYPE
+    if rules and not with_rules:
+        # asked for and not run: say so rather than let the file look checked
+        row.issues.append(
+            _issue("warning", "not-supported", "--rules: the business rules read JSON; not run")
+        )
     try:
         for n, prof in enumerate(row.profiles or [None]):
             params = {"profile": prof} if prof else {}

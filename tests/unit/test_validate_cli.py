@@ -224,3 +224,12 @@ def test_parallel_requests_keep_the_files_order(fake, tmp_path, capsys):
 
 def test_jobs_below_one_is_a_usage_error(fake, tmp_path):
     assert run(fake, examples(tmp_path / "ex"), tmp_path, "--jobs", "0") == 2
+
+
+def test_rules_not_run_on_an_xml_file_is_a_warning_not_silence(fake, tmp_path, capsys):
+    folder = tmp_path / "ex"
+    folder.mkdir()
+    (folder / "p.xml").write_text('<Patient xmlns="http://hl7.org/fhir"/>')
+    assert run(fake, folder, tmp_path, "--rules") == 0
+    assert "p.xml: warning: --rules: the business rules read JSON; not run" in capsys.readouterr().out
+    assert "rules" not in fake.seen[-1]["query"]
