@@ -92,3 +92,38 @@ def test_rules_true_reports_the_business_rule_a_write_would_be_refused_by(stack,
     ruled = issues(validator.post(url, params={"rules": "true"}, data=raw, headers=FHIR_JSON))
     found = [i for i in ruled if i.get("code") == "business-rule"]
     assert found and "NHS" in found[0]["diagnostics"] and found[0]["expression"]
+
+
+def test_mode_delete_validates_deleting_a_stored_resource(stack, http):
+    created = http.post(f"{stack.fhir}/Patient", json={"resourceType": "Patient"}, headers=FHIR_JSON)
+    assert created.status_code == 201, created.text
+    pid = created.json()["id"]
+    r = http.post(
+        f"{stack.fhir}/Patient/{pid}/$validate",
+        params={"mode": "delete"},
+        json={"resourceType": "Patient", "id": pid},
+        headers=FHIR_JSON,
+    )
+    assert r.status_code == 200, r.text
+    assert not [i for i in r.json()["issue"] if i["severity"] in ("error", "fatal")]
+    assert http.get(f"{stack.fhir}/Patient/{pid}").status_code == 200  # validated, not deleted
+
+
+def test_mode_delete_reports_a_resource_others_refer_to(stack, http):
+    pid = http.post(f"{stack.fhir}/Patient", json={"resourceType": "Patient"}, headers=FHIR_JSON).json()["id"]
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "weight"},
+        "subject": {"reference": f"Patient/{pid}"},
+    }
+    assert http.post(f"{stack.fhir}/Observation", json=obs, headers=FHIR_JSON).status_code == 201
+    r = http.post(
+        f"{stack.fhir}/Patient/{pid}/$validate",
+        params={"mode": "delete"},
+        json={"resourceType": "Patient", "id": pid},
+        headers=FHIR_JSON,
+    )
+    assert r.status_code == 409  # what the delete itself would answer
+    assert "at least one resource has a reference to this resource" in r.json()["issue"][0]["diagnostics"]
+    assert http.get(f"{stack.fhir}/Patient/{pid}").status_code == 200
