@@ -14,6 +14,8 @@ COPY eps ./eps
 COPY careaccess ./careaccess
 COPY dispensing ./dispensing
 COPY gpnotify ./gpnotify
+COPY canonicals ./canonicals
+COPY validation ./validation
 COPY plugins ./plugins
 COPY worker ./worker
 COPY ops ./ops

@@ -123,8 +123,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "profiles", help="load conformance resources (a folder or a .tgz package) into the store"
     )
-    p.add_argument("action", choices=["load"])
-    p.add_argument("path", help="a folder of JSON resources, or a FHIR NPM package (.tgz)")
+    p.add_argument(
+        "action",
+        choices=["load", "dedupe"],
+        help="load: PATH into the store; dedupe: keep one copy (the newest) of each url and version",
+    )
+    p.add_argument("path", nargs="?", help="load: a folder of JSON resources, or a FHIR NPM package (.tgz)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="dedupe: report what would be deleted, delete nothing"
+    )
     p.add_argument(
         "--store",
         default=os.environ.get("FHIRPLUG_STORE_URL", "http://127.0.0.1:8090/fhir"),
@@ -133,6 +140,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    if args.action == "dedupe":
+        return _dedupe(args)
+    if not args.path:
+        print("fhirplug: profiles load needs a PATH", file=sys.stderr)
+        return 2
     try:
         summary = load(args.path, args.store, redis_url_from_env(), True)
     except FileNotFoundError as exc:
@@ -147,6 +159,21 @@ def run(args) -> int:
     print(f"{args.path}: {summary.line()}")
     for name in summary.created + summary.updated:
         print(f"  {'created' if name in summary.created else 'updated'}  {name}")
+    return 0
+
+
+def _dedupe(args) -> int:
+    from ops.profiles_dedupe import dedupe, report
+
+    try:
+        found = dedupe(args.store, redis_url_from_env(), args.dry_run)
+    except FhirError as exc:
+        print(f"fhirplug: {exc.diagnostics}", file=sys.stderr)
+        return 1
+    except requests.RequestException as exc:
+        print(f"fhirplug: the store did not answer: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(report(found, args.dry_run)))
     return 0
 
 

@@ -393,6 +393,10 @@ def init_store(store_url: str, redis_url: str | None) -> str:
 
     summary = profiles_cli.load(PROFILES_DIR, store_url, redis_url)
     params = profiles_cli.load_search_parameters(PROFILES_DIR / "fhirplug", store_url, redis_url)
+    from ops.profiles_dedupe import startup_warning
+
+    if warning := startup_warning(store_url):
+        print(f"fhirplug: warning: {warning}", file=sys.stderr)
     return f"{summary.line()}; {len(params)} search parameters"
 
 

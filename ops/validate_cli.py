@@ -3,10 +3,20 @@
 Every ``*.json`` and ``*.xml`` file under PATH (or PATH itself, when it is a file) is sent as is
 to ``POST {base}/{resourceType}/$validate``: against ``--profile`` when given, else against each
 profile the resource declares in ``meta.profile`` (one request per profile, issues merged), else
-against its base type. The outcome is a table on stdout, a JSON report and a JUnit XML report.
+against its base type. The file's bytes go as they are, with the Content-Type of their format,
+so the store's line and column refer to the file. ``--jobs`` requests run at once. The outcome
+is a table on stdout (plain lines, one per file and one per issue as ``file:line:col:``, when
+stdout is not a terminal: a CI log or a pipe), a JSON report and a JUnit XML report.
 
-Exit codes: 0 no file has an error, 1 some file has, 2 a usage problem (no such path, no files,
-missing or unreadable credentials).
+With ``--client-id``/``--key`` the token is renewed before it expires and once more on a 401,
+so a long run never reports an expired token. ``--rules`` asks the proxy for fhirplug's business
+rules too (``$validate?rules=true``).
+
+Exit codes: 0 every file validated without an error; 1 some file has an error (including a file
+that does not parse, or that the store refuses to read); 2 some file could not be validated
+(server unreachable, token refused, a status that says nothing about the file) or a usage
+problem (no such path, no files, missing or unreadable credentials). 2 wins over 1: a run that
+could not look at every file has not shown that the others are all there is to fix.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import os
 import re
 import sys
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,12 +49,17 @@ class UsageError(Exception):
     """Exit 2: the command cannot run as invoked."""
 
 
+class NotValidated(Exception):
+    """Exit 2: the server said nothing about the file (unreachable, token refused, 5xx)."""
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "validate",
         help="validate a folder of JSON and XML examples through $validate",
         description="Validate FHIR resources (*.json, *.xml; a folder is searched recursively) "
-        "through the proxy's $validate. Exit 0: no errors; 1: some file has errors; 2: usage problem.",
+        "through the proxy's $validate. Exit 0: no errors; 1: some file has errors; 2: some file could "
+        "not be validated (server unreachable, token refused), or a usage problem.",
     )
     p.add_argument("path", help="a folder (searched recursively) or a single file")
     p.add_argument(
@@ -60,6 +76,12 @@ def add_parser(sub) -> None:
     p.add_argument("--report-json", default=DEFAULT_JSON_REPORT, help=f"default: ./{DEFAULT_JSON_REPORT}")
     p.add_argument("--report-junit", default=DEFAULT_JUNIT_REPORT, help=f"default: ./{DEFAULT_JUNIT_REPORT}")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request (default 120)")
+    p.add_argument("--jobs", "-j", type=int, default=4, help="requests in flight at once (default 4)")
+    p.add_argument(
+        "--rules",
+        action="store_true",
+        help="report fhirplug's business rules too (hub-and-spoke message checks; JSON files)",
+    )
 
 
 def run(args) -> int:
@@ -67,6 +89,8 @@ def run(args) -> int:
         files, root = _find_files(Path(args.path), {Path(args.report_json), Path(args.report_junit)})
         base = (args.base or os.environ.get("FHIRPLUG_BASE") or DEFAULT_BASE).rstrip("/")
         sender = _sender(args, base)
+        if args.jobs < 1:
+            raise UsageError("--jobs takes a whole number of 1 or more")
     except UsageError as exc:
         print(f"fhirplug validate: {exc}", file=sys.stderr)
         return 2
@@ -77,15 +101,21 @@ def run(args) -> int:
         sender.warm_up()
     except TokenRequestError as exc:
         print(f"fhirplug validate: no access token: {exc}", file=sys.stderr)
-        return 1
+        return 2
 
-    rows = _validate_all(files, root, base, args.profile, sender)
-    print_results(rows)
+    rows = _validate_all(files, root, base, args.profile, sender, args.jobs, args.rules)
+    print_results(rows, plain=not sys.stdout.isatty())
     try:
         write_json_report(Path(args.report_json), rows, base, args.path, args.profile)
         write_junit_report(Path(args.report_junit), rows)
     except OSError as exc:
         print(f"fhirplug validate: cannot write a report: {exc}", file=sys.stderr)
+        return 2
+    return exit_code(rows)
+
+
+def exit_code(rows: list[Row]) -> int:
+    if any(r.not_validated for r in rows):
         return 2
     return 1 if any(r.errors for r in rows) else 0
 
@@ -245,33 +275,37 @@ def _identity(issue: dict) -> tuple:
     )
 
 
-def _validate_all(files: list[Path], root: Path, base: str, profile: str | None, sender) -> list[Row]:
+def _validate_all(
+    files: list[Path], root: Path, base: str, profile: str | None, sender, jobs: int = 1, rules: bool = False
+) -> list[Row]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    rows = []
     # on stderr and transient: stdout carries only the table and the summary; none in a CI log
     console = Console(stderr=True)
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[file]}", markup=False),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as progress:
-        task = progress.add_task("validating", total=len(files), file="")
-        for f in files:
-            name = f.relative_to(root).as_posix()
-            progress.update(task, file=name)
-            rows.append(_validate_file(f, name, base, profile, sender))
+    with (
+        Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as progress,
+        ThreadPoolExecutor(max_workers=jobs) as pool,
+    ):
+        task = progress.add_task("validating", total=len(files))
+
+        def one(f: Path) -> Row:
+            row = _validate_file(f, f.relative_to(root).as_posix(), base, profile, sender, rules)
             progress.advance(task)
-    return rows
+            return row
+
+        return list(pool.map(one, files))  # in the files' order, whatever order they finish in
 
 
-def _validate_file(path: Path, name: str, base: str, profile: str | None, sender) -> Row:
+def _validate_file(path: Path, name: str, base: str, profile: str | None, sender, rules: bool = False) -> Row:
     row = Row(name)
     try:
         raw = path.read_bytes()
@@ -286,18 +320,37 @@ def _validate_file(path: Path, name: str, base: str, profile: str | None, sender
     row.profiles = [profile] if profile else parsed.profiles
     url = f"{base}/{parsed.resource_type}/$validate"
     headers = {"Content-Type": parsed.content_type, "Accept": JSON_TYPE}
-    for prof in row.profiles or [None]:
-        _merge(row.issues, _validate_once(sender, url, raw, headers, prof))
+    # the rules are the message's, not a profile's: asked for once
+    with_rules = rules and parsed.content_type == JSON_TYPE
+    if rules and not with_rules:
+        # asked for and not run: say so rather than let the file look checked
+        row.issues.append(
+            _issue("warning", "not-supported", "--rules: the business rules read JSON; not run")
+        )
+    try:
+        for n, prof in enumerate(row.profiles or [None]):
+            params = {"profile": prof} if prof else {}
+            if with_rules and n == 0:
+                params["rules"] = "true"
+            _merge(row.issues, _validate_once(sender, url, raw, headers, prof, params))
+    except NotValidated as exc:
+        row.not_validated = str(exc)
     return row
 
 
-def _validate_once(sender, url: str, raw: bytes, headers: dict, profile: str | None) -> list[dict]:
+# statuses that say the file itself was refused; any other is about the server or the caller
+_ABOUT_THE_FILE = {200, 400, 422}
+
+
+def _validate_once(
+    sender, url: str, raw: bytes, headers: dict, profile: str | None, params: dict | None = None
+) -> list[dict]:
     from proxy.auth.outbound import TokenRequestError
 
     try:
-        resp = sender.post(url, data=raw, headers=headers, params={"profile": profile} if profile else None)
+        resp = sender.post(url, data=raw, headers=headers, params=params or None)
     except (requests.RequestException, TokenRequestError) as exc:
-        return [_issue("error", "exception", f"request failed: {exc}", profile=profile)]
+        raise NotValidated(f"request failed: {exc}") from exc
     try:
         doc = resp.json()
     except ValueError:
@@ -311,6 +364,8 @@ def _validate_once(sender, url: str, raw: bytes, headers: dict, profile: str | N
     else:
         said, code = " ".join(resp.text.split())[:300], None
     what = f"HTTP {resp.status_code}" if resp.status_code != 200 else "HTTP 200 without an OperationOutcome"
+    if resp.status_code not in _ABOUT_THE_FILE or not is_outcome:
+        raise NotValidated(f"{what}: {said}" if said else what)
     return [_issue("error", code or "exception", f"{what}: {said}" if said else what, profile=profile)]
 
 
@@ -323,8 +378,25 @@ def _strings(value) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
+_ISSUE_LINE = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-line"
+_ISSUE_COL = "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-col"
+_LINE_COL = re.compile(r"^Line\[(\d+)\] Col\[(\d+)\]$")
+
+
+def _position(issue: dict) -> tuple[int | None, int | None]:
+    """Line and column in the file: the standard extensions, else HAPI's ``Line[n] Col[m]``."""
+    ext = {e.get("url"): e.get("valueInteger") for e in issue.get("extension") or [] if isinstance(e, dict)}
+    line, col = ext.get(_ISSUE_LINE), ext.get(_ISSUE_COL)
+    if isinstance(line, int):
+        return line, col if isinstance(col, int) else None
+    for loc in _strings(issue.get("location")):
+        if m := _LINE_COL.match(loc):
+            return int(m.group(1)), int(m.group(2))
+    return None, None
+
+
 def _from_outcome(issue: dict, profile: str | None) -> dict:
-    return _issue(
+    out = _issue(
         str(issue.get("severity") or "error"),
         str(issue.get("code") or ""),
         _diagnostics(issue),
@@ -332,3 +404,9 @@ def _from_outcome(issue: dict, profile: str | None) -> dict:
         profile,
         _strings(issue.get("location")),
     )
+    line, col = _position(issue)
+    if line is not None:
+        out["line"] = line
+        if col is not None:
+            out["col"] = col
+    return out

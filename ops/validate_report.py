@@ -19,6 +19,7 @@ class Row:
     file: str
     profiles: list[str] = field(default_factory=list)
     issues: list[dict] = field(default_factory=list)
+    not_validated: str | None = None  # why the server said nothing about this file (exit 2)
 
     @property
     def error_issues(self) -> list[dict]:
@@ -39,6 +40,8 @@ class Row:
             "errors": self.errors,
             "warnings": self.warnings,
             "issues": self.issues,
+            "validated": self.not_validated is None,
+            **({"not_validated": self.not_validated} if self.not_validated else {}),
         }
 
 
@@ -50,16 +53,53 @@ def describe(issue: dict) -> str:
     return f"{where}: {issue['diagnostics']}" if where else issue["diagnostics"]
 
 
+def position(issue: dict) -> str:
+    """``line:col`` in the file (``line`` alone, or "" when the store gave none)."""
+    if "line" not in issue:
+        return ""
+    return f"{issue['line']}:{issue['col']}" if "col" in issue else str(issue["line"])
+
+
 def summary(rows: list[Row]) -> dict:
     return {
         "files": len(rows),
+        "not_validated": sum(1 for r in rows if r.not_validated),
         "files_with_errors": sum(1 for r in rows if r.errors),
         "errors": sum(r.errors for r in rows),
         "warnings": sum(r.warnings for r in rows),
     }
 
 
-def print_results(rows: list[Row]) -> None:
+def summary_line(rows: list[Row]) -> str:
+    s = summary(rows)
+    line = (
+        f"{s['files']} files, {s['files_with_errors']} with errors, {s['errors']} errors, "
+        f"{s['warnings']} warnings"
+    )
+    return line + (f", {s['not_validated']} not validated" if s["not_validated"] else "")
+
+
+def plain_lines(rows: list[Row]) -> list[str]:
+    """For a log or a pipe: nothing wraps, one line per file, then one per error and warning as
+    ``file:line:col: severity: where: what`` (the shape editors and CI annotations read)."""
+    out = []
+    for r in rows:
+        if r.not_validated:
+            out.append(f"{r.file}: not validated: {r.not_validated}")
+            continue
+        out.append(f"{r.file}: {r.errors} errors, {r.warnings} warnings")
+        for i in r.issues:
+            if i["severity"] in ERROR_SEVERITIES or i["severity"] == "warning":
+                at = ":".join(p for p in (r.file, position(i)) if p)
+                out.append(f"  {at}: {i['severity']}: {describe(i)}")
+    out.append(summary_line(rows))
+    return out
+
+
+def print_results(rows: list[Row], plain: bool = False) -> None:
+    if plain:
+        print("\n".join(plain_lines(rows)), flush=True)
+        return
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -72,19 +112,17 @@ def print_results(rows: list[Row]) -> None:
     table.add_column("First error", overflow="fold")
     for r in rows:
         first = r.error_issues[0] if r.errors else None
+        said = f"not validated: {r.not_validated}" if r.not_validated else ""
+        if first:
+            said = f"{position(first)} {describe(first)}".strip()
         table.add_row(
             Text(r.file),  # Text, not markup: names and FHIRPaths contain [brackets]
             Text(str(r.errors), style="bold red" if r.errors else "green"),
             Text(str(r.warnings), style="yellow" if r.warnings else ""),
-            Text(describe(first) if first else ""),
+            Text(said),
         )
     console.print(table)
-    s = summary(rows)
-    console.print(
-        f"{s['files']} files, {s['files_with_errors']} with errors, {s['errors']} errors, "
-        f"{s['warnings']} warnings",
-        markup=False,
-    )
+    console.print(summary_line(rows), markup=False)
 
 
 def write_json_report(target: Path, rows: list[Row], base: str, path: str, profile: str | None) -> None:
@@ -101,14 +139,24 @@ def write_json_report(target: Path, rows: list[Row], base: str, path: str, profi
 
 def write_junit_report(target: Path, rows: list[Row]) -> None:
     failed = sum(1 for r in rows if r.errors)
+    unvalidated = sum(1 for r in rows if r.not_validated)
     suite = ET.Element(
-        "testsuite", name="fhirplug validate", tests=str(len(rows)), failures=str(failed), errors="0"
+        "testsuite",
+        name="fhirplug validate",
+        tests=str(len(rows)),
+        failures=str(failed),
+        errors=str(unvalidated),  # JUnit's "error": the test could not run, not that it failed
     )
     for r in rows:
         case = ET.SubElement(suite, "testcase", classname="fhirplug.validate", name=r.file)
+        if r.not_validated:
+            ET.SubElement(case, "error", message=r.not_validated)
         if r.errors:
             failure = ET.SubElement(case, "failure", message=describe(r.error_issues[0]))
-            failure.text = "\n".join(f"{i['severity']}: {describe(i)}" for i in r.error_issues)
+            failure.text = "\n".join(
+                f"{':'.join(p for p in (r.file, position(i)) if p)}: {i['severity']}: {describe(i)}"
+                for i in r.error_issues
+            )
         warnings = [i for i in r.issues if i["severity"] == "warning"]
         if warnings:
             ET.SubElement(case, "system-out").text = "\n".join(f"warning: {describe(i)}" for i in warnings)

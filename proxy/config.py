@@ -22,6 +22,8 @@ DEFAULT_PLUGINS = (
     "eps_task",
     "gp_notify",
     "tenancy",
+    "one_copy",
+    "validate_operation",
     "delivery_dedup",
     "message_checks",
     "profile_validation",

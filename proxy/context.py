@@ -122,6 +122,9 @@ class RequestContext:
     # a transaction or batch: how many entries the caller sent (plugins may add entries of their
     # own, an audit event say; the answer has one entry per entry the caller sent)
     caller_entries: int | None = None
+    # bytes (and their media type) the store is sent instead of the caller's body, for an
+    # operation that stores nothing (a plugin wrapping what $validate is asked to validate)
+    upstream_body: tuple[bytes, str] | None = None
     # the message the Bundle carries, once classified (``provides = ("message",)``); None: no message
     message: Message | None = None
     state: dict[str, Any] = field(default_factory=dict)

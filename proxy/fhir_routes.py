@@ -210,6 +210,13 @@ class FhirPassthrough:
         public, internal = ctx.public_base, self.store.base_url
         out = outgoing(plan, req.method, req.path, list(req.query))
         data = out.data
+        verbatim = ctx.interaction.operation in bodies.PASS_THROUGH_OPERATIONS and not plan.entries
+        if verbatim and plan.has_body:
+            # the caller's bytes as they came: the store's Line[n] Col[m] then point into the
+            # caller's own document, not into our one-line re-serialisation
+            data = plan.raw
+        if verbatim and ctx.upstream_body is not None:
+            data = ctx.upstream_body[0]
         if data:
             # callers write our public base into fullUrls and references; the store knows its own
             data = data.replace(public.encode(), internal.encode())
@@ -220,6 +227,8 @@ class FhirPassthrough:
             headers["content-type"] = (
                 out.media_type if out.media_type == bodies.JSON_PATCH else "application/fhir+json"
             ) + "; charset=utf-8"
+        if verbatim and ctx.upstream_body is not None:
+            headers["content-type"] = ctx.upstream_body[1]
         if plan.kind == "create" and entries and entries[0].if_none_exist:
             headers["if-none-exist"] = entries[0].if_none_exist
         if entries and entries[0].index is None and entries[0].if_match and not req.header("if-match"):

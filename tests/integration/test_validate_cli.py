@@ -115,12 +115,12 @@ def write_examples(folder: Path, broken: bool = True, invalid: bool = True) -> N
 
 
 def table_rows(stdout: str, files: set[str]) -> dict[str, tuple[int, int]]:
-    """(errors, warnings) per file, read back from the printed table."""
+    """(errors, warnings) per file, read back from the plain lines (stdout is a pipe here)."""
     rows = {}
     for line in stdout.splitlines():
-        cells = [c.strip() for c in re.split(r"[│┃|]", line)]
-        if len(cells) >= 4 and cells[1] in files:
-            rows[cells[1]] = (int(cells[2]), int(cells[3]))
+        m = re.match(r"^(\S.*): (\d+) errors, (\d+) warnings$", line)
+        if m and m.group(1) in files:
+            rows[m.group(1)] = (int(m.group(2)), int(m.group(3)))
     return rows
 
 
@@ -185,8 +185,9 @@ def test_a_folder_with_invalid_and_broken_files(validate, tmp_path):
     paths = {e for i in rules["issues"] if i["severity"] == "error" for e in i["expression"]}
     assert {"Patient.communication[0]", "Patient.contact[0]"} <= paths, json.dumps(rules)
     first = next(i for i in rules["issues"] if i["severity"] == "error")
-    line = next(line for line in result.proc.stdout.splitlines() if "patient-breaks-rules.json" in line)
-    assert f"{first['expression'][0]}: {first['diagnostics'][:40]}" in line
+    # the first error's own plain line: the file, its line and column in the file, where, what
+    line = next(ln for ln in result.proc.stdout.splitlines() if ln.startswith("  patient-breaks-rules.json:"))
+    assert f"error: {first['expression'][0]}: {first['diagnostics'][:40]}" in line
 
     broken = rows["broken.json"]
     assert broken["errors"] == 1 and broken["profiles"] == []
@@ -240,7 +241,7 @@ def test_each_declared_profile_is_checked(validate, tmp_path):
     assert_consistent(result)
 
 
-def test_a_refused_token_makes_every_file_an_error_row(stack, tmp_path):
+def test_a_refused_token_is_could_not_validate_not_an_error_row(stack, tmp_path):
     folder = tmp_path / "examples"
     write_examples(folder, broken=False, invalid=False)
     env = {**os.environ, "COLUMNS": "200", "FHIRPLUG_TOKEN": "not-a-token"}
@@ -252,16 +253,47 @@ def test_a_refused_token_makes_every_file_an_error_row(stack, tmp_path):
         text=True,
         timeout=120,
     )
-    result = Result(
-        proc,
-        json.loads((tmp_path / "validation-report.json").read_text()),
-        ET.parse(tmp_path / "validation-report.junit.xml").getroot(),
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    rows = {f["file"]: f for f in report["files"]}
+    assert set(rows) == {"patient-valid.json", "xml/patient-valid.xml"}
+    for row in rows.values():
+        assert row["errors"] == 0 and not row["validated"] and row["not_validated"].startswith("HTTP 401"), (
+            row
+        )
+    assert "2 not validated" in proc.stdout
+    assert ET.parse(tmp_path / "validation-report.junit.xml").getroot().get("errors") == "2"
+
+
+def test_issues_carry_the_files_own_line_numbers_json_and_xml(validate, tmp_path):
+    folder = tmp_path / "lines"
+    folder.mkdir()
+    (folder / "breaks.json").write_text(json.dumps(BREAKS_RULES_JSON, indent=2))
+    (folder / "breaks.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<Patient xmlns="http://hl7.org/fhir">\n'
+        "  <communication>\n"
+        '    <preferred value="true"/>\n'
+        "  </communication>\n"
+        "</Patient>\n"
     )
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert set(result.rows) == {"patient-valid.json", "xml/patient-valid.xml"}
-    for row in result.rows.values():
-        assert row["errors"] == 1 and row["issues"][0]["diagnostics"].startswith("HTTP 401"), row
-    assert_consistent(result)
+    result = validate(folder)
+    for name in ("breaks.json", "breaks.xml"):
+        lines = {i.get("line") for i in result.rows[name]["issues"] if i["severity"] == "error"}
+        assert lines - {None, 1}, (name, result.rows[name])
+    assert re.search(r"^  breaks\.json:\d+:\d+: error: ", result.proc.stdout, re.M), result.proc.stdout
+
+
+def test_rules_report_the_bad_nhs_number_a_write_would_refuse(validate):
+    example = (
+        Path(__file__).resolve().parents[2] / "ig" / "examples" / "invalid-spoke-to-hub-bad-nhs-number.json"
+    )
+    plain = validate(example)
+    assert plain.rows[example.name]["errors"] == 0, plain.proc.stdout
+    ruled = validate(example, "--rules")
+    issues = ruled.rows[example.name]["issues"]
+    assert any(i["code"] == "business-rule" and "NHS" in i["diagnostics"] for i in issues), ruled.proc.stdout
+    assert ruled.proc.returncode == 1
 
 
 def test_usage_problems_exit_2(tmp_path):

@@ -256,6 +256,28 @@ def test_upstream_request_sends_a_search_form_as_it_came():
     assert "content-type" not in headers  # ours is set only for a JSON body; the caller's passes
 
 
+def validate_context(body_type: str = JSON) -> RequestContext:
+    ctx = context("operation", "POST", "Patient/$validate", content_type=body_type)
+    ctx.interaction = Interaction("operation", "POST", "Patient", None, operation="$validate")
+    return ctx
+
+
+def test_upstream_request_sends_validate_the_callers_bytes_so_line_numbers_hold():
+    ctx = validate_context()
+    sent = b'{\n  "resourceType": "Patient",\n  "gender": "male"\n}\n'
+    fhir = passthrough()
+    *_, data = fhir._upstream_request(ctx, fhir._plan(ctx, sent, None))
+    assert data == sent
+
+
+def test_upstream_request_sends_validate_what_a_plugin_put_in_its_place():
+    ctx = validate_context()
+    ctx.upstream_body = (b'{"resourceType":"Parameters"}', "application/fhir+json")
+    fhir = passthrough()
+    *_, headers, data = fhir._upstream_request(ctx, fhir._plan(ctx, b'{"resourceType":"Patient"}', None))
+    assert (data, headers["content-type"]) == (b'{"resourceType":"Parameters"}', "application/fhir+json")
+
+
 # ------------------------------------------------------------------ relay
 
 

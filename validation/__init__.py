@@ -1,0 +1,1 @@
+"""What ``$validate`` is asked, put the way the store reads it."""
