@@ -176,8 +176,9 @@ def test_a_notification_stored_at_the_pharmacy_is_filed_at_the_practice_and_both
 ):
     pharmacy, practices = sites
     practice = practices[practice_ods]
-    chemist = pharmacy.session(f"e2e-pharmacy-{practice_ods}", "dispenser", PHARMACY_ODS, PHARMACY_SCOPES)
-    gp_user = practice.session(f"e2e-gp-{practice_ods}", "spoke", practice_ods, PRACTICE_SCOPES)
+    case = fixture.split("-")[0]
+    chemist = pharmacy.session(f"e2e-pharmacy-{case}", "dispenser", PHARMACY_ODS, PHARMACY_SCOPES)
+    gp_user = practice.session(f"e2e-gp-{case}", "spoke", practice_ods, PRACTICE_SCOPES)
 
     resources = store_at_the_pharmacy(pharmacy, chemist, fixture, practice_ods)
     message_id = build(resources, Sender(PHARMACY_ODS, PHARMACY_MAILBOX)).message_id
