@@ -288,11 +288,11 @@ def report(rows: list, args) -> str:
         f"**patient**: {args.patient} releases by `group-identifier` per concurrency (prescriptions "
         "nominated to no pharmacy, so each also relabels the message and its 4 MedicationRequests and "
         "writes an AuditEvent, in one transaction); **nominated**: each thread makes "
-        f"{args.releases_each} releases, each emptying a fresh pharmacy's queue of {args.batch} (search, "
-        "one batch of compare-and-sets, the messages, one AuditEvent). "
-        "Reference: the same writes as one HAPI transaction "
-        "sent straight to the store (patient: Task with ifMatch, message, MedicationRequests, AuditEvent; "
-        "nominated: the batch's Tasks with ifMatch and one AuditEvent).",
+        f"{args.releases_each} releases, each emptying a fresh pharmacy's queue of {args.batch} (the "
+        "queue search, then one transaction of the compare-and-sets, the AuditEvent and the read of the "
+        "messages). Reference: the same transaction sent straight to the store (patient: Task with "
+        "ifMatch, message, MedicationRequests, AuditEvent; nominated: the Tasks with ifMatch, one "
+        "AuditEvent, the read of the messages).",
         f"- Target: $release median at most {TARGET_RATIO}x HAPI's transaction.",
         "",
         "| release | c | median ms | p95 ms | req/s | prescriptions/s | errors "
