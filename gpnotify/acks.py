@@ -35,12 +35,12 @@ from typing import Any
 from gpnotify.itk import (
     MESSAGE_EVENT,
     MESSAGE_HANDLING,
-    RECIPIENT_TYPE,
     RFC4122,
     Kind,
     Sender,
     coding,
     header_organization,
+    message_handling,
     timestamp,
 )
 from gpnotify.r4 import ODS_ORG, Resource
@@ -173,18 +173,12 @@ def build_ack(
         "id": ids["header"],
         "meta": {"profile": [ITK + "ITK-MessageHeader-2"]},
         "extension": [
-            {
-                "url": MESSAGE_HANDLING,
-                "extension": [
-                    # an ack is never acknowledged: that would never end
-                    {"url": "BusAckRequested", "valueBoolean": False},
-                    {"url": "InfAckRequested", "valueBoolean": False},
-                    {"url": "RecipientType", "valueCoding": coding(RECIPIENT_TYPE, "FI", "For Information")},
-                    {"url": "MessageDefinition", "valueReference": {"reference": definition}},
-                    {"url": "SenderReference", "valueString": acked_message_id},
-                    {"url": "LocalExtension", "valueString": "None"},
-                ],
-            }
+            message_handling(
+                acks_requested=False,  # an ack is never acknowledged: that would never end
+                recipient_type=("FI", "For Information"),
+                definition=definition,
+                sender_reference=acked_message_id,
+            )
         ],
         "event": coding(MESSAGE_EVENT, *RESPONSE_EVENT),
         "sender": {"reference": "urn:uuid:" + ids["sender"]},

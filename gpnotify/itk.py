@@ -96,6 +96,24 @@ def header_organization(ods: str, entry_uuid: str) -> Resource:
     }
 
 
+def message_handling(
+    *, acks_requested: bool, recipient_type: tuple[str, str], definition: str, sender_reference: str
+) -> dict[str, Any]:
+    """The ``Extension-ITK-MessageHandling-2`` of an ITK3 MessageHeader: which acks are asked for,
+    for whom, the MessageDefinition, and (an ack) the id of the message it answers."""
+    return {
+        "url": MESSAGE_HANDLING,
+        "extension": [
+            {"url": "BusAckRequested", "valueBoolean": acks_requested},
+            {"url": "InfAckRequested", "valueBoolean": acks_requested},
+            {"url": "RecipientType", "valueCoding": coding(RECIPIENT_TYPE, *recipient_type)},
+            {"url": "MessageDefinition", "valueReference": {"reference": definition}},
+            {"url": "SenderReference", "valueString": sender_reference},
+            {"url": "LocalExtension", "valueString": "None"},
+        ],
+    }
+
+
 def message_bundle(
     kind: Kind, message_id: str, sender: Sender, receiver_ods: str, document: Resource, now: datetime | None
 ) -> Resource:
@@ -107,18 +125,12 @@ def message_bundle(
         "id": ids["header"],
         "meta": {"profile": [ITK + "ITK-MessageHeader-2"]},
         "extension": [
-            {
-                "url": MESSAGE_HANDLING,
-                "extension": [
-                    {"url": "BusAckRequested", "valueBoolean": True},
-                    {"url": "InfAckRequested", "valueBoolean": True},
-                    {"url": "RecipientType", "valueCoding": coding(RECIPIENT_TYPE, "FA", "For Action")},
-                    {"url": "MessageDefinition", "valueReference": {"reference": kind.message_definition}},
-                    # ITK3: "None" unless this message answers another (an ack names what it acks)
-                    {"url": "SenderReference", "valueString": "None"},
-                    {"url": "LocalExtension", "valueString": "None"},
-                ],
-            }
+            message_handling(
+                acks_requested=True,
+                recipient_type=("FA", "For Action"),
+                definition=kind.message_definition,
+                sender_reference="None",  # ITK3: "None" unless this message answers another
+            )
         ],
         "event": coding(MESSAGE_EVENT, kind.event, kind.event_display),
         "receiver": {"reference": "urn:uuid:" + ids["receiver"]},

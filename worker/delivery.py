@@ -28,7 +28,6 @@ from forwarding import metrics
 from forwarding.delivery import Delivery
 from forwarding.policy import (
     PartnerBusy,
-    PermanentFailure,
     RetryableFailure,
     acquire_slot,
     release_slot,
@@ -43,6 +42,7 @@ from proxy.config import WorkerSettings
 from proxy.direct_store import DirectStore
 from proxy.errors import FhirError
 from proxy.partners import PartnerDirectory
+from worker.attempts import attempt_failed, dead_letter
 from worker.outbox import done
 
 log = logging.getLogger("fhirplug.delivery")
@@ -150,25 +150,14 @@ def _send(d: Delivery, partner) -> dict:
 
 def _retrying(d: Delivery) -> None:
     """Count the attempt that is about to fail: a retry while any are left, a dead letter after."""
-    job = get_current_job()
-    if job is not None:
-        job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
-        job.save_meta()
-    left = job.retries_left if job is not None else 0
-    count(metrics.record_retried if left else metrics.record_dead, _worker()[1], d.partner)
+    attempt_failed(_worker()[1], d.partner)
 
 
 def _final(reason: str):
     """Fail for good: no retries left, so RQ moves the job to the failed registry (dead letters)."""
     job = get_current_job()
-    if job is not None:
-        partner = (job.args[0] if job.args else {}).get("partner", "?")
-        count(metrics.record_dead, _worker()[1], partner)
-        job.retries_left = 0
-        job.meta["dead_letter_reason"] = reason
-        job.save_meta()
-    log.warning("delivery dead-lettered", extra={"fields": {"event": "dead_letter", "reason": reason[:500]}})
-    raise PermanentFailure(reason)
+    partner = (job.args[0] if job is not None and job.args else {}).get("partner", "?")
+    raise dead_letter(_worker()[1], partner, reason)
 
 
 def record_delivery(d: Delivery, partner, store: DirectStore | None, *, own_ods: str) -> None:

@@ -29,7 +29,6 @@ from forwarding import metrics
 from forwarding.delivery import Delivery
 from forwarding.policy import (
     PartnerBusy,
-    PermanentFailure,
     RetryableFailure,
     acquire_slot,
     release_slot,
@@ -42,6 +41,7 @@ from gpnotify.sending import Payload
 from proxy.config import WorkerSettings
 from proxy.direct_store import DirectStore
 from proxy.errors import FhirError
+from worker.attempts import attempt_failed, dead_letter
 from worker.outbox import done
 
 log = logging.getLogger("fhirplug.mesh_delivery")
@@ -185,29 +185,15 @@ def _failed(d: Delivery, exc: MeshTransportError):
 def _retrying(d: Delivery) -> None:
     """Count the attempt about to fail: a retry while any are left, a dead letter after (then the
     Communication says so)."""
-    job = get_current_job()
-    if job is not None:
-        job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
-        job.save_meta()
-    left = job.retries_left if job is not None else 0
-    count(metrics.record_retried if left else metrics.record_dead, _worker()[1], d.partner)
-    if not left:
+    if not attempt_failed(_worker()[1], d.partner):
         _stop(d, "MESH did not accept the notification before the retries ran out")
 
 
 def _final(d: Delivery, reason: str):
     """Fail for good: RQ moves the job to the failed registry (the dead letters) with ``reason``."""
-    job = get_current_job()
-    if job is not None:
-        job.retries_left = 0
-        job.meta["dead_letter_reason"] = reason
-        job.save_meta()
-    count(metrics.record_dead, _worker()[1], d.partner)
-    log.warning(
-        "GP notification dead-lettered", extra={"fields": {"event": "dead_letter", "reason": reason[:500]}}
-    )
+    failure = dead_letter(_worker()[1], d.partner, reason, "GP notification")
     _stop(d, reason)
-    raise PermanentFailure(reason)
+    raise failure
 
 
 def _stop(d: Delivery, reason: str) -> None:
