@@ -4,9 +4,14 @@ outbox sweep in a thread beside it (every worker runs one; a Redis lock lets one
 The worker's composition root: its settings are read from the environment here, once
 (``WorkerSettings.from_env``), and handed to the sweep and the delivery jobs."""
 
+import logging
 import threading
+import time
+from collections.abc import Callable
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
 
 from proxy.config import WorkerSettings
@@ -14,6 +19,8 @@ from proxy.logs import configure_logging
 from worker import QUEUES, delivery, mesh_delivery, mesh_inbox
 from worker.gp_repair import repair_forever
 from worker.outbox import sweep_forever
+
+log = logging.getLogger("fhirplug.worker")
 
 
 def main() -> None:
@@ -56,13 +63,37 @@ def main() -> None:
     # the scheduler (which runs retries when they fall due) holds a lock; a worker retries taking
     # it at each maintenance round, so a short round means a killed worker's scheduler is
     # replaced within about a minute and a half instead of ten
-    worker = Worker(
-        queues,
-        connection=conn,
-        job_monitoring_interval=settings.job_monitoring_interval,
-        maintenance_interval=settings.maintenance_seconds,
+    work_through_outages(
+        lambda: Worker(
+            queues,
+            connection=conn,
+            job_monitoring_interval=settings.job_monitoring_interval,
+            maintenance_interval=settings.maintenance_seconds,
+        )
     )
-    worker.work(with_scheduler=True)
+
+
+def work_through_outages(
+    make_worker: Callable[[], Worker], sleep: Callable[[float], None] = time.sleep, max_wait_s: float = 30.0
+) -> None:
+    """Run an RQ worker until it stops cleanly (SIGTERM), outliving Redis outages: RQ lets a lost
+    Redis connection end ``work`` ("unhandled exception, quitting"), which left a ``make up``
+    stack with no worker. Here the worker waits (1 s, doubling up to ``max_wait_s``) and starts
+    again, a new one each time; a job a dead connection cut short is retried through RQ's own
+    heartbeat path and the outbox sweep, as after any crash."""
+    wait = 1.0
+    while True:
+        try:
+            make_worker().work(with_scheduler=True)
+            return
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning(
+                "Redis unreachable; the worker starts again in %.0f s",
+                wait,
+                extra={"fields": {"event": "worker_redis_lost", "error": str(exc)[:300]}},
+            )
+            sleep(wait)
+            wait = min(wait * 2, max_wait_s)
 
 
 if __name__ == "__main__":

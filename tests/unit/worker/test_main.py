@@ -74,3 +74,30 @@ def test_without_a_role_there_is_no_inbox_thread(started):
     assert "mesh-inbox" not in names and "outbox-sweep" in names
     # a mailbox alone makes a sender: its repair sweep runs (FHIRPLUG_GP_NOTIFY on by default)
     assert "gp-notify-repair" in names
+
+
+def test_the_worker_outlives_a_redis_outage_and_stops_when_told():
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    runs: list[str] = []
+    waits: list[float] = []
+
+    class Flaky:
+        def work(self, **kwargs):
+            runs.append("run")
+            if len(runs) <= 3:
+                raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379")
+            return True  # stopped cleanly (SIGTERM)
+
+    entry.work_through_outages(Flaky, sleep=waits.append, max_wait_s=3)
+    assert runs == ["run"] * 4  # a new worker after each outage, until a clean stop
+    assert waits == [1.0, 2.0, 3.0]
+
+
+def test_anything_but_a_lost_redis_still_ends_the_worker():
+    class Broken:
+        def work(self, **kwargs):
+            raise ValueError("a bug")
+
+    with pytest.raises(ValueError):
+        entry.work_through_outages(Broken, sleep=lambda s: None)
