@@ -1,11 +1,12 @@
-"""FHIRPath Patch (a ``Parameters`` resource, https://hl7.org/fhir/R4/fhirpatch.html).
+"""FHIRPath Patch (a ``Parameters`` resource, https://hl7.org/fhir/R4/fhirpatch.html), any type.
 
-Supported is the subset PATCHes of a Task need: paths made of element names with optional
-``[n]`` indexes, starting at the resource type (``Task.output[0].value``); anything else
-(functions, operators, ``$this``) is refused with 422 naming the operation. Operations: add,
-insert, delete, replace and move, applied in order to a copy of the resource; all or nothing.
-Which elements repeat and which are choices (``value[x]``) is known for Task and for the
-members that repeat anywhere (extension, coding, ...).
+Paths are FHIRPath expressions evaluated by ``fhirpathpy`` (its R4 model resolves choice
+elements such as ``Task.output[0].value``), so ``where()``, ``first()``, indexes and the rest of
+the language select what an operation acts on; ``fhirpathpy`` tells for every node it returns
+the concrete place it came from (``Patient.name[0].given[1]``), which is where the operation
+writes. Whether an added element repeats and what JSON name a choice takes come from the typed
+models (:mod:`fhirpatch.element_info`). Operations: add, insert, delete, replace and move, applied
+in order to a copy of the resource; all or nothing.
 """
 
 from __future__ import annotations
@@ -13,44 +14,23 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
+import fhirpathpy
+from fhirpathpy.models import models as _fhirpath_models
+
+from fhirpatch.element_info import is_choice as _is_choice
+from fhirpatch.element_info import repeats as _repeats
 from fhirpatch.json_values import OpError, finish
 from proxy.errors import FhirError
 
-#: Repeating elements (max '*') of Task, by element path without indexes.
-TASK_REPEATING = frozenset(
-    {
-        "Task.identifier",
-        "Task.basedOn",
-        "Task.partOf",
-        "Task.performerType",
-        "Task.insurance",
-        "Task.note",
-        "Task.relevantHistory",
-        "Task.restriction.recipient",
-        "Task.input",
-        "Task.output",
-    }
-)
-#: Child names that repeat wherever they appear (Element/DomainResource and datatype members).
-REPEATING_ANYWHERE = frozenset({"extension", "modifierExtension", "contained", "coding"})
-#: Choice elements (``value[x]``) by element path; an Extension's value is one wherever it sits.
-TASK_CHOICES = frozenset({"Task.input.value", "Task.output.value"})
-
-_STEP = re.compile(r"([A-Za-z][A-Za-z0-9_]*)(?:\[(0|[1-9][0-9]*)\])?")
+R4_MODEL = _fhirpath_models["r4"]
 _OPERATION_TYPES = ("add", "insert", "delete", "replace", "move")
-
-
-def _repeats(element_path: str) -> bool:
-    return element_path in TASK_REPEATING or element_path.rsplit(".", 1)[-1] in REPEATING_ANYWHERE
-
-
-def _is_choice(element_path: str) -> bool:
-    parent, _, name = element_path.rpartition(".")
-    return element_path in TASK_CHOICES or (
-        name == "value" and parent.rsplit(".", 1)[-1] in ("extension", "modifierExtension")
-    )
+#: A path that starts with a type name (``Patient.``): it must be this resource's type.
+_TYPE_HEAD = re.compile(r"([A-Z][A-Za-z]*)(?:\.|$)")
+#: ``<expression>.<name>``: where an insert into a list that does not exist yet creates it.
+_TAIL = re.compile(r"(.+)\.([A-Za-z][A-Za-z0-9_]*)")
 
 
 def _value_key(part: Mapping[str, Any]) -> str | None:
@@ -118,54 +98,84 @@ class _Loc:
         return value if self.index is None else value[self.index]
 
 
-def _parse_path(path: str, rtype: str) -> list[tuple[str, int | None]]:
-    steps = path.split(".")
-    parsed: list[tuple[str, int | None]] = []
-    for step in steps:
-        m = _STEP.fullmatch(step)
-        if not m:
-            what = (
-                "functions (where(), first(), ...) are not supported"
-                if "(" in path
-                else "only element names with optional [n] indexes are supported"
+#: An element named like an operator keyword after a dot (``Patient.text.div``): fhirpathpy's parser
+#: reads it as the operator ("Infix invoke should have arity 2"); as a delimited identifier
+#: (```div```), which means the same element, it parses. The gap is named in the unit tests.
+_KEYWORD_MEMBER = re.compile(r"\.(div|mod|and|or|xor|implies)\b(?!\s*\()")
+
+
+@lru_cache(maxsize=1024)
+def _compiled(path: str) -> Any:
+    """The FHIRPath expression, parsed once (parsing costs far more than evaluating)."""
+    try:
+        expression = _KEYWORD_MEMBER.sub(lambda m: f".`{m.group(1)}`", path)
+        return fhirpathpy.compile(expression, model=R4_MODEL, options={"returnRawData": True})
+    except Exception as exc:  # fhirpathpy's parser raises its own and antlr's errors
+        raise OpError(f"{path!r} is not a FHIRPath expression ({exc})") from None
+
+
+_PROP_STEP = re.compile(r"([A-Za-z][A-Za-z0-9_]*)(?:\[([0-9]+)\])?")
+
+
+def _located(root: dict, node: Any, path: str, rtype: str) -> _Loc:
+    """Where in ``root`` a node fhirpathpy returned sits: its ``propName`` is the concrete path
+    (``Patient.name[0].given[1]``); the element found there must be the node's own data."""
+    prop = getattr(node, "propName", None) or ""
+    data = node.data
+    if data is root or not prop:
+        if data is not root:
+            raise OpError(f"{path} names something that is not an element of this {rtype}")
+        return _Loc(None, None, None, rtype)
+    steps = [_PROP_STEP.fullmatch(step) for step in prop.split(".")]
+    if any(m is None for m in steps) or steps[0].group(1) != rtype:  # type: ignore[union-attr]
+        raise OpError(f"{path} names something that is not an element of this {rtype}")
+    loc = _Loc(None, None, None, rtype)
+    current: Any = root
+    for m in steps[1:]:
+        name, index = m.group(1), m.group(2)  # type: ignore[union-attr]
+        if not isinstance(current, dict):
+            raise OpError(f"{path} names something that is not an element of this {rtype}")
+        key = name
+        if name not in current:  # a choice: Task.output[0].value is valueReference in JSON
+            key = next(
+                (k for k in current if k.startswith(name) and k[len(name) : len(name) + 1].isupper()), name
             )
-            raise OpError(f"unsupported FHIRPath {path!r}: {what} (e.g. {rtype}.output[0].value)")
-        parsed.append((m.group(1), None if m.group(2) is None else int(m.group(2))))
-    head, head_index = parsed[0]
-    if head != rtype or head_index is not None:
+        if key not in current:
+            raise OpError(f"{path} names something that is not an element of this {rtype}")
+        value = current[key]
+        loc = _Loc(current, key, None if index is None else int(index), f"{loc.element_path}.{name}")
+        if loc.index is not None:
+            if not isinstance(value, list) or loc.index >= len(value):
+                raise OpError(f"{path} names something that is not an element of this {rtype}")
+            value = value[loc.index]
+        current = value
+    same = current is data if isinstance(data, dict | list) else current == data
+    if not same:
+        raise OpError(f"{path} names something that is not an element of this {rtype}")
+    return loc
+
+
+def _evaluate(root: dict, path: str, rtype: str) -> list[_Loc]:
+    """The elements ``path`` selects in ``root``, each with its place."""
+    head = _TYPE_HEAD.match(path)
+    if head and head.group(1) != rtype:
         raise OpError(f"path {path!r} must start with the resource type: this resource is a {rtype}")
-    return parsed[1:]
+    try:
+        nodes = _compiled(path)(root)
+    except OpError:
+        raise
+    except Exception as exc:  # an expression that parses but cannot be evaluated here
+        raise OpError(f"{path!r} cannot be evaluated on this {rtype} ({exc})") from None
+    locs = []
+    for node in nodes:
+        if not hasattr(node, "propName"):
+            raise OpError(f"{path} evaluates to a value ({node!r}), not to elements of the {rtype}")
+        locs.append(_located(root, node, path, rtype))
+    return locs
 
 
-def _evaluate(root: dict, steps: list[tuple[str, int | None]], rtype: str) -> list[_Loc]:
-    nodes = [_Loc(None, None, None, rtype)]
-    for name, index in steps:
-        found: list[_Loc] = []
-        for loc in nodes:
-            value = loc.get(root)
-            if not isinstance(value, dict):
-                continue
-            epath = f"{loc.element_path}.{name}"
-            key = name
-            if name not in value and _is_choice(epath):  # Task.output[0].value finds valueReference
-                key = next(
-                    (k for k in value if k.startswith(name) and k[len(name) : len(name) + 1].isupper()), name
-                )
-            if key not in value:
-                continue
-            child = value[key]
-            if isinstance(child, list):
-                found.extend(_Loc(value, key, i, epath) for i in range(len(child)))
-            else:
-                found.append(_Loc(value, key, None, epath))
-        if index is not None:
-            found = found[index : index + 1]
-        nodes = found
-    return nodes
-
-
-def _single(root: dict, steps: list[tuple[str, int | None]], rtype: str, path: str, why: str) -> _Loc:
-    locs = _evaluate(root, steps, rtype)
+def _single(root: dict, path: str, rtype: str, why: str) -> _Loc:
+    locs = _evaluate(root, path, rtype)
     if not locs:
         raise OpError(f"{path} does not exist")
     if len(locs) > 1:
@@ -173,27 +183,31 @@ def _single(root: dict, steps: list[tuple[str, int | None]], rtype: str, path: s
     return locs[0]
 
 
-def _list_at(root: dict, steps: list[tuple[str, int | None]], rtype: str, path: str, *, create: bool) -> list:
-    """The repeating element ``path`` names (its last step must have no index)."""
-    if not steps or steps[-1][1] is not None:
-        raise OpError(f"{path} must name a repeating element (a list), without an index on its last step")
-    name = steps[-1][0]
-    parent = _single(root, steps[:-1], rtype, ".".join([rtype] + [_fmt(s) for s in steps[:-1]]), "a list")
+def _list_at(root: dict, path: str, rtype: str, *, create: bool) -> tuple[list, str]:
+    """The repeating element ``path`` names, and its element path."""
+    locs = _evaluate(root, path, rtype)
+    if locs:
+        first = locs[0]
+        if any(loc.index is None for loc in locs):
+            raise OpError(f"{path} is not a repeating element")
+        if any(loc.parent is not first.parent or loc.key != first.key for loc in locs):
+            raise OpError(f"{path} names more than one list")
+        items = first.parent[first.key]  # type: ignore[index]
+        if len(items) != len(locs):
+            raise OpError(f"{path} must name a whole list, not some of its items")
+        return items, first.element_path
+    tail = _TAIL.fullmatch(path)
+    if tail is None:
+        raise OpError(f"{path} does not exist")
+    parent = _single(root, tail.group(1), rtype, "a list")
     container = parent.get(root)
-    if not isinstance(container, dict):
-        raise OpError(f"{path}: its parent is not an element with children")
-    current = container.get(name)
-    if current is None:
-        if not create:
-            raise OpError(f"{path} does not exist")
-        current = container[name] = []
-    if not isinstance(current, list):
+    epath = f"{parent.element_path}.{tail.group(2)}"
+    if not isinstance(container, dict) or not _repeats(epath):
         raise OpError(f"{path} is not a repeating element")
-    return current
-
-
-def _fmt(step: tuple[str, int | None]) -> str:
-    return step[0] if step[1] is None else f"{step[0]}[{step[1]}]"
+    if not create:
+        raise OpError(f"{path} does not exist")
+    items = container[tail.group(2)] = []
+    return items, epath
 
 
 def _int_part(parts: dict[str, dict], name: str) -> int:
@@ -221,13 +235,12 @@ def _fhirpath_op(root: dict, parameter: Any, rtype: str) -> None:
     path = parts.get("path", {}).get("valueString")
     if not isinstance(path, str) or not path:
         raise OpError("the 'path' part must be a non-empty valueString")
-    steps = _parse_path(path, rtype)
 
     if kind in ("add", "insert", "replace") and "value" not in parts:
         raise OpError(f"a '{kind}' operation needs a 'value' part")
 
     if kind == "replace":
-        loc = _single(root, steps, rtype, path, "replace")
+        loc = _single(root, path, rtype, "replace")
         if loc.parent is None:
             raise OpError("cannot replace the resource itself")
         value = _part_value(parts["value"], loc.element_path)
@@ -235,12 +248,13 @@ def _fhirpath_op(root: dict, parameter: Any, rtype: str) -> None:
             loc.parent[loc.key][loc.index] = value
         elif _is_choice(loc.element_path):  # Task.output[0].value: the new value[x] may change type
             parent_path, _, name = loc.element_path.rpartition(".")
-            del loc.parent[loc.key]
+            _drop(loc.parent, loc.key)  # type: ignore[arg-type]
             loc.parent[_child_key(parent_path, name, _value_key(parts["value"]))] = value
         else:
+            _drop(loc.parent, loc.key)  # type: ignore[arg-type]
             loc.parent[loc.key] = value
     elif kind == "delete":
-        locs = _evaluate(root, steps, rtype)
+        locs = _evaluate(root, path, rtype)
         if not locs:
             return  # deleting what is not there changes nothing (FHIRPath Patch)
         if len(locs) > 1:
@@ -251,14 +265,17 @@ def _fhirpath_op(root: dict, parameter: Any, rtype: str) -> None:
         if loc.parent is None:
             raise OpError("cannot delete the resource itself")
         if loc.index is None:
-            del loc.parent[loc.key]
+            _drop(loc.parent, loc.key)  # type: ignore[arg-type]
         else:
             del loc.parent[loc.key][loc.index]
+            shadow = loc.parent.get(f"_{loc.key}")
+            if isinstance(shadow, list) and loc.index < len(shadow):
+                del shadow[loc.index]  # a primitive list's extensions sit at the same index
     elif kind == "add":
         name = parts.get("name", {}).get("valueString")
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
             raise OpError("an 'add' operation needs a 'name' part (valueString, an element name)")
-        loc = _single(root, steps, rtype, path, "add")
+        loc = _single(root, path, rtype, "add")
         container = loc.get(root)
         if not isinstance(container, dict):
             raise OpError(f"{path} is not an element with children")
@@ -273,13 +290,13 @@ def _fhirpath_op(root: dict, parameter: Any, rtype: str) -> None:
         else:
             raise OpError(f"{path}.{name} already has a value: use 'replace' to change it")
     elif kind == "insert":
-        items = _list_at(root, steps, rtype, path, create=True)
+        items, epath = _list_at(root, path, rtype, create=True)
         index = _int_part(parts, "index")
         if index > len(items):
             raise OpError(f"index {index} is out of range ({path} has {len(items)} items)")
-        items.insert(index, _part_value(parts["value"], _element_path(rtype, steps)))
+        items.insert(index, _part_value(parts["value"], epath))
     else:  # move
-        items = _list_at(root, steps, rtype, path, create=False)
+        items, _ = _list_at(root, path, rtype, create=False)
         source, destination = _int_part(parts, "source"), _int_part(parts, "destination")
         for label, i in (("source", source), ("destination", destination)):
             if i >= len(items):
@@ -287,8 +304,10 @@ def _fhirpath_op(root: dict, parameter: Any, rtype: str) -> None:
         items.insert(destination, items.pop(source))
 
 
-def _element_path(rtype: str, steps: list[tuple[str, int | None]]) -> str:
-    return ".".join([rtype] + [name for name, _ in steps])
+def _drop(parent: dict, key: str) -> None:
+    """Remove ``key`` and the extensions of its primitive value (``_key``) that go with it."""
+    parent.pop(key, None)
+    parent.pop(f"_{key}", None)
 
 
 def apply_fhirpath_patch(resource: Mapping[str, Any], patch: Any) -> dict:

@@ -12,30 +12,15 @@ change of an element the actor may not touch, 403; an unknown Task 404; a concur
 
 from __future__ import annotations
 
-import base64
-import json
 from urllib.parse import parse_qsl
 
 from fhirpatch import apply_patch
-from fhirpatch.json_patch import JSON_PATCH
+from fhirpatch.entries import patch_document
 from hubspoke import task_states
 from hubspoke.task_states import actor_of
 from hubspoke.tenants import TENANT_ROLES, narrowing
 from proxy.errors import FhirError
 from proxy.hookspecs import hookimpl
-
-
-def patch_document(entry):
-    """The patch an entry carries, and its media type: JSON Patch (plain, or in a Binary) or FHIRPath."""
-    body = entry.resource
-    if entry.index is None:
-        return body, entry.content_type or "application/fhir+json"
-    if isinstance(body, dict) and body.get("resourceType") == "Binary":
-        try:
-            return json.loads(base64.b64decode(body.get("data", ""))), JSON_PATCH
-        except ValueError as exc:
-            raise FhirError(400, "The Binary does not hold a JSON Patch", ["Binary.data"]) from exc
-    return body, "application/fhir+json"
 
 
 class TaskWorkflow:

@@ -22,6 +22,7 @@ DEFAULT_PLUGINS = (
     "eps_task",
     "gp_notify",
     "tenancy",
+    "patch_resolution",
     "one_copy",
     "validate_operation",
     "delivery_dedup",

@@ -76,7 +76,11 @@ class FhirPassthrough:
                 answer["entry"] = answer["entry"][:asked]
                 response.resource = answer
             return response
-        if plan.kind not in ("create", "update") or len(plan.entries) != 1 or data is None:
+        # a PATCH a plugin resolved into the update it amounts to goes as that update
+        plain_write = plan.kind in ("create", "update") or (
+            plan.kind == "patch" and len(plan.entries) == 1 and plan.entries[0].method == "PUT"
+        )
+        if not plain_write or len(plan.entries) != 1 or data is None:
             raise FhirError(500, "Rule-driven writes go only with a create, an update or a transaction")
         entry = plan.entries[0]
         request: dict[str, str] = {"method": method, "url": path + (f"?{urlencode(query)}" if query else "")}

@@ -1,4 +1,4 @@
-"""FHIRPath Patch on a Task: the supported subset, and a 422 naming the operation that fails."""
+"""FHIRPath Patch: full FHIRPath paths on any type, and a 422 naming the operation that fails."""
 
 import copy
 
@@ -140,15 +140,15 @@ def test_fhirpath_operations_apply_in_order():
 @pytest.mark.parametrize(
     "operations,index,fragment",
     [
-        ([op("delete", "Task.output.where(type.text='x')")], 0, "where()"),
         ([op("replace", "Patient.status", value=("valueCode", "accepted"))], 0, "resource type"),
-        ([op("replace", "status", value=("valueCode", "accepted"))], 0, "resource type"),
         (
             [op("delete", "Task.note[0]"), op("replace", "Task.note.first()", value=("valueString", "x"))],
             1,
-            "not supported",
+            "does not exist",
         ),
-        ([op("replace", "Task.output[0] | Task.note", value=("valueString", "x"))], 0, "unsupported"),
+        ([op("replace", "Task.output[0] | Task.note", value=("valueString", "x"))], 0, "not an element"),
+        ([op("replace", "Task.status.exists()", value=("valueString", "x"))], 0, "evaluates to a value"),
+        ([op("replace", "Task.note[", value=("valueString", "x"))], 0, "cannot be evaluated"),
         ([op("replace", "Task.businessStatus", value=("valueString", "x"))], 0, "does not exist"),
         ([op("add", "Task", name="statusReason", value=("valueString", "x"))], 0, "already has a value"),
         ([op("add", "Task", value=("valueString", "x"))], 0, "'name'"),
@@ -205,3 +205,70 @@ def test_a_failed_patch_leaves_the_input_alone_even_after_earlier_ops_succeeded(
             FHIR_JSON,
         )
     assert old == before
+
+
+def test_fhirpath_where_selects_the_element_to_change():
+    old = task(
+        output=[{"type": {"text": "a"}, "valueString": "1"}, {"type": {"text": "b"}, "valueString": "2"}]
+    )
+    new = patched(
+        old,
+        params(op("replace", "Task.output.where(type.text='b').value", value=("valueString", "B"))),
+        FHIR_JSON,
+    )
+    assert [o["valueString"] for o in new["output"]] == ["1", "B"]
+
+
+def test_fhirpath_delete_where_nothing_matches_is_a_no_op():
+    assert patched(task(), params(op("delete", "Task.output.where(type.text='x')")), FHIR_JSON) == task()
+
+
+def test_fhirpath_first_and_a_path_relative_to_the_resource():
+    new = patched(
+        three_notes(),
+        params(op("delete", "Task.note.first()"), op("replace", "status", value=("valueCode", "accepted"))),
+        FHIR_JSON,
+    )
+    assert [n["text"] for n in new["note"]] == ["b", "c"] and new["status"] == "accepted"
+
+
+def test_fhirpath_on_a_patient_uses_the_patients_own_cardinalities():
+    patient = {"resourceType": "Patient", "id": "p", "name": [{"family": "A"}]}
+    new = patched(
+        patient,
+        params(
+            op("add", "Patient.name[0]", name="given", value=("valueString", "Ann")),
+            op("add", "Patient", name="maritalStatus", value=("valueCodeableConcept", {"text": "M"})),
+            op("add", "Patient", name="deceased", value=("valueBoolean", False)),
+            op("insert", "Patient.telecom", index=0, value=("valueContactPoint", {"value": "1"})),
+        ),
+        FHIR_JSON,
+    )
+    assert new["name"] == [{"family": "A", "given": ["Ann"]}]
+    assert new["maritalStatus"] == {"text": "M"} and new["deceasedBoolean"] is False
+    assert new["telecom"] == [{"value": "1"}]
+
+
+def test_fhirpath_a_path_for_another_type_is_refused():
+    err = refused(task(), params(op("replace", "Patient.status", value=("valueCode", "x"))), FHIR_JSON)
+    assert err.status == 422 and "resource type" in err.diagnostics
+
+
+def test_fhirpath_gap_div_is_read_as_an_element_not_the_operator():
+    """fhirpathpy's parser reads ``.div`` as the ``div`` operator; the engine quotes it."""
+    patient = {"resourceType": "Patient", "id": "p", "text": {"status": "generated", "div": "<div>a</div>"}}
+    new = patched(
+        patient, params(op("replace", "Patient.text.div", value=("valueString", "<div>b</div>"))), FHIR_JSON
+    )
+    assert new["text"]["div"] == "<div>b</div>"
+
+
+def test_fhirpath_delete_of_a_primitive_drops_its_extensions_too():
+    patient = {
+        "resourceType": "Patient",
+        "id": "p",
+        "birthDate": "2000",
+        "_birthDate": {"extension": [{"url": "u"}]},
+    }
+    new = patched(patient, params(op("delete", "Patient.birthDate")), FHIR_JSON)
+    assert "birthDate" not in new and "_birthDate" not in new
