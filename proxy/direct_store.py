@@ -5,11 +5,12 @@ write fence (proxy/read_cache.py), so no proxy's cached read outlives a write ma
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 import requests
 from redis import Redis
 
-from proxy.read_cache import WriteFence
+from proxy.read_cache import WriteFence, written_types
 from proxy.store_caller import store_auth
 
 ACCEPT = {"Accept": "application/fhir+json"}
@@ -61,7 +62,8 @@ class DirectStore:
         ``headers``: extra request headers (an ``If-Match`` for a version-checked update)."""
         if self.fence is None:
             return self._send(method, path, json, timeout, headers)
-        with self.fence.write():
+        path_only, _, query = path.partition("?")
+        with self.fence.write(written_types(method, path_only, parse_qsl(query), json)):
             return self._send(method, path, json, timeout, headers)
 
     def post(self, path: str, json: Any, timeout: float = 10.0) -> requests.Response:

@@ -6,13 +6,17 @@ answering repeated reads from Redis is where the proxy can be as fast as the sto
 
 How it stays right (every proxy process and every worker share one Redis):
 
-- **One write generation.** Every write to the store, by any proxy, worker or CLI, is fenced:
-  before it is sent, a marker "write in flight" is added and the generation is bumped; after
-  the store has answered, the marker is removed and the generation bumped again. A cached
-  answer is served only while the generation is the one it was filled under, so any write
-  anywhere empties the whole cache at once. Coarse on purpose: a transaction, a conditional
-  write or a cascading delete touches resources we cannot list beforehand, and a cache that
-  must know which is a cache that will one day be wrong.
+- **Write generations, by resource type.** Every write to the store, by any proxy, worker or
+  CLI, is fenced: before it is sent, a marker "write in flight" is added and the generations of
+  what it touches are bumped; after the store has answered, the marker is removed and they are
+  bumped again. A write whose types are known (a write to ``Task/1``, a transaction whose every
+  entry names its type) touches those types; any other write (an operation, a cascading delete,
+  a body that cannot be read) touches *everything*. A read by id or a plain search of one type
+  (no ``_include``, ``_revinclude``, ``_has``, chain or compartment) depends on its type and on the
+  "everything" writes; any other read depends on every write. A cached answer is served only
+  while the generations it depends on are the ones it was filled under. So a Task PATCH no
+  longer empties the cached Patients and Organizations, and what a cache cannot list (an
+  ``_include`` across types, a ``$``-operation's effects) is still treated as touching all.
 - **No fills while a write is in flight, and none across one.** A miss notes the generation,
   asks the store, and stores the answer only if (atomically, in one Lua script) the
   generation is unchanged and no write is in flight. A write that crashed mid-way leaves its
@@ -35,7 +39,9 @@ import hashlib
 import io
 import json
 import logging
+import re
 import uuid
+from collections.abc import Iterable
 from contextlib import contextmanager
 from urllib.parse import urlencode
 
@@ -47,35 +53,135 @@ from proxy.store_caller import CALLER_KEY
 
 log = logging.getLogger("fhirplug.read_cache")
 
-GENERATION = "fhirplug:readcache:generation"
+GENERATION = "fhirplug:readcache:generation"  # bumped by every write: what reads of "all" watch
 IN_FLIGHT = "fhirplug:readcache:writes"  # sorted set: write id -> when its marker expires
+UNTYPED = "*"  # the "type" of writes whose types are not known: every typed read watches it too
+TYPED_GENERATION = "fhirplug:readcache:generation:"  # + type (or UNTYPED)
+TYPED_IN_FLIGHT = "fhirplug:readcache:writes:"  # + type (or UNTYPED)
 ENTRY = "fhirplug:readcache:entry:"
 NOT_WRITES = ("_search", "$validate")  # POSTs that read: they need no fence
 NEVER_CACHED = ("Subscription",)  # HAPI changes these itself
+_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+# search parameters whose answer involves other types than the one searched
+_ACROSS_TYPES = ("_include", "_revinclude", "_has", "_contained", "_filter", "_list", "_type", "_query")
 
-# KEYS: generation, in-flight set; ARGV: write id, seconds the marker lives
+# KEYS: (generation, in-flight set) pairs; ARGV: write id, seconds the marker lives
 _BEGIN = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
-return redis.call('INCR', KEYS[1])
-"""
-# KEYS: generation, in-flight set; ARGV: write id
-_END = """
-redis.call('ZREM', KEYS[2], ARGV[1])
-return redis.call('INCR', KEYS[1])
-"""
-# KEYS: generation, in-flight set, entry; ARGV: generation seen before asking the store, value, ttl
-_FILL = """
-local g = redis.call('GET', KEYS[1]) or '0'
-if g ~= ARGV[1] then return 0 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-if redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf') > 0 then return 0 end
-redis.call('SET', KEYS[3], g .. '|' .. ARGV[2], 'EX', tonumber(ARGV[3]))
+for i = 1, #KEYS, 2 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], '-inf', now)
+  redis.call('ZADD', KEYS[i + 1], now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('INCR', KEYS[i])
+end
 return 1
 """
+# KEYS: (generation, in-flight set) pairs; ARGV: write id
+_END = """
+for i = 1, #KEYS, 2 do
+  redis.call('ZREM', KEYS[i + 1], ARGV[1])
+  redis.call('INCR', KEYS[i])
+end
+return 1
+"""
+# KEYS: entry, then (generation, in-flight set) pairs; ARGV: value, ttl, then the generation of
+# each pair seen before asking the store
+_FILL = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local seen = {}
+for i = 2, #KEYS, 2 do
+  local g = redis.call('GET', KEYS[i]) or '0'
+  if g ~= ARGV[2 + i / 2] then return 0 end
+  if redis.call('ZCOUNT', KEYS[i + 1], '(' .. now, '+inf') > 0 then return 0 end
+  seen[#seen + 1] = g
+end
+redis.call('SET', KEYS[1], table.concat(seen, ',') .. '|' .. ARGV[1], 'EX', tonumber(ARGV[2]))
+return 1
+"""
+
+
+def _fence_keys(types: Iterable[str] | None) -> list[str]:
+    """The (generation, in-flight) key pairs a write touching ``types`` (None: unknown) bumps."""
+    keys = [GENERATION, IN_FLIGHT]
+    for t in sorted(types) if types is not None else [UNTYPED]:
+        keys += [TYPED_GENERATION + t, TYPED_IN_FLIGHT + t]
+    return keys
+
+
+def _watched_keys(read_type: str | None) -> list[str]:
+    """The (generation, in-flight) key pairs a read of ``read_type`` (None: of anything) watches."""
+    if read_type is None:
+        return [GENERATION, IN_FLIGHT]
+    return [
+        TYPED_GENERATION + UNTYPED,
+        TYPED_IN_FLIGHT + UNTYPED,
+        TYPED_GENERATION + read_type,
+        TYPED_IN_FLIGHT + read_type,
+    ]
+
+
+def _type_of(url: str) -> str | None:
+    """``Task`` for ``Task/1``, ``Task?identifier=x`` or ``Task``; None for a ``$``-operation, a
+    cascading delete (``_cascade``: it deletes what refers to it, of any type) or the base."""
+    path, _, query = url.partition("?")
+    if "$" in path or "_cascade" in query:
+        return None
+    head = path.strip("/").split("/", 1)[0]
+    return head if _TYPE.fullmatch(head) else None
+
+
+def written_types(method: str, path: str, query: list[tuple[str, str]], body) -> frozenset[str] | None:
+    """The resource types a write can change, or None when that cannot be known beforehand
+    (an operation, a cascading delete, a bundle that does not say): then it touches everything.
+    ``body``: the bytes sent, or the parsed JSON (a bundle to the base is read for its entries)."""
+    if any(k == "_cascade" for k, _ in query):
+        return None
+    if path.strip("/"):
+        t = _type_of(path)
+        return frozenset({t}) if t is not None else None
+    bundle = body
+    if isinstance(body, bytes | bytearray):
+        try:
+            bundle = json.loads(body)
+        except ValueError:
+            return None
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        return None
+    entries = bundle.get("entry")
+    if not isinstance(entries, list):
+        return None
+    types: set[str] = set()
+    for entry in entries:
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(request, dict) or not isinstance(request.get("url"), str):
+            return None
+        url = request["url"]
+        if str(request.get("method", "")).upper() in ("GET", "HEAD"):
+            continue  # a read in a batch changes nothing
+        t = _type_of(url)
+        if t is None:
+            return None
+        types.add(t)
+        resource = entry.get("resource")
+        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+            types.add(resource["resourceType"])
+    return frozenset(types)
+
+
+def read_type(path: str, query: list[tuple[str, str]]) -> str | None:
+    """The one type a read's answer depends on, or None when it may depend on any."""
+    parts = path.strip("/").split("/")
+    if not _TYPE.fullmatch(parts[0]) or len(parts) > 4:
+        return None
+    if len(parts) == 3 and parts[2] != "_history":  # a compartment: Patient/1/MedicationRequest
+        return None
+    if len(parts) in (2, 4) and parts[1] == "_history":  # Task/_history/x is no read we know
+        return None
+    for name, _ in query:
+        if name.startswith(_ACROSS_TYPES) or "." in name:  # chains: subject.name, subject:Patient.name
+            return None
+    return parts[0]
 
 
 def is_write(method: str, path: str) -> bool:
@@ -95,10 +201,12 @@ class WriteFence:
         self._end = redis.register_script(_END)
 
     @contextmanager
-    def write(self):
+    def write(self, types: Iterable[str] | None = None):
+        """Fence a write that changes resources of ``types`` only; None: it may change anything."""
         write_id = uuid.uuid4().hex
+        keys = _fence_keys(types)
         try:
-            self._begin(keys=[GENERATION, IN_FLIGHT], args=[write_id, self.marker_ttl_s])
+            self._begin(keys=keys, args=[write_id, self.marker_ttl_s])
         except RedisError as exc:
             log.warning("cannot fence a write (Redis unreachable): %s", exc)
             raise FhirError.unavailable(
@@ -108,7 +216,7 @@ class WriteFence:
         # Not reached when the write raised (the store timed out, say): the store may still apply
         # it later, so its marker stays until it expires and nothing is cached meanwhile.
         try:
-            self._end(keys=[GENERATION, IN_FLIGHT], args=[write_id])
+            self._end(keys=keys, args=[write_id])
         except RedisError as exc:
             log.warning("could not close a write fence (it expires by itself): %s", exc)
 
@@ -164,25 +272,27 @@ class CachingStore:
 
     def send(self, method, path, query, headers, body):
         if is_write(method, path):
-            with self.fence.write():
+            with self.fence.write(written_types(method, path, query, body)):
                 return self.inner.send(method, path, query, headers, body)
         key = self._key(method, path, query, headers)
         if key is None:
             return self.inner.send(method, path, query, headers, body)
+        watched = _watched_keys(read_type(path, query))
+        generation_keys = watched[0::2]
         try:
-            generation, entry = self.redis.mget(GENERATION, key)
+            *generations, entry = self.redis.mget(*generation_keys, key)
         except RedisError as exc:
             log.warning("read cache unavailable, asking the store: %s", exc)
             return self.inner.send(method, path, query, headers, body)
-        generation = generation or b"0"
+        seen = b",".join(g or b"0" for g in generations)
         if entry is not None:
-            seen, _, rest = entry.partition(b"|")
-            if seen == generation:
+            filled, _, rest = entry.partition(b"|")
+            if filled == seen:
                 meta, _, data = rest.partition(b"\n")
                 return CachedResponse(200, json.loads(meta), data)
-        return self._fetch_and_fill(key, generation, method, path, query, headers)
+        return self._fetch_and_fill(key, watched, seen, method, path, query, headers)
 
-    def _fetch_and_fill(self, key, generation, method, path, query, headers):
+    def _fetch_and_fill(self, key, watched, seen, method, path, query, headers):
         upstream = self.inner.send(method, path, query, headers, None)
         if upstream.status != 200:
             return upstream
@@ -193,7 +303,7 @@ class CachingStore:
         kept = {k: v for k, v in upstream.headers.items() if k.lower() != "transfer-encoding"}
         value = json.dumps(kept, separators=(",", ":")).encode() + b"\n" + data
         try:
-            self._fill(keys=[GENERATION, IN_FLIGHT, key], args=[generation, value, self.ttl_s])
+            self._fill(keys=[key, *watched], args=[value, self.ttl_s, *seen.split(b",")])
         except RedisError as exc:
             log.warning("could not fill the read cache: %s", exc)
         return CachedResponse(200, kept, data)

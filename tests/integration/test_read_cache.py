@@ -47,14 +47,73 @@ def read(cache, path="Patient/1", headers=ACCEPT, query=()) -> tuple[int, bytes]
 # --- the rules, with a stand-in store ---------------------------------------------------------
 
 
-def test_a_second_read_is_a_hit_and_any_write_makes_the_next_a_miss(redis):
+def test_a_second_read_is_a_hit_and_a_write_of_its_type_makes_the_next_a_miss(redis):
     cache, store = cached(redis)
     assert read(cache) == read(cache)
     assert len(store.calls) == 1
     store.body = {"resourceType": "Patient", "id": "1", "v": 2}
-    cache.send("POST", "Observation", [], {}, b"{}")  # a write of anything, anywhere
+    cache.send("PUT", "Patient/2", [], {}, b"{}")  # another Patient: a search could show it
     assert b'"v": 2' in read(cache)[1]
-    assert [c["method"] for c in store.calls] == ["GET", "POST", "GET"]
+    assert [c["method"] for c in store.calls] == ["GET", "PUT", "GET"]
+
+
+def test_a_write_of_another_type_leaves_the_cached_reads_of_this_one(redis):
+    cache, store = cached(redis)
+    read(cache)
+    read(cache, "Patient", query=[("name", "x")])
+    cache.send("POST", "Observation", [], {}, b"{}")
+    cache.send(
+        "POST", "", [], {}, b'{"resourceType":"Bundle","entry":[{"request":{"method":"PUT","url":"Task/1"}}]}'
+    )
+    read(cache)
+    read(cache, "Patient", query=[("name", "x")])
+    assert [c["method"] for c in store.calls] == ["GET", "GET", "POST", "POST"]
+
+
+@pytest.mark.parametrize(
+    "path,query,body",
+    [
+        ("", [], b'{"resourceType":"Bundle","entry":[{"request":{"method":"POST","url":"Patient"}}]}'),
+        ("Patient/9/$meta-add", [], b"{}"),  # an operation: anything may have changed
+        ("Organization/1", [("_cascade", "delete")], None),  # deletes what refers to it
+        ("", [], b'{"resourceType": "Parameters"}'),  # not a bundle: cannot say
+    ],
+)
+def test_a_write_of_this_type_or_of_unknown_types_makes_the_next_read_a_miss(redis, path, query, body):
+    cache, store = cached(redis)
+    read(cache)
+    cache.send("DELETE" if body is None else "POST", path, query, {}, body)
+    read(cache)
+    assert [c["method"] for c in store.calls][-1] == "GET" and len(store.calls) == 3
+
+
+@pytest.mark.parametrize(
+    "path,query",
+    [
+        ("Task", [("_include", "Task:focus")]),
+        ("Patient/1/Observation", []),
+        ("Task", [("focus.subject", "x")]),
+    ],
+)
+def test_a_read_across_types_is_a_miss_after_a_write_of_any_type(redis, path, query):
+    cache, store = cached(redis)
+    read(cache, path, query=query)
+    read(cache, path, query=query)
+    assert len(store.calls) == 1  # cached, like any read
+    cache.send("PUT", "Observation/1", [], {}, b"{}")
+    read(cache, path, query=query)
+    assert len(store.calls) == 3
+
+
+def test_a_write_in_flight_keeps_its_type_uncached_and_others_cached(redis):
+    cache, store = cached(redis)
+    other = cached(redis, store)[0]  # another proxy process
+    read(cache, "Task/1")
+    with other.fence.write(["Patient"]):
+        read(cache)
+        read(cache)
+        read(cache, "Task/1")
+    assert [c["path"] for c in store.calls] == ["Task/1", "Patient/1", "Patient/1"]
 
 
 def test_a_hit_keeps_the_stores_headers(redis):
