@@ -78,14 +78,15 @@ class Site:
             "FHIRPLUG_JOB_MONITORING_INTERVAL": "2",
         }
         self.fhir = ""
+        self.port = 0
         self._admin = None
         self.worker_pid = var / f"{name}-worker.pid"
 
     def start(self, worker: bool) -> None:
         from tests.conftest import free_port
 
-        self.fhir = stackmod.start_proxy(self.cfg, name=f"p2p-{self.name}", port=free_port(), env=self.env)
-        self.fhir += "/fhir"
+        self.port = free_port()
+        self.start_proxy()
         if worker:
             env = {**stackmod.proxy_env(self.cfg), **self.env}
             spawn(
@@ -95,9 +96,17 @@ class Site:
                 env=env,
             )
 
+    def start_proxy(self) -> None:
+        """Its proxy, on its one port (its identity: the public base and token audience)."""
+        url = stackmod.start_proxy(self.cfg, name=f"p2p-{self.name}", port=self.port, env=self.env)
+        self.fhir = url + "/fhir"
+
+    def stop_proxy(self) -> None:
+        stackmod.stop(self.cfg, f"p2p-{self.name}")
+
     def stop(self) -> None:
         stop_process(f"{self.name} worker", self.worker_pid)
-        stackmod.stop(self.cfg, f"p2p-{self.name}")
+        self.stop_proxy()
 
     def system(self, client_id: str, role: str, ods: str, scopes: str = SYSTEM_SCOPES):
         """A session of a system (a client) of this deployment."""
@@ -366,6 +375,30 @@ def test_a_request_a_rule_would_send_without_an_identifier_is_refused_at_the_sen
     assert refused.json()["issue"][0]["expression"] == ["MedicationRequest.identifier"]
     # nothing stored, so nothing was sent: the prescribing system can fix it and send it again
     assert gp.get(f"{p.fhir}/MedicationRequest", params={"_summary": "count"}).json()["total"] == before
+
+
+def test_a_dispensing_system_away_gets_the_request_once_it_is_back(sites):
+    p, d = sites["prescribing"], sites["dispensing"]
+    gp = p.system("arch1-gp-system-3", "prescriber", PRESCRIBER)
+    pharmacy = d.system("arch1-pharmacy-system-3", "dispenser", DISPENSER_1)
+    rx = f"RX-{uuid.uuid4().hex[:12]}"
+    request = medication_request(
+        rx, {"identifier": {"system": NHS, "value": nhs_number()}}, PRESCRIBER, DISPENSER_1
+    )
+    d.stop_proxy()
+    try:
+        created = gp.post(f"{p.fhir}/MedicationRequest", json=request, headers=FHIR_JSON)
+        assert created.status_code == 201, created.text  # the prescriber is not held up by the partner
+        assert not eventually(lambda: delivered(p, gp, rx) > 0, timeout=6), "nothing can be delivered yet"
+        assert len(outbox_of(p, p.admin(), rx)) == 1, "the intent to send is kept"
+    finally:
+        d.start_proxy()
+    copy = eventually(lambda: one(pharmacy, d.fhir, "MedicationRequest", RX, rx), timeout=120)
+    assert copy is not None, (
+        f"never delivered after the partner came back; see {p.var}/prescribing-worker.log"
+    )
+    assert eventually(lambda: not outbox_of(p, p.admin(), rx))
+    assert count(pharmacy, d.fhir, "MedicationRequest", RX, rx) == 1
 
 
 # ------------------------------------------------------------ 2. the dispensing system is the FHIR server
