@@ -321,7 +321,7 @@ def test_1_prescribing_and_dispensing_systems_as_fhir_servers(sites):
     assert eventually(lambda: not outbox_of(p, p.admin(), rx)), "the delivery is done and its record gone"
     assert eventually(lambda: delivered(p, gp, rx) >= 1), "the hand-off is on record at the sender"
     # exactly once: the same delivery again (a lost answer, the receiver's delivery ids lost) finds the copy
-    again = repeat(sites["peers"]["prescribing@dispensing"], d, ours, rx, RX)
+    again = repeat(sites["peers"]["prescribing@dispensing"], d, copy, rx, RX)  # as it was sent
     assert again.status_code == 200, again.text
     assert count(pharmacy, d.fhir, "MedicationRequest", RX, rx) == 1
 
