@@ -20,6 +20,7 @@ class DeliveryKind(StrEnum):
     TASK_CHANGE = "Task"  # shown with the Task's new status: "Task accepted"
     EPS_RESPONSE = "EPS response message"  # $process-message?async=true: the answer, to the sender
     GP_NOTIFICATION = "GP notification"  # an ITK3 message to a GP practice, over MESH (gpnotify)
+    ROUTED = "routed resource"  # a point-to-point hand-off by rule (p2p.rules)
 
 
 @dataclass

@@ -66,14 +66,15 @@ class Completion:
         if (
             not self.enabled
             or entry.method not in ("POST", "PUT")
-            or entry.conditional  # a conditional write may match a dispense already counted
-            or entry.if_none_exist
+            or entry.conditional  # a conditional update may match a dispense already counted
             or not isinstance(md, dict)
             or md.get("resourceType") != "MedicationDispense"
             or md.get("status") != "completed"
             or (ctx.message is not None and ctx.message.kind == HUB_TO_SPOKE)
         ):
             return None
+        if entry.if_none_exist and ctx.store.search("MedicationDispense", entry.if_none_exist, count=1):
+            return None  # it matches a dispense already stored (and counted): the store creates none
         notes = ctx.notes(_Notes)
         for ref in md.get("authorizingPrescription") or []:
             m = _REQUEST_REF.search(str((ref or {}).get("reference") or ""))

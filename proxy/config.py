@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "message_checks",
     "profile_validation",
     "routing",
+    "p2p_routing",
     "intake",
     "task_workflow",
     "dispense_return",
@@ -44,6 +45,7 @@ ODS_KEY = "FHIRPLUG_ODS"
 PROXY_CHECKS_KEY = "FHIRPLUG_TENANCY_PROXY_CHECKS"
 COMPLETION_KEY = "FHIRPLUG_COMPLETE_ON_DISPENSE"
 EPS_TRUST_DIR_KEY = "FHIRPLUG_EPS_TRUST_DIR"
+ROUTING_RULES_KEY = "FHIRPLUG_ROUTING_RULES"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"  # the one default: proxy, worker and CLIs read it here
 
 
@@ -164,6 +166,8 @@ class Settings:
     # CA certificates prescribers' signing certificates must chain to (EPS $process-message);
     # "": none configured, so no prescription is accepted (never: any signature accepted)
     eps_trust_dir: str = ""
+    # point-to-point routing rules this deployment applies (p2p.rules); none by default
+    routing_rules: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -191,6 +195,7 @@ class Settings:
             mesh=MeshSettings.from_env(),
             gp_notify=_switch(GP_NOTIFY_KEY, _env(GP_NOTIFY_KEY, "on")),
             eps_trust_dir=_env(EPS_TRUST_DIR_KEY, "").strip(),
+            routing_rules=tuple(_list(_env(ROUTING_RULES_KEY, ""))),
         )
 
     @property

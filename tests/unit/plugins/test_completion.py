@@ -92,3 +92,39 @@ def test_a_hub_to_spoke_message_is_left_to_dispense_return():
         ctx=ctx, entry=WriteEntry("POST", "MedicationDispense", dispense(60), index=0)
     )
     assert ctx.companion_writes == []
+
+
+class _ByCriteria(ScriptedStore):
+    """Answers the conditional create's identifier search apart from the prescription search."""
+
+    def __init__(self, same_identifier: list[dict]):
+        super().__init__(
+            {("GET", "MedicationRequest/5"): REQUEST, ("GET", "MedicationDispense"): searchset()}
+        )
+        self.same_identifier = same_identifier
+
+    def send(self, method, path, query, headers, body):
+        if path == "MedicationDispense" and any(k == "identifier" for k, _ in query):
+            self.answers[("GET", "MedicationDispense")] = searchset(*self.same_identifier)
+        else:
+            self.answers[("GET", "MedicationDispense")] = searchset()
+        return super().send(method, path, query, headers, body)
+
+
+def conditional_create(same_identifier: list[dict]):
+    ctx = request_context(
+        "create", "POST", "MedicationDispense", client=PHARMACY, store=_ByCriteria(same_identifier)
+    )
+    entry = WriteEntry("POST", "MedicationDispense", dispense(60), if_none_exist="identifier=urn:x|MD-1")
+    Completion(enabled=True).fhirplug_before_storage(ctx=ctx, entry=entry)
+    return ctx
+
+
+def test_a_conditional_create_that_creates_the_dispense_completes_the_request():
+    ctx = conditional_create([])
+    assert ctx.companion_writes[0]["resource"]["status"] == "completed"
+
+
+def test_a_conditional_create_that_matches_a_stored_dispense_completes_nothing():
+    ctx = conditional_create([dispense(60)])
+    assert ctx.companion_writes == [] and ctx.completion_grants == set()
