@@ -14,10 +14,11 @@ The two sides take turns in slices of ``--slice`` seconds so that the store's gr
 machine's drift fall on both alike:
 
 - **fhirplug**: a hub deployment's proxy (FA565) on the `make up` store, started for the run on a
-  Redis database of its own with no worker (deliveries are queued, never sent), every spoke and
-  the hub a registered client with its own signed-JWT token: tenancy, message checks, profile
-  rules, the exactly-once claim, the Task state machine, audit events, routing and the read
-  cache all do their work.
+  Redis database of its own with no worker, every spoke and the hub a registered client with its
+  own signed-JWT token, every spoke a registered partner (so the hub's moves and dispense
+  returns are queued for it, as at a real hub; no worker sends them): tenancy, message checks,
+  profile rules, the exactly-once claim, the Task state machine, audit events, routing with its
+  outbox records and the read cache all do their work.
 - **HAPI alone**: the same requests straight to the store as its administrator: the message as
   a transaction, the search, the reads, the two JSON Patches and the dispense return as a
   transaction (its conditional PATCH of the Task included) — the same business outcome without
@@ -54,6 +55,7 @@ from ops import stack
 from proxy.auth import partner_keys
 from proxy.auth.outbound import PartnerCredentials, PartnerTokenClient
 from proxy.auth.registry import ClientRecord, ClientRegistry
+from proxy.partners import Partner, PartnerDirectory
 from proxy.store_caller import store_auth
 from tests.support.messages import RFC4122, Case
 
@@ -196,7 +198,7 @@ def main() -> int:
     redis.flushdb()
     tmp = Path(tempfile.mkdtemp(prefix="fhirplug-bench-hub-day-"))
     spokes = spoke_codes(args.spokes)
-    registry = ClientRegistry(redis)
+    registry, partners = ClientRegistry(redis), PartnerDirectory(redis)
     keys = {}
     for code in [*spokes, HUB]:
         client_id = f"bench-day-{code.lower()}"
@@ -204,6 +206,12 @@ def main() -> int:
         role = "hub" if code == HUB else "spoke"
         registry.put(ClientRecord(client_id, code, role, SCOPES.split(), jwks=json.loads(jwks.read_text())))
         keys[code] = (client_id, key)
+        if code != HUB:  # each spoke is a deployment of its own: the hub's moves are sent to it
+            partners.put(
+                Partner(
+                    code, "spoke", "http://127.0.0.1:9/fhir", "http://127.0.0.1:9/oauth2/token", "x", str(key)
+                )
+            )
     env = {
         "REDIS_URL": bench_redis,
         "FHIRPLUG_ODS": HUB,
@@ -294,8 +302,8 @@ def report(args, sides: list[Side], counts: dict[str, int], queued: int) -> None
         "",
         f"Journeys started: fhirplug {counts[ours.name]}, HAPI alone {counts[hapi.name]}; completed: "
         f"fhirplug {len(ours.journeys)}, HAPI alone {len(hapi.journeys)}. Errors: fhirplug "
-        f"{len(ours.errors)}, HAPI alone {len(hapi.errors)}. Deliveries queued at the hub (never "
-        f"sent: no worker): {queued}.",
+        f"{len(ours.errors)}, HAPI alone {len(hapi.errors)}. Deliveries queued at the hub for the "
+        f"spokes (never sent: no worker), warm-up included: {queued}.",
         "",
     ]
     for side in sides:

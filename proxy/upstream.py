@@ -7,6 +7,7 @@ cost while giving the same pooling, streaming and timeout behaviour.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from urllib.parse import urlencode, urlsplit
@@ -17,6 +18,15 @@ from proxy.errors import FhirError
 from proxy.store_caller import CALLER_KEY, GRANT_HEADER, GRANT_KEY, HEADER, CallerSigner
 
 log = logging.getLogger("fhirplug.upstream")
+UNIQUE_RACE_ATTEMPTS = 3
+# HAPI's words when two writes raced for one row of a unique index (two conditional creates of
+# the same Organization, two creates of the same new tag): its transaction was rolled back, whole
+_UNIQUE_RACE = (b"Unique index or primary key violation", b"duplicate key value violates unique constraint")
+
+
+def _lost_a_unique_race(body: bytes) -> bool:
+    return b"HAPI-0550" in body and any(marker in body for marker in _UNIQUE_RACE)
+
 
 # Only these request headers travel to the store. Authorization stays at the proxy: the store
 # trusts the proxy, not the caller.
@@ -132,6 +142,27 @@ class StoreClient:
             headers[HEADER] = self.signer.header(role, ods)
             if granted:
                 headers[GRANT_HEADER] = self.signer.grant(sorted(set(granted.split(","))))
+        for attempt in range(UNIQUE_RACE_ATTEMPTS):
+            answer = self._send_once(method, url, headers, body)
+            if method not in ("POST", "PUT", "PATCH", "DELETE") or answer.status != 409:
+                return answer
+            data = answer.read()
+            answer.release_conn()
+            if not _lost_a_unique_race(data) or attempt == UNIQUE_RACE_ATTEMPTS - 1:
+                return urllib3.HTTPResponse(
+                    body=io.BytesIO(data), headers=answer.headers, status=409, preload_content=False
+                )
+            # HAPI rolled the whole write back: nothing of it was stored, so sending it again is
+            # safe, and it now finds what the other writer created (a conditional create matches)
+            log.info(
+                "the store lost a race on a unique index (attempt %d); sending the write again", attempt + 1
+            )
+            time.sleep(0.02 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _send_once(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> urllib3.BaseHTTPResponse:
         try:
             return self._pool.urlopen(
                 method,
