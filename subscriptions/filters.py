@@ -146,8 +146,10 @@ def parse(text: str, resource_type: str) -> Filter:
     table = PARAMETERS[resource_type]
     terms: list[tuple[str, frozenset[str]]] = []
     pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=False)
-    if not pairs:
-        raise FilterError("a filter needs at least one parameter=value")
+    if not pairs and query.strip():
+        raise FilterError("a filter is parameter=value pairs joined by &")
+    # "Type?" alone narrows nothing: every resource the topic fires for (how a Subscription
+    # without filters is stored: the store's own check wants one)
     for name, value in pairs:
         if name not in table:
             known = ", ".join(sorted(table))

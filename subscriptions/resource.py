@@ -198,6 +198,15 @@ def stored_form(resource: dict[str, Any], spec: Spec, labels: list[dict[str, Any
     profiles = [p for p in meta.get("profile") or [] if p != PROFILE]
     meta["profile"] = [PROFILE, *profiles]
     out["meta"] = meta
+    if not _ext(out.get("_criteria"), FILTER_CRITERIA):
+        # the store checks that a Backport Subscription has a filter: "Type?" is the one that
+        # narrows nothing (``filters.parse``), so the stored form says what the Subscription does
+        criteria = dict(out.get("_criteria") or {})
+        criteria["extension"] = [
+            *(criteria.get("extension") or []),
+            {"url": FILTER_CRITERIA, "valueString": f"{spec.resource_type}?"},
+        ]
+        out["_criteria"] = criteria
     out["status"] = spec.status
     if spec.error:
         out["error"] = spec.error
