@@ -198,15 +198,17 @@ def stored_form(resource: dict[str, Any], spec: Spec, labels: list[dict[str, Any
     profiles = [p for p in meta.get("profile") or [] if p != PROFILE]
     meta["profile"] = [PROFILE, *profiles]
     out["meta"] = meta
-    if not _ext(out.get("_criteria"), FILTER_CRITERIA):
-        # the store checks that a Backport Subscription has a filter: "Type?" is the one that
-        # narrows nothing (``filters.parse``), so the stored form says what the Subscription does
-        criteria = dict(out.get("_criteria") or {})
-        criteria["extension"] = [
-            *(criteria.get("extension") or []),
-            {"url": FILTER_CRITERIA, "valueString": f"{spec.resource_type}?"},
-        ]
-        out["_criteria"] = criteria
+    # the filters as fhirplug reads them (``Type?a=b``: the store checks them as searches, and
+    # wants one; "Type?" narrows nothing, ``filters.parse``), so the stored form says what runs
+    criteria = dict(out.get("_criteria") or {})
+    others = [
+        e
+        for e in criteria.get("extension") or []
+        if not (isinstance(e, dict) and e.get("url") == FILTER_CRITERIA)
+    ]
+    texts = spec.filters or [f"{spec.resource_type}?"]
+    criteria["extension"] = [*others, *({"url": FILTER_CRITERIA, "valueString": t} for t in texts)]
+    out["_criteria"] = criteria
     out["status"] = spec.status
     if spec.error:
         out["error"] = spec.error
