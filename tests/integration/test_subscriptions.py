@@ -360,6 +360,7 @@ def test_a_completed_dispense_and_a_task_status_change_are_events(stack, worker,
         "intent": "order",
         "code": {"coding": [{"system": "https://fhirplug.test", "code": "subs-test"}]},
         "for": {"reference": f"Patient/{pid}"},
+        "requester": {"identifier": {"system": ODS, "value": A}},
     }
     r = tenants[A].post(f"{stack.fhir}/Task", json=task, headers=FHIR_JSON)
     tid = created(r)
