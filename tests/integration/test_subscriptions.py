@@ -9,6 +9,8 @@ nothing else, every event once, numbered without gaps, in order, through an outa
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import uuid
@@ -38,6 +40,9 @@ class Subscriber:
     def __init__(self, secret: str):
         self.secret = secret
         self.status = 200
+        self.holding = False  # True: a notification is kept waiting until ``release`` is set
+        self.release = threading.Event()
+        self.held: list[dict] = []
         self.accepted: list[dict] = []
         self.refused = 0
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, content type
@@ -53,6 +58,9 @@ class Subscriber:
                     owner.refused += 1
                     self.send_response(owner.status)
                 else:
+                    if owner.holding:
+                        owner.held.append(json.loads(body))
+                        owner.release.wait(120)
                     owner.accepted.append(json.loads(body))
                     self.send_response(200)
                 self.send_header("Content-Length", "0")
@@ -314,6 +322,29 @@ def test_a_subscriber_down_for_a_while_gets_every_event_once_and_in_order(stack,
     assert eventually(lambda: len(sub.numbers()) >= 5, 60)
     time.sleep(2)
     assert sub.numbers() == [1, 2, 3, 4, 5]
+
+
+def test_a_worker_killed_before_its_acknowledgement_sends_the_same_number_again(
+    stack, worker, tenants, subscriber
+):
+    """The subscriber took event 1, but the worker died before recording that: event 1 comes again
+    (the subscriber dedupes by number), and the next event is 2."""
+    sub = subscriber()
+    pid = patient(stack, tenants[A])
+    subscribe(stack, tenants[A], sub, MR_ACTIVE, filters=[f"subject=Patient/{pid}"])
+    sub.holding = True
+    medication_request(stack, tenants[A], pid)
+    assert eventually(lambda: sub.held, 30)
+    os.killpg(int(stack.cfg.path("run", "worker.pid").read_text()), signal.SIGKILL)
+    stackmod.stop(stack.cfg, "worker")  # reap it and drop its pid file
+    sub.holding = False
+    sub.release.set()
+    assert eventually(lambda: sub.numbers() == [1], 10)  # taken, never acknowledged
+    stackmod.start_worker(stack.cfg)
+    # the abandoned job is retried once its heartbeat lapses (about a minute)
+    assert eventually(lambda: sub.numbers() == [1, 1], 180)
+    medication_request(stack, tenants[A], pid)
+    assert eventually(lambda: sub.numbers() == [1, 1, 2], 60)
 
 
 def test_a_subscriber_hears_only_of_what_it_may_read(stack, worker, tenants, subscriber):
