@@ -30,6 +30,8 @@ from redis import Redis
 from rq import get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from rq.scheduler import RQScheduler
 
 from forwarding.policy import LEASE_TTL_S, PartnerBusy, PermanentFailure, RetryableFailure, retry_after_of
 from proxy.auth.outbound import PartnerCredentials, PartnerTokenClient, TokenRequestError
@@ -269,6 +271,11 @@ def tick(settings: WorkerSettings, redis: Redis, now: float | None = None) -> di
         return counts
     now = now if now is not None else time.time()
     try:
+        # an idle worker cleans its registries only every few minutes (RQ's dequeue timeout): a
+        # delivery whose worker died is retried here once its heartbeat has lapsed, as the outbox
+        # sweep does for forwarding's queue, so a subscriber waits a minute, not several
+        StartedJobRegistry(queue.QUEUE, connection=redis).cleanup()
+        run_due_retries(redis)
         for spec in registry.all_specs(redis):
             if spec.status != "active":
                 continue
@@ -301,6 +308,19 @@ def tick(settings: WorkerSettings, redis: Redis, now: float | None = None) -> di
     finally:
         redis.delete(TICK_LOCK)
     return counts
+
+
+def run_due_retries(redis: Redis) -> None:
+    """Queue the retries that are due when no worker's scheduler holds the notification queue (one
+    killed holds its lock for a while), with RQ's own scheduler code."""
+    if redis.exists(RQScheduler.get_locking_key(queue.QUEUE)):
+        return
+    scheduler = RQScheduler([queue.QUEUE], connection=redis)
+    if scheduler.acquire_locks():
+        try:
+            scheduler.enqueue_scheduled_jobs()
+        finally:
+            scheduler.release_locks()
 
 
 def tick_forever(
