@@ -17,6 +17,7 @@ COPY gpnotify ./gpnotify
 COPY canonicals ./canonicals
 COPY validation ./validation
 COPY p2p ./p2p
+COPY subscriptions ./subscriptions
 COPY plugins ./plugins
 COPY worker ./worker
 COPY ops ./ops

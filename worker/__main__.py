@@ -16,7 +16,7 @@ from rq import Queue, Worker
 
 from proxy.config import WorkerSettings
 from proxy.logs import configure_logging
-from worker import QUEUES, delivery, mesh_delivery, mesh_inbox
+from worker import QUEUES, delivery, mesh_delivery, mesh_inbox, notifications
 from worker.gp_repair import repair_forever
 from worker.outbox import sweep_forever
 
@@ -28,7 +28,16 @@ def main() -> None:
     settings = WorkerSettings.from_env()
     delivery.configure(settings)
     mesh_delivery.configure(settings)
+    notifications.configure(settings)
     conn = Redis.from_url(settings.redis_url)
+    # event notifications: heartbeats that are due, deliveries a proxy could not queue, dead letters
+    ticker = threading.Thread(
+        target=notifications.tick_forever,
+        args=(settings, Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=10)),
+        name="notification-tick",
+        daemon=True,
+    )
+    ticker.start()
     if settings.store_url:
         # its own client: RQ tunes the worker's connection for its blocking pops, and commands
         # from a second thread on that client make those pops time out

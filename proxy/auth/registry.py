@@ -49,6 +49,10 @@ DEFAULT_SCOPES = {
     # every Task a dispenser posts, so none reaches the store as a plain Task
     "dispenser": " ".join(f"system/{t}.{'crs' if t == 'Task' else 'rs'}" for t in _EPS.split()),
 }
+# hub-and-spoke tenants may subscribe to event notifications about what they may read
+# (plugins/subscriptions.py); EPS systems keep REST reads only: grant it with --scopes
+for _role in ("spoke", "hub"):
+    DEFAULT_SCOPES[_role] += " system/Subscription.cruds"
 
 
 @dataclass

@@ -23,10 +23,15 @@ _V1_PERMS = {"read": "rs", "write": "cud", "*": "cruds"}
 # decides which role may send it (eps.events.SENDER_ROLES), and what it stores is written acting
 # as that tenant, judged by the store's tenancy line, not through the caller's REST scopes
 _DATA_FREE_OPERATIONS = {"$validate", "$prepare", "$process-message"}
-ROLE_GATED_OPERATIONS = frozenset(_DATA_FREE_OPERATIONS)  # their answers are not filtered by scope
+# the Backport IG's Subscription/$status and $events, answered by the subscriptions plugin to the
+# subscription's owner alone (judged there, as are the events it recorded): a SubscriptionStatus
+# (a Parameters no scope or label names) that the filters below would take out of the answer
+SUBSCRIPTION_OPERATIONS = frozenset({"$status", "$events"})
+# their answers are not filtered by scope
+ROLE_GATED_OPERATIONS = frozenset(_DATA_FREE_OPERATIONS) | SUBSCRIPTION_OPERATIONS
 # operations the proxy answers itself from the caller's own body, never with stored data (EPS's
 # $prepare digest, a $process-message response message): nothing in their answers to narrow
-PROXY_ANSWERED_OPERATIONS = frozenset({"$prepare", "$process-message"})
+PROXY_ANSWERED_OPERATIONS = frozenset({"$prepare", "$process-message"}) | SUBSCRIPTION_OPERATIONS
 
 
 class ScopeError(ValueError):

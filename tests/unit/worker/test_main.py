@@ -37,6 +37,7 @@ def started(monkeypatch):
     monkeypatch.setattr(entry, "sweep_forever", record("sweep"))
     monkeypatch.setattr(entry.mesh_inbox, "poll_forever", record("inbox"))
     monkeypatch.setattr(entry, "repair_forever", record("repair"))
+    monkeypatch.setattr(entry.notifications, "tick_forever", record("tick"))
     monkeypatch.setattr(entry, "configure_logging", lambda: None)
     monkeypatch.setattr(entry.delivery, "configure", lambda settings: None)
     monkeypatch.setenv("FHIRPLUG_STORE_URL", "http://store.invalid/fhir")
