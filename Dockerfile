@@ -16,6 +16,7 @@ COPY dispensing ./dispensing
 COPY gpnotify ./gpnotify
 COPY canonicals ./canonicals
 COPY validation ./validation
+COPY console ./console
 COPY plugins ./plugins
 COPY worker ./worker
 COPY ops ./ops

@@ -1,0 +1,241 @@
+"""The web console in a real browser (headless Chromium) against the real proxy, store and Redis:
+sign-in through the authorization-code + PKCE flow, lock-out, CSRF refusal, sign-out, uploading
+a profile and validating a bundle. Screenshots of the main pages go to docs/console/."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from redis import Redis
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from console.accounts import AccountStore
+from console.audit import CONSOLE_ACTION_SYSTEM
+from tests.support import browser as browser_support
+
+pytestmark = pytest.mark.integration
+PASSWORD = "correct horse battery staple"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+
+
+@pytest.fixture(scope="module")
+def origin(stack) -> str:
+    return stack.proxy
+
+
+@pytest.fixture(scope="module")
+def accounts(stack) -> AccountStore:
+    return AccountStore(Redis.from_url(stack.redis_url))
+
+
+@pytest.fixture(scope="module")
+def people(accounts) -> dict[str, str]:
+    names = {}
+    for role in ("validator", "operator", "admin"):
+        name = f"{role}-{uuid.uuid4().hex[:6]}"
+        accounts.add(name, role, PASSWORD)
+        names[role] = name
+    return names
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    d = browser_support.start(tmp_path_factory.mktemp("chromium"))
+    yield d
+    d.quit()
+
+
+@pytest.fixture
+def browser(driver, origin):
+    """A browser with no console cookies left from another test."""
+    driver.get(origin + "/console/static/console.css")
+    driver.delete_all_cookies()
+    return driver
+
+
+def wait_for(driver, css: str, timeout: float = 20):
+    return WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def sign_in(driver, origin: str, username: str, password: str = PASSWORD, start: str = "/console/"):
+    driver.get(origin + start)
+    wait_for(driver, "#username")
+    driver.find_element(By.ID, "username").clear()
+    driver.find_element(By.ID, "username").send_keys(username)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "signin").click()
+
+
+def session_cookie(driver) -> str:
+    return next(c["value"] for c in driver.get_cookies() if c["name"] == "__Host-fhirplug-console")
+
+
+def audited(stack, username: str, action: str) -> list[dict]:
+    r = stack.session().get(
+        f"{stack.fhir}/AuditEvent",
+        params={"altid": username, "subtype": f"{CONSOLE_ACTION_SYSTEM}|console-{action}"},
+    )
+    assert r.status_code == 200, r.text
+    return [e["resource"] for e in r.json().get("entry") or []]
+
+
+def test_the_root_redirects_to_the_console(origin):
+    r = requests.get(origin + "/", allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and r.headers["Location"].endswith("/console/")
+
+
+def test_a_validator_signs_in_and_the_cookie_is_locked_down(stack, browser, origin, people):
+    sign_in(browser, origin, people["validator"])
+    who = wait_for(browser, "#who")
+    assert people["validator"] in who.text and "validator" in who.text
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / "home.png"))
+    cookie = next(c for c in browser.get_cookies() if c["name"] == "__Host-fhirplug-console")
+    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/"
+    assert audited(stack, people["validator"], "signin")
+
+
+def test_a_session_id_planted_before_sign_in_is_not_the_one_after(browser, origin, people):
+    browser.get(origin + "/console/static/console.css")
+    planted = "planted-" + uuid.uuid4().hex
+    browser.add_cookie({"name": "__Host-fhirplug-console", "value": planted, "path": "/", "secure": True})
+    sign_in(browser, origin, people["validator"])
+    wait_for(browser, "#who")
+    assert session_cookie(browser) != planted
+
+
+def test_a_wrong_password_is_refused_and_repeated_ones_lock_the_account(stack, browser, origin, accounts):
+    name = f"locky-{uuid.uuid4().hex[:6]}"
+    accounts.add(name, "validator", PASSWORD)
+    sign_in(browser, origin, name, "not the password at all")
+    assert "wrong" in wait_for(browser, "#error").text
+    assert "/console/oauth2/authorize" in browser.current_url
+    for _ in range(4):
+        browser.find_element(By.ID, "password").send_keys("still not the password")
+        browser.find_element(By.ID, "signin").click()
+        wait_for(browser, "#error")
+    assert "locked" in browser.find_element(By.ID, "error").text
+    browser.save_screenshot(str(SHOTS / "locked.png"))
+    # the right password now is refused too, until the lock ends or an administrator resets it
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.ID, "signin").click()
+    assert "locked" in wait_for(browser, "#error").text
+    assert not any(c["name"] == "__Host-fhirplug-console" for c in browser.get_cookies())
+    assert audited(stack, name, "signin-locked")
+    accounts.reset(name, PASSWORD + "!")
+    sign_in(browser, origin, name, PASSWORD + "!")
+    assert name in wait_for(browser, "#who").text
+
+
+def test_a_form_post_without_its_csrf_token_is_refused(browser, origin, people):
+    sign_in(browser, origin, people["validator"], start="/console/validate")
+    wait_for(browser, "#validate")
+    cookie = session_cookie(browser)
+    jar = {"Cookie": f"__Host-fhirplug-console={cookie}"}
+    bundle = json.dumps({"resourceType": "Bundle", "type": "collection"})
+    r = requests.post(origin + "/console/validate", data={"text": bundle}, headers=jar, timeout=30)
+    assert r.status_code == 403 and "security token" in r.text
+    r = requests.post(
+        origin + "/console/validate", data={"text": bundle, "csrf_token": "forged"}, headers=jar, timeout=30
+    )
+    assert r.status_code == 403
+
+
+def test_sign_out_ends_the_session_on_the_server(browser, origin, people):
+    sign_in(browser, origin, people["validator"])
+    wait_for(browser, "#who")
+    cookie = session_cookie(browser)
+    browser.find_element(By.ID, "signout").click()
+    wait_for(browser, "#signed-out")
+    r = requests.get(
+        origin + "/console/",
+        headers={"Cookie": f"__Host-fhirplug-console={cookie}"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert r.status_code == 302 and r.headers["Location"].startswith("/console/login")
+    browser.get(origin + "/console/")
+    wait_for(browser, "#username")
+
+
+def test_sign_in_does_not_redirect_off_site(browser, origin, people):
+    sign_in(browser, origin, people["validator"], start="/console/login?next=https://evil.example/")
+    wait_for(browser, "#who")
+    assert urlsplit(browser.current_url).netloc == urlsplit(origin).netloc
+    assert urlsplit(browser.current_url).path == "/console/"
+
+
+def test_an_operator_cannot_reach_the_validator_pages(browser, origin, people):
+    sign_in(browser, origin, people["operator"], start="/console/validate")
+    assert "role" in wait_for(browser, "#error").text
+
+
+def test_a_validator_uploads_a_profile_and_sees_it_listed(stack, browser, origin, people, tmp_path):
+    url = f"https://fhirplug.test/StructureDefinition/console-{uuid.uuid4().hex[:8]}"
+    sd = {
+        "resourceType": "StructureDefinition",
+        "url": url,
+        "version": "1.2.0",
+        "name": "ConsoleUpload",
+        "title": "Console upload <script>alert(1)</script>",
+        "status": "active",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "derivation": "constraint",
+        "differential": {"element": [{"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1}]},
+    }
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(sd))
+    sign_in(browser, origin, people["validator"], start="/console/profiles")
+    wait_for(browser, "#upload")
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    browser.find_element(By.ID, "upload").click()
+    title = wait_for(browser, "#result-title").text
+    assert title.startswith("Accepted") and url in title and "1.2.0" in title, browser.find_element(
+        By.ID, "result"
+    ).text
+    rows = browser.find_element(By.ID, "profiles").text
+    assert url in rows
+    # the name came back as text, not markup: the page shows it literally and runs nothing
+    assert "<script>alert(1)</script>" in browser.page_source.replace("&lt;", "<").replace("&gt;", ">")
+    assert not browser.find_elements(By.XPATH, "//script")
+    browser.save_screenshot(str(SHOTS / "profiles.png"))
+    assert audited(stack, people["validator"], "profile-upload")
+
+
+def test_a_refused_profile_shows_the_reasons(browser, origin, people):
+    sign_in(browser, origin, people["validator"], start="/console/profiles")
+    wait_for(browser, "#upload")
+    bad = {"resourceType": "StructureDefinition", "url": "https://fhirplug.test/x", "status": "nonsense"}
+    browser.find_element(By.ID, "text").send_keys(json.dumps(bad))
+    browser.find_element(By.ID, "upload").click()
+    assert wait_for(browser, "#result-title").text.startswith("Refused")
+    assert browser.find_elements(By.CSS_SELECTOR, "#issues tbody tr")
+
+
+def test_a_validator_validates_a_bad_bundle_and_sees_its_issues(stack, browser, origin, people):
+    # parses, but breaks the base definition: Bundle.type is 1..1
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [{"resource": {"resourceType": "Basic", "code": {"text": "x"}}}],
+    }
+    sign_in(browser, origin, people["validator"], start="/console/validate")
+    wait_for(browser, "#validate")
+    browser.find_element(By.ID, "text").send_keys(json.dumps(bundle))
+    browser.find_element(By.ID, "validate").click()
+    title = wait_for(browser, "#result-title").text
+    assert title.startswith("Not valid"), browser.find_element(By.ID, "result").text
+    rows = browser.find_elements(By.CSS_SELECTOR, "#issues tbody tr")
+    errors = [r.text for r in rows if r.find_element(By.CSS_SELECTOR, "td.severity").text == "error"]
+    assert any("Bundle.type" in e for e in errors), errors
+    browser.save_screenshot(str(SHOTS / "validate.png"))
+    assert audited(stack, people["validator"], "validate")
