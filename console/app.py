@@ -8,7 +8,7 @@ import logging
 from flask import Blueprint, Flask, redirect
 from redis import Redis
 
-from console import pages, signin
+from console import operations, pages, signin
 from console.accounts import AccountStore
 from console.audit import ConsoleAudit
 from console.authorization import PeopleAuthorizationServer
@@ -39,6 +39,7 @@ def register(app: Flask, redis: Redis) -> None:
     )
     app.extensions[EXTENSION] = ConsoleState(
         app=app,
+        redis=redis,
         settings=settings,
         issuer=issuer,
         accounts=accounts,
@@ -58,5 +59,6 @@ def register(app: Flask, redis: Redis) -> None:
     app.register_blueprint(assets)
     app.register_blueprint(signin.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(operations.bp)
     app.add_url_rule("/", "console_root", lambda: redirect("/console/", 302), methods=["GET"])
     app.add_url_rule("/console", "console_bare", lambda: redirect("/console/", 302), methods=["GET"])

@@ -26,7 +26,7 @@ class Answer:
         return 200 <= self.status < 300
 
     def issues(self) -> list[dict]:
-        """The OperationOutcome's issues (severity, code, text, expression), if it is one."""
+        """The OperationOutcome's issues (severity, code, text, where, line), if it is one."""
         body = self.body or {}
         if body.get("resourceType") != "OperationOutcome":
             return []
@@ -34,8 +34,21 @@ class Answer:
         for i in body.get("issue") or []:
             text = i.get("diagnostics") or (i.get("details") or {}).get("text") or ""
             where = ", ".join(i.get("expression") or i.get("location") or [])
+            # HAPI's line of the issue in the document as sent (the proxy passes the caller's bytes)
+            lines = [
+                e.get("valueInteger")
+                for e in i.get("extension") or []
+                if str(e.get("url", "")).endswith("operationoutcome-issue-line")
+            ]
+            line = lines[0] if lines and isinstance(lines[0], int) else None
             out.append(
-                {"severity": i.get("severity", ""), "code": i.get("code", ""), "text": text, "where": where}
+                {
+                    "severity": i.get("severity", ""),
+                    "code": i.get("code", ""),
+                    "text": text,
+                    "where": where,
+                    "line": line,
+                }
             )
         return out
 

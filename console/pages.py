@@ -139,6 +139,29 @@ def _resource_type(data: bytes, media: str) -> str | None:
     return rt if isinstance(rt, str) and rt.isalpha() else None
 
 
+MAX_SHOWN_LINES = 5000
+
+
+def _marked_lines(data: bytes, media: str, issues: list[dict]) -> list[dict]:
+    """The document as sent, line by line, each line an issue points at marked with its worst
+    severity (the proxy passes the caller's bytes to the store, so the store's line numbers are
+    lines of this text)."""
+    if media == GZIP:
+        return []
+    lines = data.decode("utf-8", "replace").splitlines()
+    if len(lines) > MAX_SHOWN_LINES:
+        return []
+    rank = {"fatal": 0, "error": 1, "warning": 2, "information": 3}
+    worst: dict[int, str] = {}
+    for i in issues:
+        n = i.get("line")
+        if not isinstance(n, int) or not 1 <= n <= len(lines):
+            continue
+        if n not in worst or rank.get(i["severity"], 9) < rank.get(worst[n], 9):
+            worst[n] = i["severity"]
+    return [{"n": n, "text": text, "severity": worst.get(n)} for n, text in enumerate(lines, 1)]
+
+
 @bp.get("/console/validate")
 @signed_in(*VALIDATORS)
 def validate_form() -> Response:
@@ -179,7 +202,7 @@ def validate() -> Response:
         title = "Valid" if ok else f"Not valid: {len(errors)} error(s)"
     else:
         ok, title = False, f"The validation could not run ({answer.status})"
-    result = {"ok": ok, "title": title, "issues": issues}
+    result = {"ok": ok, "title": title, "issues": issues, "document": _marked_lines(data, media, issues)}
     who = current()
     st.audit.record(
         "validate", who.username, who.role, True, f"{rtype} against {chosen or 'its base'}: {title}"[:200]

@@ -9,6 +9,7 @@ from functools import wraps
 from urllib.parse import quote
 
 from flask import Flask, Response, current_app, g, redirect, render_template, request
+from redis import Redis
 
 from console.accounts import AccountStore
 from console.audit import ConsoleAudit
@@ -33,6 +34,7 @@ SECURITY_HEADERS = {
 @dataclass
 class ConsoleState:
     app: Flask
+    redis: Redis  # the proxy's own: accounts, sessions, and the queues operators look at
     settings: ConsoleSettings
     issuer: str
     accounts: AccountStore

@@ -12,12 +12,16 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from redis import Redis
+from rq import Queue
+from rq.job import Job
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from console.accounts import AccountStore
 from console.audit import CONSOLE_ACTION_SYSTEM
+from forwarding.delivery import QUEUE
+from tests.integration.test_queue_cli import kill, put
 from tests.support import browser as browser_support
 
 pytestmark = pytest.mark.integration
@@ -222,20 +226,60 @@ def test_a_refused_profile_shows_the_reasons(browser, origin, people):
     assert browser.find_elements(By.CSS_SELECTOR, "#issues tbody tr")
 
 
-def test_a_validator_validates_a_bad_bundle_and_sees_its_issues(stack, browser, origin, people):
-    # parses, but breaks the base definition: Bundle.type is 1..1
+def test_a_validator_validates_a_bad_bundle_and_sees_the_element_marked(stack, browser, origin, people):
+    # parses, but breaks the base definitions: Bundle.type is 1..1, an Observation needs status and code
     bundle = {
         "resourceType": "Bundle",
-        "entry": [{"resource": {"resourceType": "Basic", "code": {"text": "x"}}}],
+        "entry": [{"resource": {"resourceType": "Observation", "note": [{"text": "x"}]}}],
     }
+    text = json.dumps(bundle, indent=2)
     sign_in(browser, origin, people["validator"], start="/console/validate")
     wait_for(browser, "#validate")
-    browser.find_element(By.ID, "text").send_keys(json.dumps(bundle))
+    browser.find_element(By.ID, "text").send_keys(text)
     browser.find_element(By.ID, "validate").click()
     title = wait_for(browser, "#result-title").text
     assert title.startswith("Not valid"), browser.find_element(By.ID, "result").text
     rows = browser.find_elements(By.CSS_SELECTOR, "#issues tbody tr")
     errors = [r.text for r in rows if r.find_element(By.CSS_SELECTOR, "td.severity").text == "error"]
     assert any("Bundle.type" in e for e in errors), errors
+    assert any("Observation.status" in e or "status" in e for e in errors), errors
+    # the Observation's lines are marked in the document as shown, and the issue links to its line
+    marked = browser.find_elements(By.CSS_SELECTOR, "#document li.mark-error")
+    assert marked, browser.find_element(By.ID, "result").text
+    observation_line = next(
+        n for n, line in enumerate(text.splitlines(), 1) if '"resourceType": "Observation"' in line
+    )
+    marked_lines = {int(li.get_attribute("id").removeprefix("line-")) for li in marked}
+    assert any(n >= observation_line - 1 for n in marked_lines), (marked_lines, observation_line)
+    browser.find_elements(By.CSS_SELECTOR, "a.line-link")[-1].click()
     browser.save_screenshot(str(SHOTS / "validate.png"))
     assert audited(stack, people["validator"], "validate")
+
+
+def test_a_validator_cannot_reach_the_operator_pages(browser, origin, people):
+    sign_in(browser, origin, people["validator"], start="/console/operations")
+    assert "role" in wait_for(browser, "#error").text
+
+
+def test_an_operator_sees_a_dead_letter_and_replays_it_after_confirming(stack, browser, origin, people):
+    queue = Queue(QUEUE, connection=Redis.from_url(stack.redis_url))
+    partner = "FC" + uuid.uuid4().hex[:3].upper()
+    job = kill(queue, put(queue, partner), reason="422: the partner refused <b>it</b>")
+    try:
+        sign_in(browser, origin, people["operator"], start="/console/operations")
+        dead = wait_for(browser, "#dead")
+        assert job.id in dead.text and "the partner refused <b>it</b>" in dead.text  # shown as text
+        partners = browser.find_element(By.ID, "partners").text
+        assert partner in partners
+        browser.save_screenshot(str(SHOTS / "operations.png"))
+        browser.find_element(By.ID, f"replay-{job.id}").click()
+        wait_for(browser, "#confirm")
+        assert job.id not in queue.get_job_ids()  # nothing happens before the confirmation
+        browser.find_element(By.ID, "confirm").click()
+        assert wait_for(browser, "#result-title").text.startswith(f"Replayed {job.id}")
+        assert job.id in queue.get_job_ids() and job.id not in queue.failed_job_registry.get_job_ids()
+        assert audited(stack, people["operator"], "replay")
+    finally:
+        queue.remove(job.id)
+        queue.failed_job_registry.remove(job.id)
+        Job.fetch(job.id, connection=queue.connection).delete()

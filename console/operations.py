@@ -1,0 +1,107 @@
+"""The operator's pages: partners and their queues (depth, oldest waiting, counts of what was
+delivered, retried and dead-lettered), the dead letters with their reasons, and replaying one
+after a confirmation. The numbers are those `fhirplug queue` prints, read from the same Redis."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, render_template
+from redis import Redis
+from rq import Queue
+
+from console.state import current, signed_in, state
+from forwarding.delivery import QUEUE
+from forwarding.metrics import counters_key, fetch_jobs, partner_of, queue_snapshot
+from ops.queue_cli import attempts_of, reason_of, replay, what_of
+from proxy.partners import PartnerDirectory
+
+bp = Blueprint("console_operations", __name__)
+OPERATORS = ("operator", "admin")
+
+
+def _render(template: str, status: int = 200, **values) -> Response:
+    return state().page(render_template(template, person=current(), **values), status)
+
+
+def _redis() -> Redis:
+    return state().redis
+
+
+def _dead_letters(queue: Queue) -> list[dict]:
+    jobs = fetch_jobs(queue.connection, queue.failed_job_registry.get_job_ids())
+    jobs.sort(key=lambda j: (j.ended_at or j.created_at).timestamp() if (j.ended_at or j.created_at) else 0.0)
+    return [
+        {
+            "id": j.id,
+            "partner": partner_of(j),
+            "what": what_of(j),
+            "failed_at": (j.ended_at or j.created_at).strftime("%Y-%m-%d %H:%M:%S")
+            if (j.ended_at or j.created_at)
+            else "",
+            "attempts": attempts_of(j),
+            "reason": reason_of(j),
+        }
+        for j in jobs
+    ]
+
+
+def _partners(redis: Redis) -> list[dict]:
+    snap = queue_snapshot(redis)
+    directory = {p.ods: p for p in PartnerDirectory(redis).all()}
+    now = time.time()
+    rows = []
+    for ods in sorted(set(directory) | set(snap.partners)):
+        pq = snap.of(ods)
+        raw = redis.hgetall(counters_key(ods)) or {}
+        counts = {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
+        partner = directory.get(ods)
+        rows.append(
+            {
+                "ods": ods,
+                "role": partner.role if partner else "(not in the directory)",
+                "base_url": partner.base_url if partner else "",
+                "waiting": pq.waiting,
+                "running": pq.started,
+                "oldest_s": int(pq.oldest_age(now)) if pq.oldest_queued_at is not None else None,
+                "dead": pq.dead,
+                "delivered": counts.get("delivered", 0),
+                "retried": counts.get("retried", 0),
+            }
+        )
+    return rows
+
+
+@bp.get("/console/operations")
+@signed_in(*OPERATORS)
+def operations() -> Response:
+    redis = _redis()
+    queue = Queue(QUEUE, connection=redis)
+    return _render("console_operations.html", partners=_partners(redis), dead=_dead_letters(queue), done=None)
+
+
+@bp.get("/console/dead/<job_id>/replay")
+@signed_in(*OPERATORS)
+def confirm_replay(job_id: str) -> Response:
+    queue = Queue(QUEUE, connection=_redis())
+    letter = next((d for d in _dead_letters(queue) if d["id"] == job_id), None)
+    if letter is None:
+        return state().error_page(404, "There is no such dead letter (replayed or purged already?).")
+    return _render("console_replay.html", letter=letter)
+
+
+@bp.post("/console/dead/<job_id>/replay")
+@signed_in(*OPERATORS)
+def do_replay(job_id: str) -> Response:
+    st = state()
+    queue = Queue(QUEUE, connection=_redis())
+    who = current()
+    try:
+        job = replay(queue, job_id)
+    except LookupError:
+        st.audit.record("replay", who.username, who.role, False, f"no dead letter {job_id}"[:200])
+        return st.error_page(404, "There is no such dead letter (replayed or purged already?).")
+    st.audit.record("replay", who.username, who.role, True, f"{job.id} {job.description or ''}"[:200])
+    redis = _redis()
+    done = f"Replayed {job.id}: back on the queue with {job.retries_left} retries."
+    return _render("console_operations.html", partners=_partners(redis), dead=_dead_letters(queue), done=done)
