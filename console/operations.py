@@ -1,6 +1,7 @@
 """The operator's pages: partners and their queues (depth, oldest waiting, counts of what was
-delivered, retried and dead-lettered), the dead letters with their reasons, and replaying one
-after a confirmation. The numbers are those `fhirplug queue` prints, read from the same Redis."""
+delivered and retried), the dead letters with their reasons, replaying one after a confirmation;
+and, for administrators, the OAuth clients (enable, disable). The numbers are those
+`fhirplug queue` prints, read from the same Redis."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from flask import Blueprint, Response, render_template
 from redis import Redis
 from rq import Queue
 
+from console.authorization import CLIENT_ID
 from console.state import current, signed_in, state
 from forwarding.delivery import QUEUE
 from forwarding.metrics import counters_key, fetch_jobs, partner_of, queue_snapshot
 from ops.queue_cli import attempts_of, reason_of, replay, what_of
+from proxy.auth.registry import ClientRegistry
 from proxy.partners import PartnerDirectory
 
 bp = Blueprint("console_operations", __name__)
@@ -105,3 +108,31 @@ def do_replay(job_id: str) -> Response:
     redis = _redis()
     done = f"Replayed {job.id}: back on the queue with {job.retries_left} retries."
     return _render("console_operations.html", partners=_partners(redis), dead=_dead_letters(queue), done=done)
+
+
+ADMINS = ("admin",)
+
+
+@bp.get("/console/clients")
+@signed_in(*ADMINS)
+def clients() -> Response:
+    return _render("console_clients.html", clients=ClientRegistry(_redis()).all(), done=None)
+
+
+@bp.post("/console/clients/<client_id>/<action>")
+@signed_in(*ADMINS)
+def switch_client(client_id: str, action: str) -> Response:
+    st = state()
+    if action not in ("enable", "disable"):
+        return st.error_page(404, "No such action.")
+    if client_id == CLIENT_ID:
+        # the console's own API client: switched off here, no page could switch it on again
+        return st.error_page(409, f"{CLIENT_ID} is the console's own client: use `fhirplug clients` for it.")
+    registry = ClientRegistry(_redis())
+    found = registry.set_enabled(client_id, action == "enable")
+    who = current()
+    st.audit.record(f"client-{action}", who.username, who.role, found, client_id[:200])
+    if not found:
+        return st.error_page(404, "There is no such client.")
+    done = f"{client_id} is {action}d (the bearer check sees it within 5 s)."
+    return _render("console_clients.html", clients=registry.all(), done=done)

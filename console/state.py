@@ -66,6 +66,14 @@ def signed_in(*roles: str) -> Callable:
             session = st.sessions.resume(request.cookies.get(SESSION_COOKIE))
             if session is None:
                 return redirect("/console/login?next=" + quote(request.full_path.rstrip("?"), safe="/"), 302)
+            account = st.accounts.get(session.username)
+            if account is None or not account.enabled:  # disabled since sign-in: over at once
+                st.sessions.end(request.cookies.get(SESSION_COOKIE))
+                st.audit.record(
+                    "forbidden", session.username, session.role, ok=False, detail="account disabled"
+                )
+                return st.error_page(403, "Your account is disabled; ask an administrator.")
+            session.role = account.role  # a role changed since sign-in counts from the next page
             if roles and session.role not in roles:
                 st.audit.record("forbidden", session.username, session.role, ok=False, detail=request.path)
                 return st.error_page(403, "Your role does not give you this page.")

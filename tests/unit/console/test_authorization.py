@@ -145,3 +145,9 @@ def test_console_pages_carry_a_strict_content_security_policy(app):
 )
 def test_after_sign_in_only_console_paths_are_followed(target, expected):
     assert safe_next(target) == expected
+
+
+def test_a_disabled_account_gets_no_token_for_its_code(app, redis):
+    code = code_of(sign_in(app, authorize_query()))
+    AccountStore(redis).set_enabled("alice", False)
+    assert exchange(app, code).json["error"] == "invalid_grant"

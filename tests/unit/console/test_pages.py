@@ -63,3 +63,35 @@ def test_the_resource_type_is_read_from_json_or_xml():
     assert _resource_type(xml, "application/fhir+xml") == "Patient"
     assert _resource_type(b'{"resourceType": "../x"}', JSON) is None
     assert _resource_type(b"not json", JSON) is None
+
+
+def test_outcome_text_and_the_document_are_escaped(redis):
+    import tempfile
+
+    from flask import render_template
+
+    from console.sessions import Session
+    from proxy.app import create_app
+    from proxy.config import Settings
+    from tests.support.fake_store import FakeStore
+
+    settings = Settings(
+        plugins=["request_id"],
+        auth=True,
+        public_base_url="http://127.0.0.1:9/fhir",
+        keys_dir=tempfile.mkdtemp(),
+    )
+    app = create_app(settings, store=FakeStore(), redis=redis)
+    evil = "<script>alert(1)</script>"
+    result = {
+        "ok": False,
+        "title": evil,
+        "issues": [{"severity": "error", "code": "x", "text": evil, "where": evil, "line": 1}],
+        "document": [{"n": 1, "text": evil, "severity": "error"}],
+    }
+    person = Session("alice", "validator", 0, 0, "tok")
+    with app.test_request_context():
+        html = render_template(
+            "console_validate.html", person=person, rows=[], problem=None, result=result, chosen="", text=evil
+        )
+    assert "<script>" not in html and html.count("&lt;script&gt;") >= 5
