@@ -4,11 +4,14 @@ resource or bundle against a chosen profile. Each asks the proxy's FHIR API as t
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 from flask import Blueprint, Response, render_template, request
 
 from console import fhir_api
 from console.state import current, signed_in, state
+from ops.validate_report import Row, write_json_report, write_junit_report
 
 bp = Blueprint("console_pages", __name__)
 MAX_UPLOAD = 5 * 1024 * 1024
@@ -142,6 +145,32 @@ def _resource_type(data: bytes, media: str) -> str | None:
 MAX_SHOWN_LINES = 5000
 
 
+def _report(kind: str, name: str, profile: str, issues: list[dict]) -> Response:
+    """The validation as `fhirplug validate` reports it (its JSON or JUnit XML writer), to keep."""
+    row = Row(name, [profile] if profile else [])
+    for i in issues:
+        issue = {
+            "severity": i["severity"],
+            "code": i["code"],
+            "diagnostics": i["text"],
+            "expression": [w.strip() for w in i["where"].split(",") if w.strip()],
+        }
+        if i.get("line"):
+            issue["line"] = i["line"]
+        row.issues.append(issue)
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "report"
+        if kind == "json":
+            write_json_report(target, [row], state().issuer + "/fhir", name, profile or None)
+            media, filename = "application/json", "validation-report.json"
+        else:
+            write_junit_report(target, [row])
+            media, filename = "application/xml", "validation-report.junit.xml"
+        data = target.read_bytes()
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"}
+    return Response(data, status=200, mimetype=media, headers=headers)
+
+
 def _marked_lines(data: bytes, media: str, issues: list[dict]) -> list[dict]:
     """The document as sent, line by line, each line an issue points at marked with its worst
     severity (the proxy passes the caller's bytes to the store, so the store's line numbers are
@@ -207,6 +236,11 @@ def validate() -> Response:
     st.audit.record(
         "validate", who.username, who.role, True, f"{rtype} against {chosen or 'its base'}: {title}"[:200]
     )
+    report = request.form.get("report")
+    if report in ("json", "junit") and answer.body and answer.body.get("resourceType") == "OperationOutcome":
+        upload = request.files.get("file")
+        name = (upload.filename if upload and upload.filename else "") or f"pasted {rtype}"
+        return _report(report, name, chosen, issues)
     return _render(
         "console_validate.html", 200, rows=rows, problem=problem, result=result, chosen=chosen, text=text
     )

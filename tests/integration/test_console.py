@@ -316,3 +316,26 @@ def test_a_person_disabled_while_signed_in_is_refused_the_next_page(browser, ori
     accounts.set_enabled(name, True)
     browser.get(origin + "/console/profiles")
     wait_for(browser, "#username")  # the session ended: signing in again is needed
+
+
+@pytest.mark.parametrize("kind", ["json", "junit"])
+def test_a_validation_report_downloads_as_fhirplug_validate_writes_it(browser, origin, people, kind):
+    sign_in(browser, origin, people["validator"], start="/console/validate")
+    wait_for(browser, "#validate")
+    page = browser.page_source
+    csrf = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    jar = {"Cookie": f"__Host-fhirplug-console={session_cookie(browser)}"}
+    bundle = json.dumps({"resourceType": "Bundle"}, indent=2)  # Bundle.type missing
+    r = requests.post(
+        origin + "/console/validate",
+        data={"text": bundle, "csrf_token": csrf, "report": kind},
+        headers=jar,
+        timeout=60,
+    )
+    assert r.status_code == 200 and "attachment" in r.headers["Content-Disposition"]
+    if kind == "json":
+        report = r.json()
+        assert report["summary"]["errors"] >= 1
+        assert any("Bundle.type" in i["diagnostics"] for i in report["files"][0]["issues"])
+    else:
+        assert r.text.startswith("<?xml") and "<failure" in r.text and "Bundle.type" in r.text
