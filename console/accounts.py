@@ -21,7 +21,8 @@ ROLES = ("validator", "operator", "admin")
 KEY = "fhirplug:people"  # one Redis hash: user name -> JSON record
 FAILURES = "fhirplug:people:failures:"  # + user name: wrong passwords in a row (expires with the lock)
 LOCKED = "fhirplug:people:locked:"  # + user name: present while locked
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._@+-]{1,127}$")  # e-mail addresses too (an OIDC claim)
+EXTERNAL = "external"  # the password "hash" of a person the OIDC provider signs in
 MIN_PASSWORD = 12  # NIST SP 800-63B asks at least 8; operators reach patient data
 
 # argon2-cffi's defaults are RFC 9106's second recommendation (argon2id, 64 MiB, 3 passes)
@@ -54,7 +55,7 @@ class SignIn(Enum):
 
 def check_username(username: str) -> None:
     if not _NAME.match(username):
-        raise ValueError("a user name is 2-64 of a-z 0-9 . _ @ -, starting with a letter or digit")
+        raise ValueError("a user name is 2-128 of a-z 0-9 . _ @ + -, starting with a letter or digit")
 
 
 def check_password(password: str) -> None:
@@ -85,6 +86,17 @@ class AccountStore:
             raise ValueError(f"{username} exists already (use `fhirplug users reset` for a new password)")
         return account
 
+    def add_external(self, username: str, role: str) -> Account:
+        """A person who signs in through the external provider only: no password of ours
+        (the stored marker is no argon2 hash, so no password ever matches it)."""
+        check_username(username)
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        account = Account(username, role, EXTERNAL)
+        if not self.redis.hsetnx(KEY, username, account.to_json()):
+            raise ValueError(f"{username} exists already")
+        return account
+
     def set_enabled(self, username: str, enabled: bool) -> bool:
         account = self.get(username)
         if account is None:
@@ -105,7 +117,7 @@ class AccountStore:
         return True
 
     def locked(self, username: str) -> bool:
-        return bool(self.redis.exists(LOCKED + username))
+        return bool(self.redis.exists(LOCKED + username[:128]))
 
     def authenticate(self, username: str, password: str) -> tuple[SignIn, Account | None]:
         """Whether ``password`` signs ``username`` in. The lock is checked first, so a locked
@@ -128,13 +140,13 @@ class AccountStore:
         return SignIn.OK, account
 
     def _failed(self, username: str) -> SignIn:
-        key = FAILURES + username[:64]
+        key = FAILURES + username[:128]
         pipe = self.redis.pipeline()
         pipe.incr(key)
         pipe.expire(key, self.lockout_s)
         count = int(pipe.execute()[0])
         if count >= self.lockout_failures:
-            self.redis.set(LOCKED + username[:64], "1", ex=self.lockout_s)
+            self.redis.set(LOCKED + username[:128], "1", ex=self.lockout_s)
             self.redis.delete(key)
             return SignIn.LOCKED
         return SignIn.REFUSED

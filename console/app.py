@@ -12,6 +12,7 @@ from console import operations, pages, signin
 from console.accounts import AccountStore
 from console.audit import ConsoleAudit
 from console.authorization import PeopleAuthorizationServer
+from console.oidc import OidcProvider
 from console.sessions import Records, Sessions
 from console.settings import ConsoleSettings
 from console.state import EXTENSION, ConsoleState
@@ -48,6 +49,7 @@ def register(app: Flask, redis: Redis) -> None:
         authz_forms=Records(redis, "authz"),
         server=server,
         audit=ConsoleAudit(parts["store"]),
+        oidc=OidcProvider(settings.oidc) if settings.oidc else None,
     )
     assets = Blueprint(
         "console",

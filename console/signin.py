@@ -12,8 +12,9 @@ from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, current_app, redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from console.accounts import SignIn
+from console.accounts import Account, SignIn
 from console.authorization import AUTHORIZE_PATH, CALLBACK_PATH, CLIENT_ID, TOKEN_PATH
+from console.oidc import OidcError
 from console.sessions import SESSION_COOKIE, cookie_options
 from console.state import ConsoleState, state
 
@@ -27,7 +28,7 @@ bp = Blueprint("console_signin", __name__)
 def safe_next(target: str | None) -> str:
     """Where to go after sign-in: a console path of ours only (no open redirect: not another
     host, not ``//host``, not ``/\\host``, not a scheme)."""
-    if not target or not target.startswith("/console") or target.startswith(("//", "/\\")):
+    if not target or not (target == "/console" or target.startswith("/console/")):
         return "/console/"
     if any(c in target for c in "\\\r\n\t") or "://" in target:
         return "/console/"
@@ -44,16 +45,26 @@ def login() -> Response:
     verifier = secrets.token_urlsafe(64)[:96]  # RFC 7636: 43-128 unreserved characters
     oauth_state = secrets.token_urlsafe(24)
     attempt = {"state": oauth_state, "verifier": verifier, "next": safe_next(request.args.get("next"))}
+    if st.oidc is not None:  # an external provider signs people in instead of our passwords
+        attempt["nonce"] = secrets.token_urlsafe(24)
+        try:
+            target = st.oidc.authorization_url(
+                st.issuer + CALLBACK_PATH, oauth_state, attempt["nonce"], s256(verifier)
+            )
+        except OidcError as exc:
+            return st.error_page(503, str(exc))
+    else:
+        params = {
+            "response_type": "code",
+            "client_id": CLIENT_ID,
+            "redirect_uri": st.issuer + CALLBACK_PATH,
+            "code_challenge": s256(verifier),
+            "code_challenge_method": "S256",
+            "state": oauth_state,
+        }
+        target = AUTHORIZE_PATH + "?" + urlencode(params)
     token = st.attempts.new(attempt, ATTEMPT_TTL_S)
-    params = {
-        "response_type": "code",
-        "client_id": CLIENT_ID,
-        "redirect_uri": st.issuer + CALLBACK_PATH,
-        "code_challenge": s256(verifier),
-        "code_challenge_method": "S256",
-        "state": oauth_state,
-    }
-    resp = redirect(AUTHORIZE_PATH + "?" + urlencode(params), 302)
+    resp = redirect(target, 302)
     resp.set_cookie(LOGIN_COOKIE, token, **cookie_options(ATTEMPT_TTL_S))
     return resp
 
@@ -72,6 +83,8 @@ def _signin_form(st: ConsoleState, status: int, error: str | None = None, userna
 @bp.route(AUTHORIZE_PATH, methods=["GET", "POST"])
 def authorize() -> Response:
     st = state()
+    if st.oidc is not None:
+        return st.error_page(404, "Passwords are off here: sign in through the organisation's provider.")
     try:
         grant = st.server.get_consent_grant(end_user=None)
     except OAuth2Error as exc:
@@ -81,12 +94,12 @@ def authorize() -> Response:
         return _signin_form(st, 200)
     form = st.authz_forms.take(request.cookies.get(AUTHZ_COOKIE))
     sent = request.form.get("csrf_token", "")
-    if form is None or not secrets.compare_digest(str(form.get("csrf", "")), sent):
+    if form is None or not secrets.compare_digest(str(form.get("csrf", "")).encode(), sent.encode()):
         st.audit.record(
-            "csrf-refused", request.form.get("username", "")[:64], ok=False, detail="sign-in form"
+            "csrf-refused", request.form.get("username", "")[:128], ok=False, detail="sign-in form"
         )
         return st.error_page(403, "The sign-in form has expired or was not sent from this site; reload it.")
-    username = request.form.get("username", "").strip().lower()[:64]
+    username = request.form.get("username", "").strip().lower()[:128]
     password = request.form.get("password", "")
     result, account = st.accounts.authenticate(username, password)
     address = request.remote_addr
@@ -117,12 +130,14 @@ def callback() -> Response:
     attempt = st.attempts.take(request.cookies.get(LOGIN_COOKIE))
     if attempt is None:
         return redirect("/console/login", 302)  # expired or replayed: start again
-    if not secrets.compare_digest(attempt["state"], request.args.get("state", "")):
+    if not secrets.compare_digest(attempt["state"].encode(), request.args.get("state", "").encode()):
         return st.error_page(
             400, "The sign-in answer does not belong to this browser's sign-in; start again."
         )
     if request.args.get("error"):
         return st.error_page(400, f"Sign-in refused: {request.args.get('error')}")
+    if "nonce" in attempt:
+        return _external_callback(st, attempt)
     form = {
         "grant_type": "authorization_code",
         "code": request.args.get("code", ""),
@@ -138,11 +153,40 @@ def callback() -> Response:
     account = st.accounts.get(person[0]) if person else None
     if account is None or not account.enabled:
         return st.error_page(400, "The sign-in could not be completed; start again.")
+    return _start(st, account, attempt["next"])
+
+
+def _start(st: ConsoleState, account: Account, target: str) -> Response:
     sid, _ = st.sessions.start(account.username, account.role)  # a new id: no session fixation
-    resp = redirect(attempt["next"], 302)
+    resp = redirect(target, 302)
     resp.set_cookie(SESSION_COOKIE, sid, **cookie_options(None))  # a browser-session cookie
     resp.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="Lax")
     return resp
+
+
+def _external_callback(st: ConsoleState, attempt: dict) -> Response:
+    """The external provider's answer: its ID token names the person; our account admits them."""
+    assert st.oidc is not None
+    address = request.remote_addr
+    try:
+        name = st.oidc.username(
+            request.args.get("code", ""), st.issuer + CALLBACK_PATH, attempt["verifier"], attempt["nonce"]
+        )
+    except OidcError as exc:
+        st.audit.record("signin-refused", "(unknown)", ok=False, detail=f"oidc: {exc}", address=address)
+        return st.error_page(400, f"The sign-in could not be completed: {exc}")
+    account = st.accounts.get(name)
+    if account is None or not account.enabled:
+        st.audit.record(
+            "signin-refused", name[:128], ok=False, detail="oidc: no enabled account", address=address
+        )
+        return st.error_page(
+            403, f"{name} has no console account here, or it is disabled: ask an administrator."
+        )
+    st.audit.record(
+        "signin", account.username, account.role, detail=f"oidc {st.oidc.settings.issuer}", address=address
+    )
+    return _start(st, account, attempt["next"])
 
 
 @bp.post("/console/signout")

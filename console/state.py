@@ -14,6 +14,7 @@ from redis import Redis
 from console.accounts import AccountStore
 from console.audit import ConsoleAudit
 from console.authorization import PeopleAuthorizationServer
+from console.oidc import OidcProvider
 from console.sessions import SESSION_COOKIE, Records, Session, Sessions
 from console.settings import ConsoleSettings
 
@@ -43,6 +44,7 @@ class ConsoleState:
     authz_forms: Records  # the authorization server's sign-in forms (CSRF)
     server: PeopleAuthorizationServer
     audit: ConsoleAudit
+    oidc: OidcProvider | None = None  # an external provider signs people in instead of passwords
 
     def page(self, html: str, status: int = 200) -> Response:
         return Response(html, status=status, headers=SECURITY_HEADERS, mimetype="text/html")

@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
     add.add_argument("username")
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
+    add.add_argument(
+        "--external", action="store_true", help="signs in through the OIDC provider only: no password here"
+    )
     reset = us.add_parser("reset", help="a new password; lifts a lock-out")
     reset.add_argument("username")
     reset.add_argument("--password-stdin", action="store_true")
@@ -47,7 +50,10 @@ def run(args, redis: Redis | None = None) -> int:
     )
     try:
         if args.action == "add":
-            account = store.add(args.username, args.role, _password(args.password_stdin))
+            if args.external:
+                account = store.add_external(args.username, args.role)
+            else:
+                account = store.add(args.username, args.role, _password(args.password_stdin))
             print(f"added {account.username} ({account.role})")
         elif args.action == "reset":
             if not store.reset(args.username, _password(args.password_stdin)):

@@ -339,3 +339,50 @@ def test_a_validation_report_downloads_as_fhirplug_validate_writes_it(browser, o
         assert any("Bundle.type" in i["diagnostics"] for i in report["files"][0]["issues"])
     else:
         assert r.text.startswith("<?xml") and "<failure" in r.text and "Bundle.type" in r.text
+
+
+# ---- an external OpenID Connect provider instead of passwords ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def oidc_origin(stack):
+    """A second proxy on the same store whose console signs people in through an OpenID provider
+    (oidc-provider-mock: a real provider over HTTP, whose sign-in form takes any subject)."""
+    from oidc_provider_mock import run_server_in_thread
+
+    with run_server_in_thread(require_nonce=True) as server:
+        env = {
+            "FHIRPLUG_CONSOLE_OIDC_ISSUER": f"http://localhost:{server.server_port}",
+            "FHIRPLUG_CONSOLE_OIDC_CLIENT_ID": "fhirplug-console-test",
+            "FHIRPLUG_CONSOLE_OIDC_CLIENT_SECRET": "a test secret",
+        }
+        base, _ = stack.start_proxy(env)
+        yield base.removesuffix("/fhir")
+
+
+def provider_sign_in(driver, origin: str, subject: str) -> None:
+    driver.get(origin + "/console/")
+    field = wait_for(driver, "input[name=sub]")
+    assert "localhost" in driver.current_url  # at the provider, not at our password form
+    field.send_keys(subject)
+    field.submit()
+
+
+def test_a_person_signs_in_through_the_external_provider(stack, browser, oidc_origin, accounts):
+    name = f"dr-{uuid.uuid4().hex[:6]}@example.test"
+    accounts.add_external(name, "operator")
+    provider_sign_in(browser, oidc_origin, name)
+    who = wait_for(browser, "#who")
+    assert name in who.text and "operator" in who.text
+    assert audited(stack, name, "signin")
+
+
+def test_a_provider_subject_without_an_account_here_is_refused(browser, oidc_origin):
+    provider_sign_in(browser, oidc_origin, f"stranger-{uuid.uuid4().hex[:6]}@example.test")
+    assert "no console account" in wait_for(browser, "#error").text
+    assert not any(c["name"] == "__Host-fhirplug-console" for c in browser.get_cookies())
+
+
+def test_with_a_provider_the_password_form_is_off(oidc_origin):
+    r = requests.get(oidc_origin + "/console/oauth2/authorize", timeout=10, allow_redirects=False)
+    assert r.status_code == 404

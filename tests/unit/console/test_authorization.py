@@ -11,7 +11,7 @@ import pytest
 
 from console.accounts import AccountStore
 from console.authorization import AUTHORIZE_PATH, CALLBACK_PATH, CLIENT_ID, TOKEN_PATH
-from console.signin import AUTHZ_COOKIE, s256, safe_next
+from console.signin import AUTHZ_COOKIE, LOGIN_COOKIE, s256, safe_next
 from proxy.app import create_app
 from proxy.config import Settings
 from tests.support.fake_store import FakeStore
@@ -139,6 +139,7 @@ def test_console_pages_carry_a_strict_content_security_policy(app):
         ("//evil.example/console", "/console/"),
         ("/\\evil.example", "/console/"),
         ("/fhir/Patient", "/console/"),
+        ("/console.evil.example", "/console/"),
         ("/console/\r\nSet-Cookie: x", "/console/"),
         (None, "/console/"),
     ],
@@ -151,3 +152,11 @@ def test_a_disabled_account_gets_no_token_for_its_code(app, redis):
     code = code_of(sign_in(app, authorize_query()))
     AccountStore(redis).set_enabled("alice", False)
     assert exchange(app, code).json["error"] == "invalid_grant"
+
+
+def test_a_foreign_or_non_ascii_state_is_refused_not_a_crash(app):
+    client = app.test_client()
+    client.get("/console/login")
+    login = client.get_cookie(LOGIN_COOKIE, domain="localhost").value
+    answer = client.get(CALLBACK_PATH + "?code=x&state=%C3%A9", headers={"Cookie": f"{LOGIN_COOKIE}={login}"})
+    assert answer.status_code == 400 and "does not belong" in answer.text
