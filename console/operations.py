@@ -1,16 +1,19 @@
 """The operator's pages: partners and their queues (depth, oldest waiting, counts of what was
 delivered and retried), the dead letters with their reasons, replaying one after a confirmation;
+a Task's journey across deployments from its audit records;
 and, for administrators, the OAuth clients (enable, disable). The numbers are those
 `fhirplug queue` prints, read from the same Redis."""
 
 from __future__ import annotations
 
+import re
 import time
 
-from flask import Blueprint, Response, render_template
+from flask import Blueprint, Response, render_template, request
 from redis import Redis
 from rq import Queue
 
+from console import fhir_api
 from console.authorization import CLIENT_ID
 from console.state import current, signed_in, state
 from forwarding.delivery import QUEUE
@@ -108,6 +111,53 @@ def do_replay(job_id: str) -> Response:
     redis = _redis()
     done = f"Replayed {job.id}: back on the queue with {job.retries_left} retries."
     return _render("console_operations.html", partners=_partners(redis), dead=_dead_letters(queue), done=done)
+
+
+_TASK_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # a FHIR id
+
+
+@bp.get("/console/journey")
+@signed_in(*OPERATORS)
+def journey() -> Response:
+    """A Task's hand-offs, across deployments, from its AuditEvents (``AuditEvent?entity=Task/id``),
+    oldest first, read through the API as the person."""
+    st = state()
+    task_id = request.args.get("task", "").strip().removeprefix("Task/")
+    if not task_id:
+        return _render("console_journey.html", task="", events=None, problem=None)
+    if not _TASK_ID.match(task_id):
+        return _render(
+            "console_journey.html", 400, task=task_id, events=None, problem="That is not a Task id."
+        )
+    account = st.accounts.get(current().username)
+    if account is None:
+        return st.error_page(403, "Your account is gone.")
+    answer = fhir_api.call(
+        st.app,
+        st.server.person_token(account),
+        "GET",
+        "AuditEvent",
+        [("entity", f"Task/{task_id}"), ("_sort", "date"), ("_count", "200")],
+    )
+    if not answer.ok or not answer.body:
+        problem = f"The audit records could not be read ({answer.status})"
+        return _render("console_journey.html", 502, task=task_id, events=None, problem=problem)
+    events = [_step(e.get("resource") or {}) for e in answer.body.get("entry") or []]
+    return _render("console_journey.html", task=task_id, events=events, problem=None)
+
+
+def _step(event: dict) -> dict:
+    agent = (event.get("agent") or [{}])[0]
+    who = agent.get("who") or {}
+    observer = ((event.get("source") or {}).get("observer") or {}).get("identifier") or {}
+    return {
+        "recorded": str(event.get("recorded", "")).replace("T", " ")[:23],
+        "what": ", ".join(str(c.get("code", "")) for c in event.get("subtype") or []),
+        "by": (who.get("identifier") or {}).get("value") or who.get("display") or "",
+        "client": agent.get("altId", ""),
+        "at": observer.get("value", ""),
+        "outcome": "ok" if event.get("outcome") in (None, "0") else f"failed ({event.get('outcome')})",
+    }
 
 
 ADMINS = ("admin",)

@@ -341,6 +341,48 @@ def test_a_validation_report_downloads_as_fhirplug_validate_writes_it(browser, o
         assert r.text.startswith("<?xml") and "<failure" in r.text and "Bundle.type" in r.text
 
 
+def test_an_operator_follows_a_tasks_hand_offs_from_its_audit_records(stack, browser, origin, people):
+    admin = stack.session()
+    task = {"resourceType": "Task", "status": "requested", "intent": "order"}
+    r = admin.post(f"{stack.fhir}/Task", json=task, headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 201, r.text
+    task_id = r.json()["id"]
+    for code, ods, when in (
+        ("received", "FA565", "2026-01-01T10:00:00Z"),
+        ("accepted", "FH123", "2026-01-01T11:00:00Z"),
+    ):
+        event = {
+            "resourceType": "AuditEvent",
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest"},
+            "subtype": [{"system": "https://fhirplug.org/fhir/CodeSystem/hand-off", "code": code}],
+            "recorded": when,
+            "agent": [
+                {
+                    "who": {
+                        "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": ods}
+                    },
+                    "altId": f"client-{ods}",
+                    "requestor": True,
+                }
+            ],
+            "source": {"observer": {"identifier": {"value": "FA565"}}},
+            "entity": [{"what": {"reference": f"Task/{task_id}"}}],
+        }
+        r = admin.post(
+            f"{stack.fhir}/AuditEvent", json=event, headers={"Content-Type": "application/fhir+json"}
+        )
+        assert r.status_code == 201, r.text
+    sign_in(browser, origin, people["operator"], start=f"/console/journey?task={task_id}")
+    rows = [r.text for r in wait_for(browser, "#journey").find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert (
+        len(rows) == 2
+        and "received" in rows[0]
+        and "FA565" in rows[0]
+        and "accepted" in rows[1]
+        and "FH123" in rows[1]
+    )
+
+
 # ---- an external OpenID Connect provider instead of passwords ----------------------------------
 
 
