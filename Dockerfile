@@ -18,6 +18,7 @@ COPY canonicals ./canonicals
 COPY validation ./validation
 COPY p2p ./p2p
 COPY subscriptions ./subscriptions
+COPY console ./console
 COPY plugins ./plugins
 COPY worker ./worker
 COPY ops ./ops

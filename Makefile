@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: up down status test unit lint format bench build-store clean
+.PHONY: up down status test unit lint format bench build-store browser clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,13 @@ status: $(STAMP)
 	@$(BIN)/fhirplug stack status
 
 ## Run every test: unit tests, then integration tests against a private stack on free ports.
-test: $(STAMP) build-store
+test: $(STAMP) build-store browser
 	@$(BIN)/python -m pytest
+
+## Debian's chromium and chromedriver, for the web console's browser tests (installed when missing).
+browser: $(STAMP)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		$(BIN)/python -c 'from tests.support.browser import ensure_chromium; ensure_chromium()'
 
 unit: $(STAMP)
 	@$(BIN)/python -m pytest tests/unit

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("--client-id", required=True)
     tok.add_argument("--key", required=True, help="the private JWK file from `fhirplug keys generate`")
     tok.add_argument("--scope", help="ask for fewer scopes than registered")
-    from ops import eps_cli, ig_cli, partners_cli, profiles_cli, queue_cli, validate_cli
+    from ops import eps_cli, ig_cli, partners_cli, profiles_cli, queue_cli, users_cli, validate_cli
 
     validate_cli.add_parser(sub)
     profiles_cli.add_parser(sub)
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     partners_cli.add_parser(sub)
     queue_cli.add_parser(sub)
     eps_cli.add_parser(sub)
+    users_cli.add_parser(sub)
     args = parser.parse_args(argv)
 
     commands = {
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         "partners": partners_cli.run,
         "queue": queue_cli.run,
         "eps": eps_cli.run,
+        "users": users_cli.run,
         "clients": clients_cli.run_clients,
         "keys": clients_cli.run_keys,
         "token": _token,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from urllib.parse import quote
 
 from flask import Flask, Response, request
@@ -125,6 +126,9 @@ def create_app(
         return serve(lambda h: Interaction("health", "GET"), handler)
 
     _error_pages(app, settings)
+    # web front ends (the console), found by entry point like plugins: proxy/ does not import them
+    for front_end in entry_points(group="fhirplug.web"):
+        front_end.load()(app, redis)
 
     @app.route("/", methods=METHODS, defaults={"path": ""})
     @app.route("/<path:path>", methods=METHODS)
