@@ -1,10 +1,11 @@
 """The web console in a real browser (headless Chromium) against the real proxy, store and Redis:
 sign-in through the authorization-code + PKCE flow, lock-out, CSRF refusal, sign-out, uploading
-a profile and validating a bundle. Screenshots of the main pages go to docs/console/."""
+a profile and validating a bundle. Screenshots of the main pages go to var/console-shots/."""
 
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,7 +28,12 @@ from tests.support import browser as browser_support
 
 pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery staple"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+# screenshots of the main pages; a run writes them under var/ (the README's copies in docs/console
+# are refreshed by hand: FHIRPLUG_CONSOLE_SHOTS=docs/console), so tests leave the tree as it was
+SHOTS = Path(
+    os.environ.get("FHIRPLUG_CONSOLE_SHOTS") or Path(__file__).resolve().parents[2] / "var" / "console-shots"
+)
+SHOTS.mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(scope="module")
