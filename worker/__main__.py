@@ -18,6 +18,7 @@ from proxy.config import WorkerSettings
 from proxy.logs import configure_logging
 from worker import QUEUES, delivery, mesh_delivery, mesh_inbox
 from worker.gp_repair import repair_forever
+from worker.inprocess import InProcessWorker
 from worker.outbox import sweep_forever
 
 log = logging.getLogger("fhirplug.worker")
@@ -59,12 +60,13 @@ def main() -> None:
         )
         repairer.start()
     queues = [Queue(name, connection=conn) for name in QUEUES]
+    # jobs run in the worker's own process (worker/inprocess.py: no fork per job);
     # a short monitoring interval makes a delivery whose worker died retried about a minute later;
     # the scheduler (which runs retries when they fall due) holds a lock; a worker retries taking
     # it at each maintenance round, so a short round means a killed worker's scheduler is
     # replaced within about a minute and a half instead of ten
     work_through_outages(
-        lambda: Worker(
+        lambda: InProcessWorker(
             queues,
             connection=conn,
             job_monitoring_interval=settings.job_monitoring_interval,

@@ -77,10 +77,13 @@ _clients: dict[str, PartnerTokenClient] = {}
 
 
 def _client(partner) -> PartnerTokenClient:
+    """The partner's client: its token shared through Redis by every worker process (a forked
+    job's own cache would die with it, and each delivery would cost a token request), its HTTP
+    connections pooled for as long as the process lives."""
     key = f"{partner.ods}|{partner.client_id}|{partner.token_url}|{partner.key_file}"
     if key not in _clients:
         creds = PartnerCredentials(partner.token_url, partner.client_id, partner.private_jwk(), partner.scope)
-        _clients[key] = PartnerTokenClient(creds, timeout=15.0)
+        _clients[key] = PartnerTokenClient(creds, timeout=15.0, redis=_worker()[1])
     return _clients[key]
 
 
