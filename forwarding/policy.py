@@ -16,7 +16,12 @@ LEASES = "fhirplug:lease:"  # + partner ODS + ":" + slot: the delivery holding t
 # longer than one delivery can take (a token request and the partner's answer, 15 s each, and one
 # more of each after a 401): a dead holder's slot is free again within this
 LEASE_TTL_S = 75
-BUSY_WAIT_S = 1.0  # a delivery that found every slot leased looks again after this
+BUSY_WAIT_S = 1.0  # a delivery that found every slot leased is rescheduled this much later
+# ...after looking for a free slot this long in its worker first (every BUSY_POLL_S): a slot given
+# back is taken within a poll rather than at the scheduler's next whole second, and a worker is
+# not held long from deliveries to other partners
+BUSY_HOLD_S = 2.0
+BUSY_POLL_S = 0.05
 
 
 class PermanentFailure(Exception):
@@ -37,10 +42,10 @@ def retry_after_of(resp: Any) -> float | None:
         return None  # an HTTP date: the backoff applies
 
 
-def acquire_slot(redis: Redis, partner: str, limit: int, holder: str) -> str | None:
+def acquire_slot(redis: Redis, partner: str, limit: int, holder: str, ttl_s: int = LEASE_TTL_S) -> str | None:
     """A lease on one of the partner's ``limit`` delivery slots for ``holder`` (a delivery id),
     or None when all are held (try again shortly). ``limit`` is the worker's
-    ``FHIRPLUG_PARTNER_CONCURRENCY`` (``WorkerSettings``).
+    ``FHIRPLUG_PARTNER_CONCURRENCY`` and ``ttl_s`` its ``FHIRPLUG_LEASE_SECONDS`` (``WorkerSettings``).
 
     Each slot is a key of its own, taken with SET NX and an expiry of :data:`LEASE_TTL_S`, longer
     than any one delivery can take; so a holder that dies (a SIGKILLed worker, a Redis that
@@ -48,11 +53,30 @@ def acquire_slot(redis: Redis, partner: str, limit: int, holder: str) -> str | N
     counts up that a crash could leave high. The answer is the slot's key, for ``release_slot``."""
     for n in range(max(1, limit)):
         key = f"{LEASES}{partner}:{n}"
-        if redis.set(key, holder, nx=True, ex=LEASE_TTL_S):
+        if redis.set(key, holder, nx=True, ex=ttl_s):
             return key
         if _text(redis.get(key)) == holder:
             return key  # ours already (a job run again after its worker died mid-delivery)
     return None
+
+
+def wait_for_slot(
+    redis: Redis,
+    partner: str,
+    limit: int,
+    holder: str,
+    ttl_s: int = LEASE_TTL_S,
+    hold_s: float = BUSY_HOLD_S,
+    sleep=time.sleep,
+) -> str | None:
+    """:func:`acquire_slot`, looking again every :data:`BUSY_POLL_S` for up to ``hold_s``; None
+    when the partner stayed full (the job is then rescheduled, at no cost to its retries)."""
+    deadline = time.monotonic() + hold_s
+    while True:
+        lease = acquire_slot(redis, partner, limit, holder, ttl_s)
+        if lease is not None or time.monotonic() >= deadline:
+            return lease
+        sleep(BUSY_POLL_S)
 
 
 def release_slot(redis: Redis, lease: str, holder: str) -> None:

@@ -19,7 +19,7 @@ from proxy.logs import configure_logging
 from worker import QUEUES, delivery, mesh_delivery, mesh_inbox
 from worker.gp_repair import repair_forever
 from worker.inprocess import InProcessWorker
-from worker.outbox import sweep_forever
+from worker.outbox import due_retries_forever, sweep_forever
 
 log = logging.getLogger("fhirplug.worker")
 
@@ -39,6 +39,13 @@ def main() -> None:
         )
         sweeper.daemon = True
         sweeper.start()
+    else:
+        # no store, no sweep: retries still need a stand-in when a killed worker's scheduler
+        # holds its lock (the sweep does this otherwise)
+        own = Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=10)
+        threading.Thread(
+            target=due_retries_forever, args=(own, settings.sweep_seconds), name="due-retries", daemon=True
+        ).start()
     if settings.store_url and settings.mesh.role and settings.mesh.configured:
         # the MESH inbox (GP notifications in, or their acks): one thread per worker, a Redis lock
         # lets one poll at a time

@@ -29,9 +29,9 @@ from forwarding.delivery import Delivery
 from forwarding.policy import (
     PartnerBusy,
     RetryableFailure,
-    acquire_slot,
     release_slot,
     retry_after_of,
+    wait_for_slot,
     wait_until_due,
 )
 from forwarding.policy import stop_retrying_if_final as stop_retrying_if_final  # jobs queued before it moved
@@ -96,7 +96,7 @@ def deliver(job: dict) -> dict:
     if partner is None:
         _final(f"no partner {d.partner} in the directory", d)
     limit = settings.partner_concurrency
-    lease = acquire_slot(redis, d.partner, limit, d.id)
+    lease = wait_for_slot(redis, d.partner, limit, d.id, settings.lease_seconds)
     if lease is None:
         raise PartnerBusy(f"{limit} deliveries to {d.partner} already under way")
     wait_until_due(get_current_job())

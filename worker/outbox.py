@@ -123,6 +123,16 @@ def run_due_retries(redis: Redis) -> None:
             scheduler.release_locks()
 
 
+def due_retries_forever(redis: Redis, every_s: float = 15.0, stop=None) -> None:
+    """:func:`run_due_retries` on its own, for a worker with no store to sweep."""
+    while stop is None or not stop.is_set():
+        try:
+            run_due_retries(redis)
+        except Exception:
+            log.warning("could not look for due retries; trying again", exc_info=True)
+        time.sleep(every_s)
+
+
 def _status(redis: Redis, job_id: str):
     try:
         return Job.fetch(job_id, connection=redis).get_status()

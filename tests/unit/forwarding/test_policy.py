@@ -13,6 +13,7 @@ from forwarding.policy import (
     release_slot,
     retry_after_of,
     stop_retrying_if_final,
+    wait_for_slot,
     wait_until_due,
 )
 from tests.support.fake_redis import FakeRedis
@@ -106,3 +107,23 @@ def test_backoff_doubles_with_jitter_and_is_capped():
     waits = backoff(40)
     assert 1 <= waits[0] <= 2 and 3 <= waits[2] <= 5
     assert max(waits) <= 750 and waits[-1] >= 450
+
+
+def test_a_slot_given_back_while_a_delivery_holds_on_is_taken_without_a_reschedule():
+    redis = FakeRedis()
+    lease = acquire_slot(redis, "FA1", 1, "first")
+    polls: list[int] = []
+
+    def sleep(_s):
+        polls.append(1)
+        if len(polls) == 3:
+            release_slot(redis, lease, "first")
+
+    assert wait_for_slot(redis, "FA1", 1, "second", hold_s=5, sleep=sleep) == lease
+    assert len(polls) == 3
+
+
+def test_a_partner_that_stays_full_is_left_after_the_hold():
+    redis = FakeRedis()
+    acquire_slot(redis, "FA1", 1, "first")
+    assert wait_for_slot(redis, "FA1", 1, "second", hold_s=0.1) is None
