@@ -19,7 +19,7 @@ from proxy.logs import configure_logging
 from worker import QUEUES, delivery, mesh_delivery, mesh_inbox
 from worker.gp_repair import repair_forever
 from worker.inprocess import InProcessWorker
-from worker.outbox import due_retries_forever, sweep_forever
+from worker.outbox import recover_forever, sweep_forever
 
 log = logging.getLogger("fhirplug.worker")
 
@@ -40,11 +40,11 @@ def main() -> None:
         sweeper.daemon = True
         sweeper.start()
     else:
-        # no store, no sweep: retries still need a stand-in when a killed worker's scheduler
-        # holds its lock (the sweep does this otherwise)
+        # no store, no sweep: a killed worker's job and retries still need recovering (the sweep
+        # does this otherwise)
         own = Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=10)
         threading.Thread(
-            target=due_retries_forever, args=(own, settings.sweep_seconds), name="due-retries", daemon=True
+            target=recover_forever, args=(own, settings.sweep_seconds), name="recover", daemon=True
         ).start()
     if settings.store_url and settings.mesh.role and settings.mesh.configured:
         # the MESH inbox (GP notifications in, or their acks): one thread per worker, a Redis lock

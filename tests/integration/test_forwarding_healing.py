@@ -250,8 +250,12 @@ def state(redis: Redis, workers: Workers, ids: list[str]) -> str:
     for i in ids:
         job = Job.fetch(i, connection=redis)
         lines.append(f"{i}: left {job.retries_left}, intervals {(job.retry_intervals or [])[:3]}, {job.meta}")
+        lines.append(f"  worker {job.worker_name}, started {job.started_at}, heartbeat {job.last_heartbeat}")
+        lines.append(f"  {redis.hgetall(job.key)}")
+    lines.append(f"workers: {redis.smembers('rq:workers')}")
     for name in workers.names:
-        lines.append(f"--- {name}\n" + "\n".join(workers.log(name).read_text().splitlines()[-25:]))
+        log = [line for line in workers.log(name).read_text().splitlines() if "scheduler lock" not in line]
+        lines.append(f"--- {name}\n" + "\n".join(log[-60:]))
     return "\n".join(lines)
 
 
