@@ -16,10 +16,10 @@ LEASES = "fhirplug:lease:"  # + partner ODS + ":" + slot: the delivery holding t
 # longer than one delivery can take (a token request and the partner's answer, 15 s each, and one
 # more of each after a 401): a dead holder's slot is free again within this
 LEASE_TTL_S = 75
-BUSY_WAIT_S = 1.0  # a delivery that found every slot leased is rescheduled this much later
-# ...after looking for a free slot this long in its worker first (every BUSY_POLL_S): a slot given
-# back is taken within a poll rather than at the scheduler's next whole second, and a worker is
-# not held long from deliveries to other partners
+BUSY_WAIT_S = 1.0  # (kept for PartnerBusy's signature; a busy delivery is requeued at once)
+# a delivery that finds every slot leased looks for a free one this long in its worker (every
+# BUSY_POLL_S) before it goes back on the queue: a slot given back is taken within a poll, and a
+# worker is not held long from deliveries to other partners
 BUSY_HOLD_S = 2.0
 BUSY_POLL_S = 0.05
 
@@ -115,11 +115,15 @@ def stop_retrying_if_final(job: Any, connection: Any, exc_type: Any, exc_value: 
         return
     intervals = list(job.retry_intervals or [])
     if isinstance(exc_value, PartnerBusy):
-        # not a try: give back the retry RQ is about to take, and look again in a second
+        # not a try: give back the retry RQ is about to take, and go straight back on the queue
+        # (an interval of 0: RQ requeues rather than schedules), behind what is waiting; the job
+        # already looked for a slot for BUSY_HOLD_S. Not through the scheduler: a worker killed
+        # with its scheduler leaves the scheduler's lock held for a minute, and busy deliveries
+        # would wait that long for slots long free
         job.retries_left += 1
         nxt = len(intervals) - job.retries_left
         if 0 <= nxt < len(intervals):
-            intervals[nxt] = 1
+            intervals[nxt] = 0
             job.retry_intervals = intervals
         return
     if exc_value.retry_after:

@@ -75,11 +75,11 @@ def test_a_job_run_again_keeps_its_own_lease():
     assert acquire_slot(redis, "FA1", 1, "d1") == lease
 
 
-def test_a_busy_partner_costs_no_retry_and_is_looked_at_again_in_a_second():
+def test_a_busy_partner_costs_no_retry_and_goes_straight_back_on_the_queue():
     j = job(retries_left=3)  # two tries made
     stop_retrying_if_final(j, None, PartnerBusy, PartnerBusy("4 deliveries under way"), None)
     assert j.retries_left == 4  # RQ takes one back: still 3 after this wait
-    assert j.retry_intervals[5 - 4] == 1
+    assert j.retry_intervals[5 - 4] == 0  # RQ requeues a 0 interval rather than scheduling it
 
 
 def test_retry_after_is_kept_to_the_millisecond_and_never_scheduled_early():
