@@ -53,6 +53,7 @@ log = logging.getLogger("fhirplug.delivery")
 class _Process:
     settings: WorkerSettings | None = None
     redis: Redis | None = None  # the jobs' one client (a forked job's pool reconnects by itself)
+    store: DirectStore | None = None  # made at the first delivery that needs it
 
 
 _process = _Process()
@@ -63,6 +64,7 @@ def configure(settings: WorkerSettings, redis: Redis | None = None) -> None:
     before the worker takes jobs."""
     _process.settings = settings
     _process.redis = redis if redis is not None else Redis.from_url(settings.redis_url)
+    _process.store = None
 
 
 def _worker() -> tuple[WorkerSettings, Redis]:
@@ -137,14 +139,13 @@ def _send(d: Delivery, partner) -> dict:
             },
         )
         settings, redis = _worker()
-        store = DirectStore(settings.store_url, redis) if settings.store_url else None
+        store = _store()
         record_delivery(d, partner, store, own_ods=settings.own_ods)
         count(metrics.record_delivered, redis, d.partner, latency)
         if store is not None and _replayed():
             restore_task(store, d)  # a dead letter replayed after its cause was fixed
         if store is not None:
             done(store, d.id)  # the outbox record has served its purpose
-            store.close()
         return {"status": resp.status_code, "latency_s": latency}
     busy = resp.status_code == 409 and resp.headers.get("Retry-After")  # an earlier copy still in hand
     if resp.status_code in (408, 429) or resp.status_code >= 500 or busy:
@@ -172,11 +173,18 @@ def _final(reason: str, d: Delivery | None = None):
 
 
 def _refused(d: Delivery, reason: str) -> None:
+    fail_task(_store(), d, reason, own_ods=_worker()[0].own_ods)
+
+
+def _store() -> DirectStore | None:
+    """The process's client of our own store (its connections pooled across deliveries), or
+    None when the worker has no store."""
     settings, redis = _worker()
     if not settings.store_url:
-        return
-    with DirectStore(settings.store_url, redis) as store:
-        fail_task(store, d, reason, own_ods=settings.own_ods)
+        return None
+    if _process.store is None:
+        _process.store = DirectStore(settings.store_url, redis)
+    return _process.store
 
 
 def _replayed() -> bool:
