@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 MAX_RETRIES = 40  # with the backoff capped at 10 minutes: about 6 hours of a partner being away
 MAX_BACKOFF_S = 600
@@ -77,6 +81,32 @@ def wait_for_slot(
         if lease is not None or time.monotonic() >= deadline:
             return lease
         sleep(BUSY_POLL_S)
+
+
+@contextmanager
+def holding(redis: Redis, lease: str, holder: str, ttl_s: int = LEASE_TTL_S) -> Iterator[None]:
+    """Hold ``lease`` while the block runs: a thread renews its expiry every third of ``ttl_s``,
+    so a delivery that takes longer than one lease (a slow partner) keeps its slot and the
+    partner never gets more than its limit; and the slot is given back at the end. A holder that
+    dies stops renewing, and its slot is free again within ``ttl_s``."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(max(1.0, ttl_s / 3)):
+            try:
+                if _text(redis.get(lease)) != holder:
+                    return  # lapsed and taken (Redis restarted from an older state): not ours
+                redis.expire(lease, ttl_s)
+            except RedisError:
+                pass  # Redis away: the lease lapses, as a dead holder's would
+
+    keeper = threading.Thread(target=renew, name="lease-renewal", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        release_slot(redis, lease, holder)
 
 
 def release_slot(redis: Redis, lease: str, holder: str) -> None:

@@ -29,7 +29,7 @@ from forwarding.delivery import Delivery
 from forwarding.policy import (
     PartnerBusy,
     RetryableFailure,
-    release_slot,
+    holding,
     retry_after_of,
     wait_for_slot,
     wait_until_due,
@@ -101,11 +101,9 @@ def deliver(job: dict) -> dict:
     lease = wait_for_slot(redis, d.partner, limit, d.id, settings.lease_seconds)
     if lease is None:
         raise PartnerBusy(f"{limit} deliveries to {d.partner} already under way")
-    wait_until_due(get_current_job())
-    try:
+    with holding(redis, lease, d.id, settings.lease_seconds):
+        wait_until_due(get_current_job())
         return _send(d, partner)
-    finally:
-        release_slot(redis, lease, d.id)
 
 
 def _send(d: Delivery, partner) -> dict:

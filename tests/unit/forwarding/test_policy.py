@@ -10,6 +10,7 @@ from forwarding.policy import (
     RetryableFailure,
     acquire_slot,
     backoff,
+    holding,
     release_slot,
     retry_after_of,
     stop_retrying_if_final,
@@ -127,3 +128,21 @@ def test_a_partner_that_stays_full_is_left_after_the_hold():
     redis = FakeRedis()
     acquire_slot(redis, "FA1", 1, "first")
     assert wait_for_slot(redis, "FA1", 1, "second", hold_s=0.1) is None
+
+
+def test_a_held_lease_is_renewed_while_the_delivery_runs_and_given_back_after():
+    class Renewing(FakeRedis):
+        renewed: list[int] = []
+
+        def expire(self, key, seconds):
+            self.renewed.append(seconds)
+            value, _ = self.values[key]
+            self.values[key] = (value, time.time() + seconds)
+            return True
+
+    redis = Renewing()
+    lease = acquire_slot(redis, "FA1", 1, "slow", ttl_s=2)
+    with holding(redis, lease, "slow", ttl_s=2):
+        time.sleep(3.5)  # longer than the lease: it must not lapse under a live holder
+        assert acquire_slot(redis, "FA1", 1, "other", ttl_s=2) is None
+    assert redis.renewed and acquire_slot(redis, "FA1", 1, "other", ttl_s=2) == lease
