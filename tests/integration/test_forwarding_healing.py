@@ -317,7 +317,11 @@ def test_three_worker_kills_in_a_row_leave_the_partners_full_concurrency_within_
         since = {d for d, t in partner.arrivals if t > last_fault}
     by_then = last_fault + LEASE_S + 10  # one lease, plus the supervisor's backoff after a third
     # crash (4 s) and the worker's start
-    assert overlap(partner, since, last_fault, by_then) == 4, "the partner's 4 slots were not all free"
+    with partner.lock:
+        seen = sorted(round(a - last_fault, 1) for d, a, _ in partner.spans if a > last_fault)
+    assert overlap(partner, since, last_fault, by_then) == 4, f"after the last fault: {seen}\n" + state(
+        redis, workers, fresh
+    )
     assert overlap(partner, since, last_fault) <= 4  # and never more than the limit
 
 
