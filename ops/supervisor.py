@@ -5,9 +5,9 @@ as compose's ``restart: unless-stopped`` keeps the worker running in production.
 under this supervisor: whenever the worker exits, for any reason and with any status, it is
 started again after a backoff (1 s, doubling up to 30 s, back to 1 s once a run has lasted a
 minute), and each exit and restart is logged as a JSON line (``event``: ``exited``,
-``restarting``) in the worker's own log. SIGTERM or SIGINT to the supervisor stops it and its
-child (the child, in the supervisor's process group, gets the same signal from ``make down``;
-the supervisor forwards it when only it was signalled) and does not restart.
+``restarting``) in the worker's own log. The child shares the supervisor's process group, so
+signal the group (``make down`` does: ``kill -TERM -<pid>``): both get SIGTERM, the worker shuts
+down warm and the supervisor waits for it and restarts nothing. SIGKILL to the group kills both.
 """
 
 from __future__ import annotations
@@ -46,11 +46,13 @@ class Supervisor:
         self.child: subprocess.Popen | None = None
         self.restarts = 0
 
-    def stop(self, signum: int = signal.SIGTERM) -> None:
-        """Stop for good: pass the signal on to the child and restart nothing."""
+    def stop(self, signum: int = signal.SIGTERM, forward: bool = True) -> None:
+        """Stop for good: restart nothing, and pass ``signum`` on to the child when ``forward``
+        (not when the child got it already, from its process group: a second SIGTERM tells an
+        RQ worker to stop at once, abandoning the delivery under way)."""
         self.stopping.set()
         child = self.child
-        if child is not None and child.poll() is None:
+        if forward and child is not None and child.poll() is None:
             child.send_signal(signum)
 
     def run(self) -> int:
@@ -88,8 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("no command to supervise")
     configure_logging()
     supervisor = Supervisor(args.name, command)
+    # ``make down`` signals the whole process group, the child with it: the supervisor only stops
+    # restarting and waits for the child's warm shutdown (the one signal it got is enough)
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda s, _frame: supervisor.stop(s))
+        signal.signal(signum, lambda s, _frame: supervisor.stop(s, forward=False))
     return supervisor.run()
 
 
