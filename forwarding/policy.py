@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 MAX_RETRIES = 40  # with the backoff capped at 10 minutes: about 6 hours of a partner being away
 MAX_BACKOFF_S = 600
@@ -16,7 +20,12 @@ LEASES = "fhirplug:lease:"  # + partner ODS + ":" + slot: the delivery holding t
 # longer than one delivery can take (a token request and the partner's answer, 15 s each, and one
 # more of each after a 401): a dead holder's slot is free again within this
 LEASE_TTL_S = 75
-BUSY_WAIT_S = 1.0  # a delivery that found every slot leased looks again after this
+BUSY_WAIT_S = 1.0  # (kept for PartnerBusy's signature; a busy delivery is requeued at once)
+# a delivery that finds every slot leased looks for a free one this long in its worker (every
+# BUSY_POLL_S) before it goes back on the queue: a slot given back is taken within a poll, and a
+# worker is not held long from deliveries to other partners
+BUSY_HOLD_S = 2.0
+BUSY_POLL_S = 0.05
 
 
 class PermanentFailure(Exception):
@@ -37,10 +46,10 @@ def retry_after_of(resp: Any) -> float | None:
         return None  # an HTTP date: the backoff applies
 
 
-def acquire_slot(redis: Redis, partner: str, limit: int, holder: str) -> str | None:
+def acquire_slot(redis: Redis, partner: str, limit: int, holder: str, ttl_s: int = LEASE_TTL_S) -> str | None:
     """A lease on one of the partner's ``limit`` delivery slots for ``holder`` (a delivery id),
     or None when all are held (try again shortly). ``limit`` is the worker's
-    ``FHIRPLUG_PARTNER_CONCURRENCY`` (``WorkerSettings``).
+    ``FHIRPLUG_PARTNER_CONCURRENCY`` and ``ttl_s`` its ``FHIRPLUG_LEASE_SECONDS`` (``WorkerSettings``).
 
     Each slot is a key of its own, taken with SET NX and an expiry of :data:`LEASE_TTL_S`, longer
     than any one delivery can take; so a holder that dies (a SIGKILLed worker, a Redis that
@@ -48,11 +57,56 @@ def acquire_slot(redis: Redis, partner: str, limit: int, holder: str) -> str | N
     counts up that a crash could leave high. The answer is the slot's key, for ``release_slot``."""
     for n in range(max(1, limit)):
         key = f"{LEASES}{partner}:{n}"
-        if redis.set(key, holder, nx=True, ex=LEASE_TTL_S):
+        if redis.set(key, holder, nx=True, ex=ttl_s):
             return key
         if _text(redis.get(key)) == holder:
             return key  # ours already (a job run again after its worker died mid-delivery)
     return None
+
+
+def wait_for_slot(
+    redis: Redis,
+    partner: str,
+    limit: int,
+    holder: str,
+    ttl_s: int = LEASE_TTL_S,
+    hold_s: float = BUSY_HOLD_S,
+    sleep=time.sleep,
+) -> str | None:
+    """:func:`acquire_slot`, looking again every :data:`BUSY_POLL_S` for up to ``hold_s``; None
+    when the partner stayed full (the job is then rescheduled, at no cost to its retries)."""
+    deadline = time.monotonic() + hold_s
+    while True:
+        lease = acquire_slot(redis, partner, limit, holder, ttl_s)
+        if lease is not None or time.monotonic() >= deadline:
+            return lease
+        sleep(BUSY_POLL_S)
+
+
+@contextmanager
+def holding(redis: Redis, lease: str, holder: str, ttl_s: int = LEASE_TTL_S) -> Iterator[None]:
+    """Hold ``lease`` while the block runs: a thread renews its expiry every third of ``ttl_s``,
+    so a delivery that takes longer than one lease (a slow partner) keeps its slot and the
+    partner never gets more than its limit; and the slot is given back at the end. A holder that
+    dies stops renewing, and its slot is free again within ``ttl_s``."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(max(1.0, ttl_s / 3)):
+            try:
+                if _text(redis.get(lease)) != holder:
+                    return  # lapsed and taken (Redis restarted from an older state): not ours
+                redis.expire(lease, ttl_s)
+            except RedisError:
+                pass  # Redis away: the lease lapses, as a dead holder's would
+
+    keeper = threading.Thread(target=renew, name="lease-renewal", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        release_slot(redis, lease, holder)
 
 
 def release_slot(redis: Redis, lease: str, holder: str) -> None:
@@ -91,11 +145,15 @@ def stop_retrying_if_final(job: Any, connection: Any, exc_type: Any, exc_value: 
         return
     intervals = list(job.retry_intervals or [])
     if isinstance(exc_value, PartnerBusy):
-        # not a try: give back the retry RQ is about to take, and look again in a second
+        # not a try: give back the retry RQ is about to take, and go straight back on the queue
+        # (an interval of 0: RQ requeues rather than schedules), behind what is waiting; the job
+        # already looked for a slot for BUSY_HOLD_S. Not through the scheduler: a worker killed
+        # with its scheduler leaves the scheduler's lock held for a minute, and busy deliveries
+        # would wait that long for slots long free
         job.retries_left += 1
         nxt = len(intervals) - job.retries_left
         if 0 <= nxt < len(intervals):
-            intervals[nxt] = 1
+            intervals[nxt] = 0
             job.retry_intervals = intervals
         return
     if exc_value.retry_after:

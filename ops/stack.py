@@ -370,7 +370,9 @@ def start_worker(cfg: StackConfig) -> None:
     if read_pid(pidfile) is not None:
         return
     log = cfg.path("log", "worker.log")
-    spawn([sys.executable, "-m", "worker"], log, pidfile, env=proxy_env(cfg))
+    # supervised (restarted on exit, with backoff, logged), as compose's restart policy does
+    supervised = [sys.executable, "-m", "ops.supervisor", "worker", "--", sys.executable, "-m", "worker"]
+    spawn(supervised, log, pidfile, env=proxy_env(cfg))
 
 
 # ---------------------------------------------------------------- the whole stack

@@ -5,7 +5,8 @@ that id (per client) claims it in Redis and is processed; one arriving meanwhile
 result; one arriving later (a retry after a lost answer, a sweep that queued it again) gets the
 first answer again and changes nothing. Only successful answers are kept: a refused or failed
 delivery changed nothing, and a repeat of it (a retry, a replay once the cause is fixed) is
-judged afresh.
+judged afresh. A repeat that cannot be answered yet (the first is still under way) is told 503
+with ``Retry-After``, which the sending worker retries like any outage.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from proxy.errors import FhirError
-from proxy.first_copy import first_result
+from proxy.first_copy import first_result, owe_release, settle_releases
 from proxy.hookspecs import hookimpl
 from proxy.redis_conn import UsesRedis
 from proxy.response import ProxyResponse, dumps
@@ -56,6 +57,7 @@ class DeliveryDedup(UsesRedis):
             raise FhirError(400, f"{HEADER} must be 1 to 128 of A-Za-z0-9._:-")
         key = f"fhirplug:delivery-seen:{ctx.client.id}:{delivery_id}"
         try:
+            settle_releases(self.redis)  # claims of failed deliveries this process could not release
             if self.redis.set(key, b'{"state":"pending"}', nx=True, ex=PENDING_TTL_S):
                 ctx.notes(_Notes).key = key
                 return None
@@ -76,11 +78,14 @@ class DeliveryDedup(UsesRedis):
         key, notes.key = notes.key, None
         if key is None:
             return
-        try:
-            if not 200 <= response.status < 300:
-                # nothing was done: a repeat (a replay after the cause was fixed) is judged afresh
+        if not 200 <= response.status < 300:
+            # nothing was done: a repeat (a replay after the cause was fixed) is judged afresh
+            try:
                 self.redis.delete(key)
-                return
+            except RedisError:
+                owe_release(self.redis, key)  # deleted as soon as Redis answers again
+            return
+        try:
             body = response.resource if response.is_json else None
             record = {
                 "state": "done",

@@ -29,7 +29,7 @@ from hubspoke.messages import task_entry
 from hubspoke.tenants import ods_of_reference
 from proxy.config import Settings
 from proxy.errors import FhirError
-from proxy.first_copy import first_result
+from proxy.first_copy import first_result, owe_release, settle_releases
 from proxy.hookspecs import hookimpl
 from proxy.redis_conn import UsesRedis
 from proxy.response import ProxyResponse
@@ -90,7 +90,9 @@ class Intake(UsesRedis):
             )
         key = message_key(ctx.client.id or "", identifier)
         digest = ctx.message.digest
+        sender = ctx.client.ods or ctx.client.id or ""
         try:
+            settle_releases(self.redis)  # claims of failed copies this process could not release
             claimed = self.redis.set(
                 key, json.dumps({"state": "pending", "digest": digest}), nx=True, ex=PENDING_TTL_S
             )
@@ -101,8 +103,14 @@ class Intake(UsesRedis):
                 headers={"Retry-After": "5"},
             ) from exc
         if not claimed:
+            if self._pending_same(key, digest):
+                # the store is asked first: a first copy that stored the message (whatever became
+                # of its claim: Redis crashed before its answer was kept) is answered at once
+                earlier = self._stored_earlier(ctx, message_identifier_value(sender, identifier))
+                if earlier is not None:
+                    self._remember(key, digest, earlier)
+                    return earlier
             return self._earlier_answer(key, digest)
-        sender = ctx.client.ods or ctx.client.id or ""
         earlier = self._stored_earlier(ctx, message_identifier_value(sender, identifier))
         if earlier is not None:
             self._remember(key, digest, earlier)
@@ -157,6 +165,17 @@ class Intake(UsesRedis):
         log.info("resend answered from the store", extra={"fields": {"event": "resend", "task": task["id"]}})
         return ProxyResponse.from_resource(201, body)
 
+    def _pending_same(self, key: str, digest: str) -> bool:
+        """The claim is still pending, for the same content (a conflict is judged by the wait)."""
+        try:
+            raw = self.redis.get(key)
+            record = json.loads(raw) if raw else None
+        except (RedisError, ValueError):
+            return False
+        return (
+            isinstance(record, dict) and record.get("state") == "pending" and record.get("digest") == digest
+        )
+
     def _earlier_answer(self, key: str, digest: str) -> ProxyResponse:
         def same_content(record):
             if record.get("digest") != digest:
@@ -194,7 +213,8 @@ class Intake(UsesRedis):
             try:
                 self.redis.delete(key)  # nothing was stored: a resend must be processed afresh
             except RedisError:
-                log.exception("could not release a failed message's claim; it expires by itself")
+                log.warning("could not release a failed message's claim; released when Redis is back")
+                owe_release(self.redis, key)
 
 
 intake = Intake()

@@ -246,6 +246,9 @@ class WorkerSettings:
     job_monitoring_interval: int = 10
     maintenance_seconds: int = 30
     partner_concurrency: int = 4  # most deliveries to one partner at once, across all workers
+    # a partner slot's lease: longer than one delivery can take (forwarding/policy.py LEASE_TTL_S);
+    # a dead holder's slot is free again within it
+    lease_seconds: int = 75
     mesh: MeshSettings = field(default_factory=MeshSettings)  # the worker is what sends over MESH
     gp_notify: bool = True  # the repair sweep notifies writes whose trigger was lost (as the proxy's key)
 
@@ -263,6 +266,7 @@ class WorkerSettings:
                 _env("FHIRPLUG_WORKER_MAINTENANCE_SECONDS", str(cls.maintenance_seconds))
             ),
             partner_concurrency=int(_env("FHIRPLUG_PARTNER_CONCURRENCY", str(cls.partner_concurrency))),
+            lease_seconds=int(_env("FHIRPLUG_LEASE_SECONDS", str(cls.lease_seconds))),
             mesh=MeshSettings.from_env(),
             gp_notify=_switch(GP_NOTIFY_KEY, _env(GP_NOTIFY_KEY, "on")),
         )

@@ -18,7 +18,8 @@ from proxy.config import WorkerSettings
 from proxy.logs import configure_logging
 from worker import QUEUES, delivery, mesh_delivery, mesh_inbox, notifications
 from worker.gp_repair import repair_forever
-from worker.outbox import sweep_forever
+from worker.inprocess import InProcessWorker
+from worker.outbox import recover_forever, sweep_forever
 
 log = logging.getLogger("fhirplug.worker")
 
@@ -47,6 +48,13 @@ def main() -> None:
         )
         sweeper.daemon = True
         sweeper.start()
+    else:
+        # no store, no sweep: a killed worker's job and retries still need recovering (the sweep
+        # does this otherwise)
+        own = Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=10)
+        threading.Thread(
+            target=recover_forever, args=(own, settings.sweep_seconds), name="recover", daemon=True
+        ).start()
     if settings.store_url and settings.mesh.role and settings.mesh.configured:
         # the MESH inbox (GP notifications in, or their acks): one thread per worker, a Redis lock
         # lets one poll at a time
@@ -68,12 +76,13 @@ def main() -> None:
         )
         repairer.start()
     queues = [Queue(name, connection=conn) for name in QUEUES]
+    # jobs run in the worker's own process (worker/inprocess.py: no fork per job);
     # a short monitoring interval makes a delivery whose worker died retried about a minute later;
     # the scheduler (which runs retries when they fall due) holds a lock; a worker retries taking
     # it at each maintenance round, so a short round means a killed worker's scheduler is
     # replaced within about a minute and a half instead of ten
     work_through_outages(
-        lambda: Worker(
+        lambda: InProcessWorker(
             queues,
             connection=conn,
             job_monitoring_interval=settings.job_monitoring_interval,

@@ -29,9 +29,9 @@ from forwarding.delivery import Delivery
 from forwarding.policy import (
     PartnerBusy,
     RetryableFailure,
-    acquire_slot,
-    release_slot,
+    holding,
     retry_after_of,
+    wait_for_slot,
     wait_until_due,
 )
 from forwarding.policy import stop_retrying_if_final as stop_retrying_if_final  # jobs queued before it moved
@@ -44,6 +44,7 @@ from proxy.errors import FhirError
 from proxy.partners import PartnerDirectory
 from worker.attempts import attempt_failed, dead_letter
 from worker.outbox import done
+from worker.refusals import fail_task, restore_task
 
 log = logging.getLogger("fhirplug.delivery")
 
@@ -52,6 +53,7 @@ log = logging.getLogger("fhirplug.delivery")
 class _Process:
     settings: WorkerSettings | None = None
     redis: Redis | None = None  # the jobs' one client (a forked job's pool reconnects by itself)
+    store: DirectStore | None = None  # made at the first delivery that needs it
 
 
 _process = _Process()
@@ -62,6 +64,7 @@ def configure(settings: WorkerSettings, redis: Redis | None = None) -> None:
     before the worker takes jobs."""
     _process.settings = settings
     _process.redis = redis if redis is not None else Redis.from_url(settings.redis_url)
+    _process.store = None
 
 
 def _worker() -> tuple[WorkerSettings, Redis]:
@@ -77,10 +80,13 @@ _clients: dict[str, PartnerTokenClient] = {}
 
 
 def _client(partner) -> PartnerTokenClient:
+    """The partner's client: its token shared through Redis by every worker process (a forked
+    job's own cache would die with it, and each delivery would cost a token request), its HTTP
+    connections pooled for as long as the process lives."""
     key = f"{partner.ods}|{partner.client_id}|{partner.token_url}|{partner.key_file}"
     if key not in _clients:
         creds = PartnerCredentials(partner.token_url, partner.client_id, partner.private_jwk(), partner.scope)
-        _clients[key] = PartnerTokenClient(creds, timeout=15.0)
+        _clients[key] = PartnerTokenClient(creds, timeout=15.0, redis=_worker()[1])
     return _clients[key]
 
 
@@ -90,16 +96,14 @@ def deliver(job: dict) -> dict:
     settings, redis = _worker()
     partner = PartnerDirectory(redis).get(d.partner)
     if partner is None:
-        _final(f"no partner {d.partner} in the directory")
+        _final(f"no partner {d.partner} in the directory", d)
     limit = settings.partner_concurrency
-    lease = acquire_slot(redis, d.partner, limit, d.id)
+    lease = wait_for_slot(redis, d.partner, limit, d.id, settings.lease_seconds)
     if lease is None:
         raise PartnerBusy(f"{limit} deliveries to {d.partner} already under way")
-    wait_until_due(get_current_job())
-    try:
+    with holding(redis, lease, d.id, settings.lease_seconds):
+        wait_until_due(get_current_job())
         return _send(d, partner)
-    finally:
-        release_slot(redis, lease, d.id)
 
 
 def _send(d: Delivery, partner) -> dict:
@@ -111,11 +115,11 @@ def _send(d: Delivery, partner) -> dict:
         resp = _client(partner).request(d.method, url, headers=headers, data=json.dumps(d.body))
     except TokenRequestError as exc:
         if exc.retryable:
-            _retrying(d)
+            _retrying(d, str(exc))
             raise RetryableFailure(str(exc)) from exc
-        _final(f"the partner's token endpoint refused us: {exc}")
+        _final(f"the partner's token endpoint refused us: {exc}", d)
     except requests.RequestException as exc:
-        _retrying(d)
+        _retrying(d, f"{type(exc).__name__}: {exc}")
         raise RetryableFailure(f"{type(exc).__name__}: {exc}") from exc
     latency = time.time() - d.queued_at
     if resp.status_code < 300:
@@ -133,31 +137,58 @@ def _send(d: Delivery, partner) -> dict:
             },
         )
         settings, redis = _worker()
-        store = DirectStore(settings.store_url, redis) if settings.store_url else None
+        store = _store()
         record_delivery(d, partner, store, own_ods=settings.own_ods)
         count(metrics.record_delivered, redis, d.partner, latency)
+        if store is not None and _replayed():
+            restore_task(store, d)  # a dead letter replayed after its cause was fixed
         if store is not None:
             done(store, d.id)  # the outbox record has served its purpose
-            store.close()
         return {"status": resp.status_code, "latency_s": latency}
     busy = resp.status_code == 409 and resp.headers.get("Retry-After")  # an earlier copy still in hand
     if resp.status_code in (408, 429) or resp.status_code >= 500 or busy:
-        _retrying(d)
+        _retrying(d, f"{resp.status_code}: {resp.text[:500]}")
         raise RetryableFailure(f"{resp.status_code}: {resp.text[:500]}", retry_after_of(resp))
-    _final(f"{resp.status_code}: {resp.text[:2000]}")
+    _final(f"{resp.status_code}: {resp.text[:2000]}", d)
     raise AssertionError("unreachable")
 
 
-def _retrying(d: Delivery) -> None:
-    """Count the attempt that is about to fail: a retry while any are left, a dead letter after."""
-    attempt_failed(_worker()[1], d.partner)
+def _retrying(d: Delivery, reason: str) -> None:
+    """Count the attempt that is about to fail: a retry while any are left, a dead letter after
+    (whose message's Task then fails, as after a final refusal)."""
+    if not attempt_failed(_worker()[1], d.partner):
+        _refused(d, f"no answer after every retry; last: {reason}")
 
 
-def _final(reason: str):
+def _final(reason: str, d: Delivery | None = None):
     """Fail for good: no retries left, so RQ moves the job to the failed registry (dead letters)."""
     job = get_current_job()
     partner = (job.args[0] if job is not None and job.args else {}).get("partner", "?")
-    raise dead_letter(_worker()[1], partner, reason)
+    exc = dead_letter(_worker()[1], partner, reason)
+    if d is not None:
+        _refused(d, reason)
+    raise exc
+
+
+def _refused(d: Delivery, reason: str) -> None:
+    fail_task(_store(), d, reason, own_ods=_worker()[0].own_ods)
+
+
+def _store() -> DirectStore | None:
+    """The process's client of our own store (its connections pooled across deliveries), or
+    None when the worker has no store."""
+    settings, redis = _worker()
+    if not settings.store_url:
+        return None
+    if _process.store is None:
+        _process.store = DirectStore(settings.store_url, redis)
+    return _process.store
+
+
+def _replayed() -> bool:
+    """Was this job a dead letter once (``fhirplug queue replay`` counts its replays in meta)?"""
+    job = get_current_job()
+    return job is not None and bool(job.meta.get("replays"))
 
 
 def record_delivery(d: Delivery, partner, store: DirectStore | None, *, own_ods: str) -> None:

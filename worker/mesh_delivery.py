@@ -77,7 +77,7 @@ def deliver(job: dict) -> dict:
     payload = Payload.of(d.body)
     if not settings.mesh.configured:
         _final(d, "this worker has no MESH mailbox configured (FHIRPLUG_MESH_MAILBOX)")
-    lease = acquire_slot(redis, MESH_SLOT, settings.partner_concurrency, d.id)
+    lease = acquire_slot(redis, MESH_SLOT, settings.partner_concurrency, d.id, settings.lease_seconds)
     if lease is None:
         raise PartnerBusy(f"{settings.partner_concurrency} MESH sends already under way")
     wait_until_due(get_current_job())

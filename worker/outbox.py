@@ -23,7 +23,7 @@ import requests
 from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.registry import StartedJobRegistry
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from rq.scheduler import RQScheduler
 
 from forwarding.delivery import QUEUE
@@ -72,9 +72,7 @@ def sweep(store: DirectStore, redis: Redis, grace_s: float = GRACE_S) -> dict[st
     if not redis.set(SWEEP_LOCK, b"1", nx=True, ex=60):
         return counts  # another worker is sweeping
     try:
-        # a job whose worker died mid-delivery is retried once its heartbeat has lapsed
-        StartedJobRegistry(QUEUE, connection=redis).cleanup()
-        run_due_retries(redis)
+        recover_abandoned(redis)
         cutoff = datetime.now(UTC) - timedelta(seconds=grace_s)
         latest: dict[str, str] = {}  # task key -> the latest delivery seen for it, oldest first
         for basic in _pending(store):
@@ -108,6 +106,14 @@ def sweep(store: DirectStore, redis: Redis, grace_s: float = GRACE_S) -> dict[st
     return counts
 
 
+def recover_abandoned(redis: Redis) -> None:
+    """A job whose worker died mid-delivery is retried once its heartbeat has lapsed (RQ's worker
+    looks only between jobs, and an idle one can sit in its blocking pop for minutes), and
+    retries fall due even while no scheduler runs."""
+    StartedJobRegistry(QUEUE, connection=redis).cleanup()
+    run_due_retries(redis)
+
+
 def run_due_retries(redis: Redis) -> None:
     """Stand in for a scheduler that died. Retries falling due are queued by the scheduler of one
     worker, which holds a lock; when a worker is killed its lock outlives it for a minute and an
@@ -115,12 +121,24 @@ def run_due_retries(redis: Redis) -> None:
     the sweep takes it just long enough to queue what is due, using RQ's own scheduler code."""
     if redis.exists(RQScheduler.get_locking_key(QUEUE)):
         return  # a live scheduler is on it
+    if not ScheduledJobRegistry(QUEUE, connection=redis).get_jobs_to_schedule(chunk_size=1):
+        return  # nothing due: leave the lock alone for a worker's own scheduler to take
     scheduler = RQScheduler([QUEUE], connection=redis)
     if scheduler.acquire_locks():
         try:
             scheduler.enqueue_scheduled_jobs()
         finally:
             scheduler.release_locks()
+
+
+def recover_forever(redis: Redis, every_s: float = 15.0, stop=None) -> None:
+    """:func:`recover_abandoned` on its own, for a worker with no store to sweep."""
+    while stop is None or not stop.is_set():
+        try:
+            recover_abandoned(redis)
+        except Exception:
+            log.warning("could not look for abandoned jobs; trying again", exc_info=True)
+        time.sleep(every_s)
 
 
 def _status(redis: Redis, job_id: str):

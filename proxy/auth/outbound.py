@@ -1,6 +1,12 @@
 """Our side as an OAuth client of a partner: a signed-JWT assertion for each token request,
 the access token cached until shortly before it expires, one refresh on a 401.
 
+Given a Redis client, the token is also shared by every process that talks to the same partner
+with the same credentials (the forwarding worker forks a process per job, which would otherwise
+ask for a token on every delivery): one process asks, under a short Redis lock, and the others
+take its token from Redis. Redis holds the access token only until 30 s before it expires, never
+a key; when Redis does not answer, each process keeps its own token as before.
+
 authlib's ``PrivateKeyJWT`` is not used here on purpose: it signs with a one-hour ``exp`` by
 default and reuses claims given to it, while the NHS pattern needs a fresh ``jti`` and an
 ``exp`` at most five minutes ahead on every request. Signing is joserfc (authlib's own JOSE
@@ -9,7 +15,10 @@ layer); the HTTP is requests.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
 import secrets
 import threading
 import time
@@ -19,11 +28,16 @@ from pathlib import Path
 import requests
 from joserfc import jwt
 from joserfc.jwk import import_key
+from redis import Redis
+from redis.exceptions import RedisError
 
 from proxy.auth.client_assertion import ASSERTION_TYPE
 
 ASSERTION_LIFETIME_S = 300
 REFRESH_MARGIN_S = 30  # renew this long before the partner's token expires
+SHARED_PREFIX = "fhirplug:partner-token:"  # + a digest of the credentials: {"token", "expires_at"}
+SHARED_POLL_S = 0.05
+log = logging.getLogger("fhirplug.outbound")
 
 
 class TokenRequestError(RuntimeError):
@@ -65,30 +79,99 @@ def sign_assertion(creds: PartnerCredentials, now: float | None = None) -> str:
 
 
 class PartnerTokenClient:
-    """Thread-safe: one per partner per process; ``token()`` is cheap while the cache is warm."""
+    """Thread-safe: one per partner per process; ``token()`` is cheap while the cache is warm.
+    With ``redis``, the cache is shared across processes (see the module's docstring)."""
 
     def __init__(
-        self, creds: PartnerCredentials, timeout: float = 10.0, session: requests.Session | None = None
+        self,
+        creds: PartnerCredentials,
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+        redis: Redis | None = None,
     ):
         self.creds = creds
         self.timeout = timeout
         self.session = session or requests.Session()
+        self.redis = redis
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
+        self.requested = 0  # token requests this client made (tests and benches count them)
+
+    @property
+    def shared_key(self) -> str:
+        c = self.creds
+        raw = f"{c.token_url}\n{c.client_id}\n{c.scope or ''}\n{c.private_jwk.get('kid', '')}"
+        return SHARED_PREFIX + hashlib.sha256(raw.encode()).hexdigest()
 
     def token(self) -> str:
         with self._lock:
             if self._token is None or time.time() >= self._expires_at - REFRESH_MARGIN_S:
-                self._token, lifetime = self._request_token()
-                self._expires_at = time.time() + lifetime
+                self._token, self._expires_at = self._shared() or self._fetch()
             return self._token
 
     def invalidate(self, token: str | None = None) -> None:
-        """Forget the cached token (after a 401), unless it was already replaced."""
+        """Forget the cached token (after a 401), unless it was already replaced; the shared
+        copy too, if it is still that token."""
         with self._lock:
             if token is None or token == self._token:
                 self._token = None
+        if self.redis is not None and token is not None:
+            try:
+                shared = self._shared()
+                if shared is not None and shared[0] == token:
+                    self.redis.delete(self.shared_key)
+            except RedisError:
+                pass
+
+    def _shared(self) -> tuple[str, float] | None:
+        """The token another process fetched, while it has more than the margin to live."""
+        if self.redis is None:
+            return None
+        try:
+            raw = self.redis.get(self.shared_key)
+            doc = json.loads(raw) if raw else None
+        except (RedisError, ValueError):
+            return None
+        if not isinstance(doc, dict) or not isinstance(doc.get("token"), str):
+            return None
+        expires_at = float(doc.get("expires_at", 0))
+        return (doc["token"], expires_at) if time.time() < expires_at - REFRESH_MARGIN_S else None
+
+    def _fetch(self) -> tuple[str, float]:
+        """A new token from the partner; with Redis, one process at a time asks (the others wait
+        for its answer up to ``timeout``, then ask themselves) and the answer is shared."""
+        if self.redis is None:
+            return self._fetch_own()
+        lock = self.shared_key + ":lock"
+        try:
+            holder = bool(self.redis.set(lock, b"1", nx=True, ex=max(1, int(self.timeout) + 1)))
+        except RedisError:
+            return self._fetch_own()
+        if not holder:
+            deadline = time.monotonic() + self.timeout
+            while time.monotonic() < deadline:
+                time.sleep(SHARED_POLL_S)
+                if (shared := self._shared()) is not None:
+                    return shared
+        try:
+            token, expires_at = self._fetch_own()
+            ttl = int(expires_at - time.time() - REFRESH_MARGIN_S)
+            if ttl > 0:
+                doc = json.dumps({"token": token, "expires_at": expires_at})
+                try:
+                    self.redis.set(self.shared_key, doc, ex=ttl)
+                except RedisError:
+                    log.warning("could not share a partner token; each worker asks for its own")
+            return token, expires_at
+        finally:
+            if holder:
+                with contextlib.suppress(RedisError):  # else it expires by itself
+                    self.redis.delete(lock)
+
+    def _fetch_own(self) -> tuple[str, float]:
+        token, lifetime = self._request_token()
+        return token, time.time() + lifetime
 
     def request(self, method: str, url: str, headers: dict | None = None, **kwargs) -> requests.Response:
         """Send with our Bearer token; on a 401, fetch a new token once and send again."""
@@ -103,6 +186,7 @@ class PartnerTokenClient:
         raise AssertionError("unreachable")
 
     def _request_token(self) -> tuple[str, int]:
+        self.requested += 1
         form = {
             "grant_type": "client_credentials",
             "client_assertion_type": ASSERTION_TYPE,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
+from redis.exceptions import RedisError
 
 from proxy import first_copy
 from proxy.errors import FhirError
@@ -29,15 +31,17 @@ def test_a_later_copy_waits_until_the_first_is_done():
 def test_a_first_copy_that_failed_lets_the_next_be_sent_again():
     with pytest.raises(FhirError) as refused:
         first_copy.first_result(FakeRedis(), "k", "delivery", 1)
-    assert refused.value.status == 409 and "failed; send it again" in str(refused.value)
+    assert refused.value.status == 503 and "failed; send it again" in str(refused.value)
+    assert refused.value.headers["Retry-After"] == "1" and refused.value.code == "transient"
 
 
-def test_a_first_copy_still_under_way_after_the_wait_is_a_409_with_retry_after():
+def test_a_first_copy_still_under_way_after_the_wait_is_a_503_with_retry_after_never_a_409():
     redis = FakeRedis()
     redis.set("k", b'{"state":"pending"}')
     with pytest.raises(FhirError) as refused:
         first_copy.first_result(redis, "k", "message", 0.1)
-    assert refused.value.status == 409 and refused.value.headers["Retry-After"] == "2"
+    # a 409 reads as final to many clients: the message would be given up
+    assert refused.value.status == 503 and refused.value.headers["Retry-After"] == "2"
 
 
 def test_the_check_refuses_a_copy_that_differs():
@@ -62,3 +66,37 @@ def test_redis_failing_while_a_later_copy_waits_is_a_503_not_a_500():
     with pytest.raises(FhirError) as raised:
         first_copy.first_result(Down(), "k", "message", 1)
     assert raised.value.status == 503 and raised.value.headers.get("Retry-After")
+
+
+class Flaky(FakeRedis):
+    """Redis that refuses deletes while ``down``."""
+
+    down = True
+
+    def delete(self, key):
+        if self.down:
+            raise RedisError("gone")
+        return super().delete(key)
+
+
+def test_a_claim_that_could_not_be_released_is_released_once_redis_answers(monkeypatch):
+    monkeypatch.setattr(first_copy, "RELEASE_EVERY_S", 0.05)
+    redis = Flaky()
+    redis.set("k", b'{"state":"pending"}')
+    first_copy.owe_release(redis, "k")
+    time.sleep(0.2)
+    assert redis.get("k") is not None  # Redis still away: still owed
+    redis.down = False
+    deadline = time.monotonic() + 2
+    while redis.get("k") is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert redis.get("k") is None
+    assert not first_copy._owed
+
+
+def test_an_owed_release_leaves_a_finished_record_alone():
+    redis = FakeRedis()
+    redis.set("k", json.dumps({"state": "done", "status": 201}))
+    first_copy._owed.add("k")
+    first_copy.settle_releases(redis)
+    assert json.loads(redis.get("k"))["state"] == "done" and not first_copy._owed

@@ -10,9 +10,11 @@ from forwarding.policy import (
     RetryableFailure,
     acquire_slot,
     backoff,
+    holding,
     release_slot,
     retry_after_of,
     stop_retrying_if_final,
+    wait_for_slot,
     wait_until_due,
 )
 from tests.support.fake_redis import FakeRedis
@@ -74,11 +76,11 @@ def test_a_job_run_again_keeps_its_own_lease():
     assert acquire_slot(redis, "FA1", 1, "d1") == lease
 
 
-def test_a_busy_partner_costs_no_retry_and_is_looked_at_again_in_a_second():
+def test_a_busy_partner_costs_no_retry_and_goes_straight_back_on_the_queue():
     j = job(retries_left=3)  # two tries made
     stop_retrying_if_final(j, None, PartnerBusy, PartnerBusy("4 deliveries under way"), None)
     assert j.retries_left == 4  # RQ takes one back: still 3 after this wait
-    assert j.retry_intervals[5 - 4] == 1
+    assert j.retry_intervals[5 - 4] == 0  # RQ requeues a 0 interval rather than scheduling it
 
 
 def test_retry_after_is_kept_to_the_millisecond_and_never_scheduled_early():
@@ -106,3 +108,41 @@ def test_backoff_doubles_with_jitter_and_is_capped():
     waits = backoff(40)
     assert 1 <= waits[0] <= 2 and 3 <= waits[2] <= 5
     assert max(waits) <= 750 and waits[-1] >= 450
+
+
+def test_a_slot_given_back_while_a_delivery_holds_on_is_taken_without_a_reschedule():
+    redis = FakeRedis()
+    lease = acquire_slot(redis, "FA1", 1, "first")
+    polls: list[int] = []
+
+    def sleep(_s):
+        polls.append(1)
+        if len(polls) == 3:
+            release_slot(redis, lease, "first")
+
+    assert wait_for_slot(redis, "FA1", 1, "second", hold_s=5, sleep=sleep) == lease
+    assert len(polls) == 3
+
+
+def test_a_partner_that_stays_full_is_left_after_the_hold():
+    redis = FakeRedis()
+    acquire_slot(redis, "FA1", 1, "first")
+    assert wait_for_slot(redis, "FA1", 1, "second", hold_s=0.1) is None
+
+
+def test_a_held_lease_is_renewed_while_the_delivery_runs_and_given_back_after():
+    class Renewing(FakeRedis):
+        renewed: list[int] = []
+
+        def expire(self, key, seconds):
+            self.renewed.append(seconds)
+            value, _ = self.values[key]
+            self.values[key] = (value, time.time() + seconds)
+            return True
+
+    redis = Renewing()
+    lease = acquire_slot(redis, "FA1", 1, "slow", ttl_s=2)
+    with holding(redis, lease, "slow", ttl_s=2):
+        time.sleep(3.5)  # longer than the lease: it must not lapse under a live holder
+        assert acquire_slot(redis, "FA1", 1, "other", ttl_s=2) is None
+    assert redis.renewed and acquire_slot(redis, "FA1", 1, "other", ttl_s=2) == lease

@@ -193,3 +193,26 @@ def test_a_hub_refuses_an_owner_it_cannot_identify():
     with pytest.raises(FhirError) as raised:
         Intake(FakeRedis(), own_ods="FA565", role="hub").fhirplug_before_bundle(ctx=context(), bundle=bundle)
     assert (raised.value.status, raised.value.expression) == (422, ["Task.owner"])
+
+
+def test_a_resend_held_by_a_stale_claim_is_answered_from_the_store_at_once():
+    """After a crash the claim may stay pending; the store shows the first copy was stored."""
+    redis, bundle = FakeRedis(), message()
+    redis.set(key_of(bundle), json.dumps({"state": "pending", "digest": "d1"}))
+    task = {"resourceType": "Task", "id": "42", "meta": {"versionId": "1"}}
+    store = ScriptedStore({("GET", "Task"): searchset(task)})
+    t0 = time.monotonic()
+    answer = Intake(redis, own_ods="FA565", role="hub").fhirplug_before_bundle(
+        ctx=context(store=store), bundle=bundle
+    )
+    assert time.monotonic() - t0 < 1
+    assert answer.status == 201 and json.loads(redis.get(key_of(bundle)))["state"] == "done"
+
+
+def test_a_resend_while_the_first_is_unsettled_is_a_503_with_retry_after(monkeypatch):
+    monkeypatch.setattr("plugins.intake.WAIT_S", 0.1)
+    redis, bundle = FakeRedis(), message()
+    redis.set(key_of(bundle), json.dumps({"state": "pending", "digest": "d1"}))
+    with pytest.raises(FhirError) as raised:
+        Intake(redis, own_ods="FA565", role="hub").fhirplug_before_bundle(ctx=context(), bundle=bundle)
+    assert raised.value.status == 503 and raised.value.headers["Retry-After"]

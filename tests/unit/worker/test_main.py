@@ -31,7 +31,7 @@ def started(monkeypatch):
 
         return run
 
-    monkeypatch.setattr(entry, "Worker", FakeWorker)
+    monkeypatch.setattr(entry, "InProcessWorker", FakeWorker)
     monkeypatch.setattr(entry, "Queue", lambda *a, **k: None)
     monkeypatch.setattr(entry.Redis, "from_url", classmethod(lambda cls, *a, **k: object()))
     monkeypatch.setattr(entry, "sweep_forever", record("sweep"))
