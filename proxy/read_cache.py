@@ -43,6 +43,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from proxy.errors import FhirError
+from proxy.request_metrics import cache_lookup
 from proxy.store_caller import CALLER_KEY
 
 log = logging.getLogger("fhirplug.read_cache")
@@ -168,18 +169,22 @@ class CachingStore:
                 return self.inner.send(method, path, query, headers, body)
         key = self._key(method, path, query, headers)
         if key is None:
+            cache_lookup("bypass")
             return self.inner.send(method, path, query, headers, body)
         try:
             generation, entry = self.redis.mget(GENERATION, key)
         except RedisError as exc:
             log.warning("read cache unavailable, asking the store: %s", exc)
+            cache_lookup("bypass")
             return self.inner.send(method, path, query, headers, body)
         generation = generation or b"0"
         if entry is not None:
             seen, _, rest = entry.partition(b"|")
             if seen == generation:
                 meta, _, data = rest.partition(b"\n")
+                cache_lookup("hit")
                 return CachedResponse(200, json.loads(meta), data)
+        cache_lookup("miss")
         return self._fetch_and_fill(key, generation, method, path, query, headers)
 
     def _fetch_and_fill(self, key, generation, method, path, query, headers):
