@@ -354,7 +354,7 @@ def test_recorded_deliveries_become_counters_and_a_cumulative_histogram(redis):
     assert s['fhirplug_deliveries_delivered_total{partner="FA002"}'] == 0
     assert s['fhirplug_deliveries_retried_total{partner="FA001"}'] == 1
     assert s['fhirplug_deliveries_dead_lettered_total{partner="FA001"}'] == 1
-    bucket = 'fhirplug_delivery_latency_seconds_bucket{partner="FA001",le="%s"}'
+    bucket = 'fhirplug_delivery_latency_seconds_bucket{le="%s",partner="FA001"}'  # le first, as written
     expected = {"0.05": 1, "0.1": 1, "0.5": 1, "1.0": 3, "2.5": 3, "60.0": 3, "300.0": 3, "+Inf": 4}
     for le, count in expected.items():
         assert s[bucket % le] == count, le
