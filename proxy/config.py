@@ -13,7 +13,8 @@ from proxy.store_caller import secret_from_env
 # message checks before profile validation: the cheap refusals first, then the store's validator;
 # eps_prepare, eps_messaging, eps_release and eps_task before tenancy: they answer $prepare,
 # $process-message, Task/$release and a dispenser's return/withdraw Task themselves, which tenancy
-# would refuse to prescribers and dispensers
+# would refuse to prescribers and dispensers; search_aliases before tenancy: tenancy judges the
+# search it rewrites (no chain reaches either tenancy line)
 DEFAULT_PLUGINS = (
     "request_id",
     "eps_prepare",
@@ -21,6 +22,7 @@ DEFAULT_PLUGINS = (
     "eps_release",
     "eps_task",
     "gp_notify",
+    "search_aliases",
     "tenancy",
     "one_copy",
     "validate_operation",
