@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("--client-id", required=True)
     tok.add_argument("--key", required=True, help="the private JWK file from `fhirplug keys generate`")
     tok.add_argument("--scope", help="ask for fewer scopes than registered")
-    from ops import eps_cli, ig_cli, partners_cli, profiles_cli, queue_cli, validate_cli
+    from ops import backup_cli, eps_cli, ig_cli, partners_cli, profiles_cli, queue_cli, validate_cli
 
     validate_cli.add_parser(sub)
     profiles_cli.add_parser(sub)
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     partners_cli.add_parser(sub)
     queue_cli.add_parser(sub)
     eps_cli.add_parser(sub)
+    backup_cli.add_parsers(sub)
     args = parser.parse_args(argv)
 
     commands = {
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         "clients": clients_cli.run_clients,
         "keys": clients_cli.run_keys,
         "token": _token,
+        "backup": backup_cli.run_backup,
+        "restore": backup_cli.run_restore,
     }
     if args.group in commands:
         return commands[args.group](args)
