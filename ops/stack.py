@@ -341,7 +341,10 @@ def start_proxy(
     url = f"http://{cfg.host}:{port}"
     if http_ok(url + "/healthz"):
         return url
+    # the proxy writes its JSON lines to <name>.log itself (rotated by size); what reaches its
+    # standard error before logging is set up (an interpreter crash) goes to <name>.stderr.log
     log, pidfile = cfg.path("log", f"{name}.log"), cfg.path("run", f"{name}.pid")
+    stderr_log = cfg.path("log", f"{name}.stderr.log")
     cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "proxy" / "gunicorn_conf.py"), "proxy.wsgi:app"]
     # each proxy its own metrics listener and multiprocess directory (each cleans it at start);
     # an extra proxy's listener takes a free port unless its env names one
@@ -352,10 +355,11 @@ def start_proxy(
         "FHIRPLUG_PUBLIC_BASE_URL": cfg.public_base(port),  # each proxy its own, by its port
         "FHIRPLUG_METRICS_LISTEN": f"{cfg.host}:{metrics_port}",
         "FHIRPLUG_METRICS_DIR": str(cfg.var_dir / "metrics" / name),
+        "FHIRPLUG_LOG_FILE": str(log),
         **(env or {}),
     }
-    proc = spawn(cmd, log, pidfile, env=full_env)
-    wait_for(f"the proxy {name}", lambda: http_ok(url + "/healthz"), 60, proc.pid, log)
+    proc = spawn(cmd, stderr_log, pidfile, env=full_env)
+    wait_for(f"the proxy {name}", lambda: http_ok(url + "/healthz"), 60, proc.pid, [log, stderr_log])
     return url
 
 
@@ -390,7 +394,8 @@ def start_worker(cfg: StackConfig) -> None:
     if read_pid(pidfile) is not None:
         return
     log = cfg.path("log", "worker.log")
-    spawn([sys.executable, "-m", "worker"], log, pidfile, env=proxy_env(cfg))
+    env = {**proxy_env(cfg), "FHIRPLUG_LOG_FILE": str(log)}  # JSON lines, rotated by size
+    spawn([sys.executable, "-m", "worker"], cfg.path("log", "worker.stderr.log"), pidfile, env=env)
 
 
 # ---------------------------------------------------------------- the whole stack

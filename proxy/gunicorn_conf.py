@@ -4,6 +4,8 @@ import multiprocessing
 import os
 from pathlib import Path
 
+from proxy.logs import dict_config
+
 bind = os.environ.get("FHIRPLUG_BIND", "127.0.0.1:8080")
 # The proxy waits on the store and Redis most of the time: a process per core, each serving many
 # requests at once on gevent's event loop. Measured here against gthread (bench/RESULTS.md):
@@ -26,6 +28,9 @@ control_socket_disable = True  # several proxies (dev stack, tests) may share a 
 accesslog = None  # the access_log plugin writes structured lines instead
 errorlog = "-"
 loglevel = os.environ.get("FHIRPLUG_LOG_LEVEL", "info").lower()
+# gunicorn's own lines (booting, worker exits, timeouts) as JSON too, through the proxy's one
+# handler (standard error, or FHIRPLUG_LOG_FILE rotated by size): the log holds JSON lines only
+logconfig_dict = dict_config()
 
 # ---- metrics: prometheus_client's multiprocess mode, and the metrics listener ----------------
 # Every worker keeps its request metrics in files of one directory, which prometheus_client adds
