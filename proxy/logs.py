@@ -15,6 +15,7 @@ import json
 import logging
 import logging.config
 import os
+import sys
 import time
 from typing import Any
 
@@ -23,6 +24,12 @@ MAX_BYTES_ENV = "FHIRPLUG_LOG_MAX_BYTES"
 BACKUPS_ENV = "FHIRPLUG_LOG_BACKUPS"
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_BACKUPS = 5
+
+# concurrent-log-handler's lock library (portalocker) imports redis for an optional RedisLock we
+# never use. gunicorn's master builds the log handler, and redis imported there (ssl with it)
+# comes before gevent patches each worker: gevent then warns that ssl was imported too early.
+# Marking that one optional module absent makes portalocker keep its stub instead.
+sys.modules.setdefault("portalocker.redis", None)  # type: ignore[arg-type]
 
 
 class JsonFormatter(logging.Formatter):

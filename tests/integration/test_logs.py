@@ -24,6 +24,9 @@ def test_the_proxy_log_is_json_lines_with_gunicorns_own(stack, http):
     loggers = {x["logger"] for x in lines}
     assert "gunicorn.error" in loggers and "fhirplug.access" in loggers
     assert any(x["msg"].startswith("Booting worker") for x in lines)
+    # the master imports nothing that gevent must patch first (redis, through the log handler)
+    stderr = (stack.cfg.var_dir / "log" / "proxy.stderr.log").read_text()
+    assert "MonkeyPatchWarning" not in stderr, stderr
 
 
 def test_the_worker_log_is_json_lines_with_rqs_own(stack, tmp_path):
