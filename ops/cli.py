@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fhirplug", description="fhirplug operator tool")
     sub = parser.add_subparsers(dest="group", required=True)
     st = sub.add_parser("stack", help="start, stop or inspect the local stack")
-    st.add_argument("action", choices=["up", "down", "status", "build-store", "init-store"])
+    st.add_argument("action", choices=["up", "down", "status", "build-store", "init-store", "demo"])
     clients_cli.add_parsers(sub)
     tok = sub.add_parser("token", help="get an access token from a token endpoint (ours or a partner's)")
     tok.add_argument("--token-url", required=True, help="e.g. http://127.0.0.1:8080/oauth2/token")
@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             stack.up(cfg)
         elif args.action == "down":
             stack.down(cfg)
+        elif args.action == "demo":  # a message forwarded between two local deployments
+            from ops import demo
+
+            demo.run(cfg)
         elif args.action == "build-store":
             stack.build_store()
         elif args.action == "init-store":  # a running store (FHIRPLUG_STORE_URL): profiles, search parameters
