@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "up":
             stack.up(cfg)
         elif args.action == "down":
+            from ops import demo
+
+            demo.stop(cfg)  # the demo's spoke (make demo), if one runs
             stack.down(cfg)
         elif args.action == "demo":  # a message forwarded between two local deployments
             from ops import demo

@@ -482,9 +482,6 @@ def down(cfg: StackConfig) -> None:
     if docker_engine_answers():
         subprocess.run(["docker", "compose", "down"], cwd=ROOT, check=True)
         return
-    from ops import demo
-
-    demo.stop(cfg)  # the demo's spoke (make demo), if one runs
     stop_all(cfg)
     say("stack is down")
 
