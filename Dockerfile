@@ -28,4 +28,6 @@ RUN pip install --no-cache-dir . && useradd --system --uid 10001 fhirplug \
 USER fhirplug
 EXPOSE 8080
 ENV FHIRPLUG_BIND=0.0.0.0:8080
+# prometheus_client's multiprocess files: somewhere the fhirplug user may write (/app is root's)
+ENV FHIRPLUG_METRICS_DIR=/tmp/fhirplug-metrics
 CMD ["gunicorn", "-c", "/app/proxy/gunicorn_conf.py", "proxy.wsgi:app"]

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: up down status test unit lint format bench build-store browser clean
+.PHONY: up down status demo test unit lint format bench build-store browser clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ down: $(STAMP)
 
 status: $(STAMP)
 	@$(BIN)/fhirplug stack status
+
+## A message forwarded between two local deployments: `make up`'s stack (the hub) and a spoke
+## the demo starts beside it; every step printed.
+demo: up
+	@$(BIN)/fhirplug stack demo
 
 ## Run every test: unit tests, then integration tests against a private stack on free ports.
 test: $(STAMP) build-store browser

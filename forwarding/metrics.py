@@ -3,8 +3,15 @@
 Counters per partner live in one hash (``fhirplug:metrics:counters:<partner>``: queued, delivered,
 retried, dead_lettered); the latency of each delivery (enqueue to the partner's 2xx) goes into a
 histogram per partner (``fhirplug:metrics:latency:<partner>``: one field per bucket, not
-cumulative, plus sum and count). ``prometheus_text`` renders them, with gauges read from RQ
-(queue depth and the age of the oldest waiting delivery), in the Prometheus text format 0.0.4.
+cumulative, plus sum and count). ``DeliveryCollector`` hands them, with gauges read from RQ (queue
+depth and the age of the oldest waiting delivery), to prometheus_client, which writes the text
+exposition (``prometheus_text``).
+
+Why the counts stay in Redis rather than in prometheus_client's own counters: deliveries are
+counted in RQ's work horses, a process forked per job (prometheus_client's multiprocess mode
+would leave a file per delivery), on any worker host; Redis makes them one deployment-wide
+total that any proxy's metrics listener shows (so aggregate them across proxies with ``max``,
+not ``sum``). prometheus_client does the exposition; this module only reads Redis.
 
 The queue snapshot (``queue_snapshot``) is shared with ``fhirplug queue status``.
 """
@@ -13,9 +20,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 from redis import Redis
 from rq import Queue
 from rq.job import Job
@@ -26,7 +36,6 @@ PREFIX = "fhirplug:metrics:"
 PARTNERS_KEY = PREFIX + "partners"  # a set: every partner anything was recorded for
 COUNTERS = ("queued", "delivered", "retried", "dead_lettered")
 BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, math.inf)
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _FETCH_CHUNK = 500
 
 
@@ -82,35 +91,9 @@ def bucket_for(value: float, buckets: Iterable[float] = BUCKETS) -> float:
     return math.inf
 
 
-def format_value(value: float) -> str:
-    """A sample value as Prometheus writes it: integers without a fraction, +Inf/-Inf/NaN by name."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "+Inf" if value > 0 else "-Inf"
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return repr(value)
-    return str(value)
-
-
 def bucket_label(le: float) -> str:
-    """A bucket bound as the ``le`` label: 0.05, 1.0, 2.5, +Inf (as the official clients write it)."""
+    """A bucket bound as stored in Redis and written as the ``le`` label: 0.05, 1.0, 2.5, +Inf."""
     return "+Inf" if math.isinf(le) else repr(float(le))
-
-
-def escape_label(value: str) -> str:
-    """A label value per the text format: backslash, double quote and line feed escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def labels(**pairs: str) -> str:
-    return "{" + ",".join(f'{k}="{escape_label(str(v))}"' for k, v in pairs.items()) + "}"
 
 
 def cumulative(
@@ -227,61 +210,69 @@ def queue_snapshot(redis: Redis, queue_name: str = QUEUE) -> QueueSnapshot:
 
 # ---- exposition ------------------------------------------------------------------------------
 
+_COUNTERS = (
+    ("queued", "fhirplug_deliveries_queued", "Deliveries put on the forwarding queue."),
+    ("delivered", "fhirplug_deliveries_delivered", "Deliveries the partner accepted (2xx)."),
+    ("retried", "fhirplug_deliveries_retried", "Delivery attempts that failed and were retried."),
+    ("dead_lettered", "fhirplug_deliveries_dead_lettered", "Deliveries that failed for good (dead letters)."),
+)
+_GAUGES = (
+    ("fhirplug_queue_depth", "Deliveries waiting: queued, scheduled for a retry or deferred.", "depth"),
+    ("fhirplug_queue_oldest_age_seconds", "Age of the oldest waiting delivery (0 when none).", "age"),
+    ("fhirplug_queue_dead_letters", "Dead letters kept in the failed-job registry.", "dead"),
+)
 
-def _family(lines: list[str], name: str, kind: str, help_text: str) -> None:
-    lines.append(f"# HELP {name} {escape_help(help_text)}")
-    lines.append(f"# TYPE {name} {kind}")
+
+class DeliveryCollector(Collector):
+    """A prometheus_client collector reading the delivery counts from Redis and the queue from RQ
+    at each scrape (as RQ's exporters do): nothing is held in the process."""
+
+    def __init__(self, redis: Redis, queue_name: str = QUEUE, now: Callable[[], float] = time.time):
+        self.redis = redis
+        self.queue_name = queue_name
+        self.now = now
+
+    def collect(self) -> Iterator[Metric]:
+        recorded = sorted(_text(p) for p in self.redis.smembers(PARTNERS_KEY))
+        pipe = self.redis.pipeline(transaction=False)
+        for p in recorded:
+            pipe.hgetall(counters_key(p))
+            pipe.hgetall(latency_key(p))
+        raw = pipe.execute() if recorded else []
+        counters = {p: _hash(raw[2 * i]) for i, p in enumerate(recorded)}
+        latency = {p: _hash(raw[2 * i + 1]) for i, p in enumerate(recorded)}
+        snap = queue_snapshot(self.redis, self.queue_name)
+        partners = sorted(set(recorded) | set(snap.partners))
+
+        for field_name, name, help_text in _COUNTERS:
+            counter = CounterMetricFamily(name, help_text, labels=["partner"])
+            for p in recorded:
+                counter.add_metric([p], int(counters[p].get(field_name, 0)))
+            yield counter
+
+        histogram = HistogramMetricFamily(
+            "fhirplug_delivery_latency_seconds",
+            "Time from queueing a delivery to the partner's acceptance.",
+            labels=["partner"],
+        )
+        for p in recorded:
+            if h := latency[p]:
+                histogram.add_metric([p], cumulative(h), float(h.get("sum", 0)))
+        yield histogram
+
+        now = self.now()
+        for name, help_text, what in _GAUGES:
+            gauge = GaugeMetricFamily(name, help_text, labels=["partner"])
+            for p in partners:
+                pq = snap.partners.get(p, PartnerQueue())
+                gauge.add_metric(
+                    [p], {"depth": pq.waiting, "age": round(pq.oldest_age(now), 3), "dead": pq.dead}[what]
+                )
+            yield gauge
 
 
 def prometheus_text(redis: Redis, queue_name: str = QUEUE, now: float | None = None) -> str:
-    """Every delivery metric, in the Prometheus text exposition format 0.0.4."""
-    now = time.time() if now is None else now
-    recorded = sorted(_text(p) for p in redis.smembers(PARTNERS_KEY))
-    pipe = redis.pipeline(transaction=False)
-    for p in recorded:
-        pipe.hgetall(counters_key(p))
-        pipe.hgetall(latency_key(p))
-    raw = pipe.execute() if recorded else []
-    counters = {p: _hash(raw[2 * i]) for i, p in enumerate(recorded)}
-    latency = {p: _hash(raw[2 * i + 1]) for i, p in enumerate(recorded)}
-    snap = queue_snapshot(redis, queue_name)
-    partners = sorted(set(recorded) | set(snap.partners))
-
-    lines: list[str] = []
-    for field_name, name, help_text in (
-        ("queued", "fhirplug_deliveries_queued_total", "Deliveries put on the forwarding queue."),
-        ("delivered", "fhirplug_deliveries_delivered_total", "Deliveries the partner accepted (2xx)."),
-        ("retried", "fhirplug_deliveries_retried_total", "Delivery attempts that failed and were retried."),
-        (
-            "dead_lettered",
-            "fhirplug_deliveries_dead_lettered_total",
-            "Deliveries that failed for good (dead letters).",
-        ),
-    ):
-        _family(lines, name, "counter", help_text)
-        for p in recorded:
-            lines.append(f"{name}{labels(partner=p)} {format_value(int(counters[p].get(field_name, 0)))}")
-
-    name = "fhirplug_delivery_latency_seconds"
-    _family(lines, name, "histogram", "Time from queueing a delivery to the partner's acceptance.")
-    for p in recorded:
-        h = latency[p]
-        if not h:
-            continue
-        for le, total in cumulative(h):
-            lines.append(f"{name}_bucket{labels(partner=p, le=le)} {total}")
-        lines.append(f"{name}_sum{labels(partner=p)} {format_value(float(h.get('sum', 0)))}")
-        lines.append(f"{name}_count{labels(partner=p)} {int(h.get('count', 0))}")
-
-    gauges = (
-        ("fhirplug_queue_depth", "Deliveries waiting: queued, scheduled for a retry or deferred.", "depth"),
-        ("fhirplug_queue_oldest_age_seconds", "Age of the oldest waiting delivery (0 when none).", "age"),
-        ("fhirplug_queue_dead_letters", "Dead letters kept in the failed-job registry.", "dead"),
-    )
-    for name, help_text, what in gauges:
-        _family(lines, name, "gauge", help_text)
-        for p in partners:
-            pq = snap.partners.get(p, PartnerQueue())
-            value = {"depth": pq.waiting, "age": round(pq.oldest_age(now), 3), "dead": pq.dead}[what]
-            lines.append(f"{name}{labels(partner=p)} {format_value(float(value))}")
-    return "\n".join(lines) + "\n"
+    """Every delivery metric, in the Prometheus text exposition format (prometheus_client's)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DeliveryCollector(redis, queue_name, (lambda: now) if now is not None else time.time))
+    return generate_latest(registry).decode()

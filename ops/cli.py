@@ -13,14 +13,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fhirplug", description="fhirplug operator tool")
     sub = parser.add_subparsers(dest="group", required=True)
     st = sub.add_parser("stack", help="start, stop or inspect the local stack")
-    st.add_argument("action", choices=["up", "down", "status", "build-store", "init-store"])
+    st.add_argument("action", choices=["up", "down", "status", "build-store", "init-store", "demo"])
     clients_cli.add_parsers(sub)
     tok = sub.add_parser("token", help="get an access token from a token endpoint (ours or a partner's)")
     tok.add_argument("--token-url", required=True, help="e.g. http://127.0.0.1:8080/oauth2/token")
     tok.add_argument("--client-id", required=True)
     tok.add_argument("--key", required=True, help="the private JWK file from `fhirplug keys generate`")
     tok.add_argument("--scope", help="ask for fewer scopes than registered")
-    from ops import eps_cli, ig_cli, partners_cli, profiles_cli, queue_cli, users_cli, validate_cli
+    from ops import backup_cli, eps_cli, ig_cli, partners_cli, profiles_cli, queue_cli, users_cli, validate_cli
 
     validate_cli.add_parser(sub)
     profiles_cli.add_parser(sub)
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     queue_cli.add_parser(sub)
     eps_cli.add_parser(sub)
     users_cli.add_parser(sub)
+    backup_cli.add_parsers(sub)
     args = parser.parse_args(argv)
 
     commands = {
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         "clients": clients_cli.run_clients,
         "keys": clients_cli.run_keys,
         "token": _token,
+        "backup": backup_cli.run_backup,
+        "restore": backup_cli.run_restore,
     }
     if args.group in commands:
         return commands[args.group](args)
@@ -51,7 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "up":
             stack.up(cfg)
         elif args.action == "down":
+            from ops import demo
+
+            demo.stop(cfg)  # the demo's spoke (make demo), if one runs
             stack.down(cfg)
+        elif args.action == "demo":  # a message forwarded between two local deployments
+            from ops import demo
+
+            demo.run(cfg)
         elif args.action == "build-store":
             stack.build_store()
         elif args.action == "init-store":  # a running store (FHIRPLUG_STORE_URL): profiles, search parameters

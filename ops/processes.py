@@ -96,18 +96,26 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
 
 
 def wait_for(
-    what: str, check: Callable[[], bool], timeout: float, pid: int | None = None, log: Path | None = None
+    what: str,
+    check: Callable[[], bool],
+    timeout: float,
+    pid: int | None = None,
+    log: Path | list[Path] | None = None,
 ) -> None:
+    """Wait until ``check()``; on failure show the last lines of ``log`` (or of each log)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         if pid is not None and not pid_alive(pid):
-            last = tail(log) if log else ""
-            raise StackError(f"{what} exited while starting. Last lines of {log}:\n{last}")
+            raise StackError(f"{what} exited while starting. {_tails(log)}")
         time.sleep(0.5)
-    last = tail(log) if log else ""
-    raise StackError(f"{what} did not answer within {timeout:.0f} s. Last lines of {log}:\n{last}")
+    raise StackError(f"{what} did not answer within {timeout:.0f} s. {_tails(log)}")
+
+
+def _tails(log: Path | list[Path] | None) -> str:
+    logs = [log] if isinstance(log, Path) else (log or [])
+    return "\n".join(f"Last lines of {one}:\n{tail(one)}" for one in logs)
 
 
 def tail(log: Path, lines: int = 30) -> str:

@@ -37,6 +37,7 @@ class StackConfig:
     var_dir: Path = ROOT / "var"
     host: str = "127.0.0.1"
     proxy_port: int = 8080
+    metrics_port: int = 9464  # the main proxy's metrics listener (FHIRPLUG_METRICS_LISTEN), on host
     store_port: int = 8090
     redis_port: int = 6379
     redis_url: str | None = None  # set: use that Redis, start none
@@ -56,6 +57,7 @@ class StackConfig:
         return cls(
             var_dir=Path(os.environ.get("FHIRPLUG_VAR_DIR", ROOT / "var")),
             proxy_port=int(os.environ.get("FHIRPLUG_PORT", "8080")),
+            metrics_port=int(os.environ.get("FHIRPLUG_METRICS_PORT", "9464")),
             store_port=int(os.environ.get("FHIRPLUG_STORE_PORT", "8090")),
             redis_port=int(os.environ.get("FHIRPLUG_REDIS_PORT", "6379")),
             redis_url=os.environ.get("REDIS_URL") or None,
@@ -73,6 +75,11 @@ class StackConfig:
     @property
     def proxy_url(self) -> str:
         return f"http://{self.host}:{self.proxy_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """What Prometheus scrapes for the main proxy (no token: the listener is loopback-only)."""
+        return f"http://{self.host}:{self.metrics_port}/metrics"
 
     def public_base(self, port: int | None = None) -> str:
         """The FHIRPLUG_PUBLIC_BASE_URL of a proxy of this stack listening on ``port`` (default:
@@ -334,17 +341,34 @@ def start_proxy(
     url = f"http://{cfg.host}:{port}"
     if http_ok(url + "/healthz"):
         return url
+    # the proxy writes its JSON lines to <name>.log itself (rotated by size); what reaches its
+    # standard error before logging is set up (an interpreter crash) goes to <name>.stderr.log
     log, pidfile = cfg.path("log", f"{name}.log"), cfg.path("run", f"{name}.pid")
+    stderr_log = cfg.path("log", f"{name}.stderr.log")
     cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "proxy" / "gunicorn_conf.py"), "proxy.wsgi:app"]
+    # each proxy its own metrics listener and multiprocess directory (each cleans it at start);
+    # an extra proxy's listener takes a free port unless its env names one
+    metrics_port = cfg.metrics_port if port == cfg.proxy_port else _free_port(cfg.host)
     full_env = {
         **proxy_env(cfg),
         "FHIRPLUG_BIND": f"{cfg.host}:{port}",
         "FHIRPLUG_PUBLIC_BASE_URL": cfg.public_base(port),  # each proxy its own, by its port
+        "FHIRPLUG_METRICS_LISTEN": f"{cfg.host}:{metrics_port}",
+        "FHIRPLUG_METRICS_DIR": str(cfg.var_dir / "metrics" / name),
+        "FHIRPLUG_LOG_FILE": str(log),
         **(env or {}),
     }
-    proc = spawn(cmd, log, pidfile, env=full_env)
-    wait_for(f"the proxy {name}", lambda: http_ok(url + "/healthz"), 60, proc.pid, log)
+    proc = spawn(cmd, stderr_log, pidfile, env=full_env)
+    wait_for(f"the proxy {name}", lambda: http_ok(url + "/healthz"), 60, proc.pid, [log, stderr_log])
     return url
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def stop(cfg: StackConfig, name: str) -> None:
@@ -370,9 +394,11 @@ def start_worker(cfg: StackConfig) -> None:
     if read_pid(pidfile) is not None:
         return
     log = cfg.path("log", "worker.log")
-    # supervised (restarted on exit, with backoff, logged), as compose's restart policy does
+    # supervised (restarted on exit, with backoff, logged), as compose's restart policy does; its
+    # log as JSON lines, rotated by size
+    env = {**proxy_env(cfg), "FHIRPLUG_LOG_FILE": str(log)}
     supervised = [sys.executable, "-m", "ops.supervisor", "worker", "--", sys.executable, "-m", "worker"]
-    spawn(supervised, log, pidfile, env=proxy_env(cfg))
+    spawn(supervised, cfg.path("log", "worker.stderr.log"), pidfile, env=env)
 
 
 # ---------------------------------------------------------------- the whole stack
@@ -451,6 +477,7 @@ def up(cfg: StackConfig) -> None:
     )
     print(f"  MESH               {mesh}   ({mesh_note})")
     print(f"  forwarding worker  pid {read_pid(cfg.path('run', 'worker.pid'))}")
+    print(f"  metrics            {cfg.metrics_url}   (Prometheus, no token: loopback only)")
     print(f"  logs               {cfg.var_dir / 'log'}")
 
 

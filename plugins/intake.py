@@ -11,6 +11,13 @@ A spoke-to-hub message arriving here is also made this deployment's: ``Task.owne
 our ODS code when absent (and must name us when present, on a hub), and the spoke's own Task id
 is kept as a Task identifier so the two copies of the Task correlate. Success is 201 ("received
 and persisted", as the hub-and-spoke design says) with the transaction-response.
+
+A message's plain creates of a Patient or an Organization are made conditional on its NHS Number
+or ODS code (``hubspoke.business_identifiers``): a repeat patient or pharmacy resolves to the
+record already stored (tenancy narrows the criteria to the caller's own records, so nothing of
+another tenant's is matched or revealed). When the caller's records hold two or more with that
+identifier, the store cannot tell which is meant: the answer is a 412 naming the entry and the
+identifier, and nothing is stored.
 """
 
 from __future__ import annotations
@@ -18,17 +25,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import simplejson
 from redis import Redis
 from redis.exceptions import RedisError
 
+from hubspoke.business_identifiers import ConditionalCreate, make_conditional
 from hubspoke.identifiers import MESSAGE_ID_SYSTEM, ODS_SYSTEM, PARTNER_TASK_SYSTEM
 from hubspoke.messages import task_entry
 from hubspoke.tenants import ods_of_reference
 from proxy.config import Settings
-from proxy.errors import FhirError
+from proxy.errors import FhirError, operation_outcome
 from proxy.first_copy import first_result, owe_release, settle_releases
 from proxy.hookspecs import hookimpl
 from proxy.redis_conn import UsesRedis
@@ -53,6 +62,7 @@ def message_identifier_value(sender: str, identifier: dict) -> str:
 @dataclass
 class _Notes:
     claim: tuple[str, str] | None = None  # (Redis key, digest) of the message this request claimed
+    conditional: list[ConditionalCreate] = field(default_factory=list)  # the creates made conditional
 
 
 class Intake(UsesRedis):
@@ -115,7 +125,9 @@ class Intake(UsesRedis):
         if earlier is not None:
             self._remember(key, digest, earlier)
             return earlier
-        ctx.notes(_Notes).claim = (key, digest)
+        notes = ctx.notes(_Notes)
+        notes.claim = (key, digest)
+        notes.conditional = make_conditional(bundle)
         if kind == "spoke-to-hub":
             self._make_ours(ctx, bundle, message_identifier_value(sender, identifier))
         return None
@@ -206,6 +218,8 @@ class Intake(UsesRedis):
         if claim is None:
             return
         key, digest = claim
+        if response.status == 412 and notes.conditional:
+            _name_the_ambiguous_identifier(response, notes.conditional)
         if 200 <= response.status < 300:
             response.status = 201  # the hub-and-spoke design: 201, received and persisted
             self._remember(key, digest, response)
@@ -215,6 +229,23 @@ class Intake(UsesRedis):
             except RedisError:
                 log.warning("could not release a failed message's claim; released when Redis is back")
                 owe_release(self.redis, key)
+
+
+def _name_the_ambiguous_identifier(response: ProxyResponse, made: list[ConditionalCreate]) -> None:
+    """The store refused a conditional create because its criteria matched several records:
+    say which entry and identifier, and what to do, instead of the store's own wording."""
+    # the store names the match URL it could not resolve (percent-encoded); the caller's criteria
+    # are in it as system|value, beside the tenancy narrowing
+    said = unquote(json.dumps(response.resource or {}))
+    named = [c for c in made if f"{c.system}|{c.value}" in said] or made
+    which = "; ".join(f"{c.resource_type} with identifier {c.system}|{c.value}" for c in named)
+    response.resource = operation_outcome(
+        f"More than one stored record matches {which}: the message cannot say which one it means, "
+        "and nothing was stored. Merge or retire the duplicates, or send the entry with ifNoneExist "
+        "criteria (or a reference) that pick one",
+        code="duplicate",
+        expression=[c.expression for c in named],
+    )
 
 
 intake = Intake()

@@ -12,7 +12,7 @@ from flask import Flask, Response, request
 from redis import Redis
 from werkzeug.exceptions import HTTPException
 
-from proxy import bodies, canonical, pipeline
+from proxy import bodies, canonical, pipeline, request_metrics
 from proxy.auth import routes as oauth_routes
 from proxy.auth.enforcement import AuthEnforcer
 from proxy.auth.server import AuthServer
@@ -84,7 +84,7 @@ def create_app(
 
         response = pipeline.run(pm, ctx, handler)
         out = _to_flask(response, settings.gzip_min_bytes)
-        out.call_on_close(lambda: pipeline.finished(pm, ctx, out.status_code))
+        out.call_on_close(lambda: _finished(pm, ctx, out.status_code))
         return out
 
     @app.route("/fhir", methods=METHODS, defaults={"path": ""}, strict_slashes=False)
@@ -107,7 +107,14 @@ def create_app(
         return serve(interaction_of, handler, fhir=True, body_source=read_body)
 
     oauth_routes.register(app, auth, settings.issuer, serve)
-    _metrics(app, serve, settings, auth, lambda: "".join(pm.hook.fhirplug_metrics(redis=redis)))
+
+    # the request metrics, then every plugin's (the forwarding ones, read from Redis): one text for
+    # the metrics listener (proxy/gunicorn_conf.py) and the administrators' GET /metrics alike
+    def metrics_text() -> str:
+        return request_metrics.exposition() + "".join(pm.hook.fhirplug_metrics(redis=redis))
+
+    app.extensions["fhirplug"]["metrics_text"] = metrics_text
+    _metrics(app, serve, settings, auth, metrics_text)
 
     @app.get("/healthz")
     def healthz():
@@ -139,6 +146,15 @@ def create_app(
         return serve(lambda h: Interaction("unknown", request.method), handler)
 
     return app
+
+
+def _finished(pm, ctx: RequestContext, status: int) -> None:
+    """After the answer has been sent: the plugins' observers (access log), then the metrics."""
+    pipeline.finished(pm, ctx, status)
+    try:
+        request_metrics.observe_request(ctx, status)
+    except Exception:  # a metrics file that cannot be written must not break serving
+        log.exception("could not record the request's metrics")
 
 
 def _error_pages(app: Flask, settings: Settings) -> None:

@@ -14,7 +14,8 @@ from proxy.store_caller import secret_from_env
 # eps_prepare, eps_messaging, eps_release and eps_task before tenancy: they answer $prepare,
 # $process-message, Task/$release and a dispenser's return/withdraw Task themselves, which tenancy
 # would refuse to prescribers and dispensers; subscriptions before tenancy too: it answers Subscription
-# writes, $status and $events itself (tenancy closes operations to tenants)
+# writes, $status and $events itself (tenancy closes operations to tenants); search_aliases before
+# tenancy: tenancy judges the search it rewrites (no chain reaches either tenancy line)
 DEFAULT_PLUGINS = (
     "request_id",
     "eps_prepare",
@@ -23,6 +24,7 @@ DEFAULT_PLUGINS = (
     "eps_task",
     "gp_notify",
     "subscriptions",
+    "search_aliases",
     "tenancy",
     "patch_resolution",
     "one_copy",

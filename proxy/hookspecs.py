@@ -101,6 +101,7 @@ def fhirplug_request_finished(ctx, status):
 
 @hookspec
 def fhirplug_metrics(redis):
-    """Return this plugin's metrics for ``GET /metrics`` as Prometheus text exposition (format
-    0.0.4, complete lines), read from the shared ``redis``; the route joins every plugin's text.
-    Called only for a caller allowed to read metrics; a ``RedisError`` answers 503."""
+    """Return this plugin's metrics as Prometheus text exposition (format 0.0.4, complete
+    families, best written by prometheus_client), read from the shared ``redis``; joined after
+    the request metrics. Called at each scrape of the metrics listener (no token: it is bound to
+    a private address) and for ``GET /metrics`` by an administrator; a ``RedisError`` answers 503."""

@@ -49,6 +49,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from proxy.errors import FhirError
+from proxy.request_metrics import cache_lookup
 from proxy.store_caller import CALLER_KEY
 
 log = logging.getLogger("fhirplug.read_cache")
@@ -276,6 +277,7 @@ class CachingStore:
                 return self.inner.send(method, path, query, headers, body)
         key = self._key(method, path, query, headers)
         if key is None:
+            cache_lookup("bypass")
             return self.inner.send(method, path, query, headers, body)
         watched = _watched_keys(read_type(path, query))
         generation_keys = watched[0::2]
@@ -283,13 +285,16 @@ class CachingStore:
             *generations, entry = self.redis.mget(*generation_keys, key)
         except RedisError as exc:
             log.warning("read cache unavailable, asking the store: %s", exc)
+            cache_lookup("bypass")
             return self.inner.send(method, path, query, headers, body)
         seen = b",".join(g or b"0" for g in generations)
         if entry is not None:
             filled, _, rest = entry.partition(b"|")
             if filled == seen:
                 meta, _, data = rest.partition(b"\n")
+                cache_lookup("hit")
                 return CachedResponse(200, json.loads(meta), data)
+        cache_lookup("miss")
         return self._fetch_and_fill(key, watched, seen, method, path, query, headers)
 
     def _fetch_and_fill(self, key, watched, seen, method, path, query, headers):

@@ -15,6 +15,7 @@ from urllib.parse import urlencode, urlsplit
 import urllib3
 
 from proxy.errors import FhirError
+from proxy.request_metrics import store_timer
 from proxy.store_caller import CALLER_KEY, GRANT_HEADER, GRANT_KEY, HEADER, CallerSigner
 
 log = logging.getLogger("fhirplug.upstream")
@@ -164,20 +165,21 @@ class StoreClient:
         self, method: str, url: str, headers: dict[str, str], body: bytes | None
     ) -> urllib3.BaseHTTPResponse:
         try:
-            return self._pool.urlopen(
-                method,
-                url,
-                body=body,
-                headers=headers,
-                preload_content=False,
-                decode_content=True,
-                redirect=False,
-                retries=False,
-                timeout=self.timeout,
-                # urllib3 annotates pool_timeout as int, yet hands it to its own _get_conn(timeout:
-                # float) and queue.get: a float is what it uses, and its annotation is too narrow
-                pool_timeout=self._pool_timeout,  # type: ignore[arg-type]
-            )
+            with store_timer(method):
+                return self._pool.urlopen(
+                    method,
+                    url,
+                    body=body,
+                    headers=headers,
+                    preload_content=False,
+                    decode_content=True,
+                    redirect=False,
+                    retries=False,
+                    timeout=self.timeout,
+                    # urllib3 annotates pool_timeout as int, yet hands it to its own _get_conn(timeout:
+                    # float) and queue.get: a float is what it uses, and its annotation is too narrow
+                    pool_timeout=self._pool_timeout,  # type: ignore[arg-type]
+                )
         except urllib3.exceptions.EmptyPoolError as exc:
             raise FhirError.unavailable(
                 "The proxy has no free connection to the FHIR store; retry shortly", retry_after=1

@@ -25,6 +25,7 @@ class Stack:
         self.cfg = cfg
         self.store_url = cfg.store_url  # direct, for checks that must bypass the proxy
         self.proxy = cfg.proxy_url
+        self.metrics = cfg.metrics_url  # the proxy's metrics listener: no token
         self.fhir = cfg.public_base()  # the proxy's configured FHIRPLUG_PUBLIC_BASE_URL
         self.redis_url = cfg.effective_redis_url
         self.keys_dir = cfg.var_dir / "test-client-keys"
@@ -60,6 +61,7 @@ def stack(tmp_path_factory) -> Stack:
     cfg = stackmod.StackConfig(
         var_dir=tmp_path_factory.mktemp("stack"),
         proxy_port=free_port(),
+        metrics_port=free_port(),
         store_port=free_port(),
         redis_port=free_port(),
         h2_url="jdbc:h2:mem:fhirplug-test;DB_CLOSE_DELAY=-1",

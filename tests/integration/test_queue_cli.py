@@ -315,8 +315,10 @@ def test_purge_yes_empties_queue_retries_deferred_and_dead(redis_url, redis, que
 # ---- metrics ---------------------------------------------------------------------------------
 
 
-def samples(text: str) -> dict[str, str]:
-    return dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+def samples(text: str) -> dict[str, float]:
+    """Each sample's value by its series (prometheus_client writes numbers as floats: 3.0)."""
+    pairs = (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {series: float(value) for series, value in pairs}
 
 
 def test_metrics_of_an_empty_redis_are_help_and_type_only(redis):
@@ -346,20 +348,20 @@ def test_recorded_deliveries_become_counters_and_a_cumulative_histogram(redis):
     metrics.record_queued(redis, "FA002")
 
     s = samples(metrics.prometheus_text(redis))
-    assert s['fhirplug_deliveries_queued_total{partner="FA001"}'] == "3"
-    assert s['fhirplug_deliveries_queued_total{partner="FA002"}'] == "1"
-    assert s['fhirplug_deliveries_delivered_total{partner="FA001"}'] == "4"
-    assert s['fhirplug_deliveries_delivered_total{partner="FA002"}'] == "0"
-    assert s['fhirplug_deliveries_retried_total{partner="FA001"}'] == "1"
-    assert s['fhirplug_deliveries_dead_lettered_total{partner="FA001"}'] == "1"
-    bucket = 'fhirplug_delivery_latency_seconds_bucket{partner="FA001",le="%s"}'
+    assert s['fhirplug_deliveries_queued_total{partner="FA001"}'] == 3
+    assert s['fhirplug_deliveries_queued_total{partner="FA002"}'] == 1
+    assert s['fhirplug_deliveries_delivered_total{partner="FA001"}'] == 4
+    assert s['fhirplug_deliveries_delivered_total{partner="FA002"}'] == 0
+    assert s['fhirplug_deliveries_retried_total{partner="FA001"}'] == 1
+    assert s['fhirplug_deliveries_dead_lettered_total{partner="FA001"}'] == 1
+    bucket = 'fhirplug_delivery_latency_seconds_bucket{le="%s",partner="FA001"}'  # le first, as written
     expected = {"0.05": 1, "0.1": 1, "0.5": 1, "1.0": 3, "2.5": 3, "60.0": 3, "300.0": 3, "+Inf": 4}
     for le, count in expected.items():
-        assert s[bucket % le] == str(count), le
-    assert float(s['fhirplug_delivery_latency_seconds_sum{partner="FA001"}']) == pytest.approx(401.43)
-    assert s['fhirplug_delivery_latency_seconds_count{partner="FA001"}'] == "4"
+        assert s[bucket % le] == count, le
+    assert s['fhirplug_delivery_latency_seconds_sum{partner="FA001"}'] == pytest.approx(401.43)
+    assert s['fhirplug_delivery_latency_seconds_count{partner="FA001"}'] == 4
     assert not any(k.startswith("fhirplug_delivery_latency_seconds") and "FA002" in k for k in s)
-    assert s['fhirplug_queue_depth{partner="FA001"}'] == "0"  # known, nothing waiting
+    assert s['fhirplug_queue_depth{partner="FA001"}'] == 0  # known, nothing waiting
 
 
 def test_queue_gauges_count_what_waits_and_the_oldest_age(redis, queue):
@@ -371,14 +373,14 @@ def test_queue_gauges_count_what_waits_and_the_oldest_age(redis, queue):
 
     now = time.time()
     s = samples(metrics.prometheus_text(redis, now=now))
-    assert s['fhirplug_queue_depth{partner="FA001"}'] == "3"
-    assert s['fhirplug_queue_depth{partner="FA002"}'] == "1"
-    assert 90 <= float(s['fhirplug_queue_oldest_age_seconds{partner="FA001"}']) < 100
-    assert 5 <= float(s['fhirplug_queue_oldest_age_seconds{partner="FA002"}']) < 15
-    assert s['fhirplug_queue_dead_letters{partner="FA001"}'] == "1"
+    assert s['fhirplug_queue_depth{partner="FA001"}'] == 3
+    assert s['fhirplug_queue_depth{partner="FA002"}'] == 1
+    assert 90 <= s['fhirplug_queue_oldest_age_seconds{partner="FA001"}'] < 100
+    assert 5 <= s['fhirplug_queue_oldest_age_seconds{partner="FA002"}'] < 15
+    assert s['fhirplug_queue_dead_letters{partner="FA001"}'] == 1
 
 
 def test_partner_label_values_are_escaped(redis):
     metrics.record_queued(redis, 'odd"\\\nname')
     text = metrics.prometheus_text(redis)
-    assert 'fhirplug_deliveries_queued_total{partner="odd\\"\\\\\\nname"} 1\n' in text
+    assert 'fhirplug_deliveries_queued_total{partner="odd\\"\\\\\\nname"} 1.0\n' in text

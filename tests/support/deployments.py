@@ -65,6 +65,7 @@ def start_pair(stack, var, keys, free_port) -> Pair:
     spoke_cfg = stackmod.StackConfig(
         var_dir=var,
         proxy_port=free_port(),
+        metrics_port=free_port(),  # its own metrics listener, never the default 9464 of a make up stack
         store_port=free_port(),
         redis_url=stack.cfg.effective_redis_url.rsplit("/", 1)[0] + "/1",  # its own Redis database
         h2_url=f"jdbc:h2:file:{var}/h2/spoke;DB_CLOSE_ON_EXIT=FALSE",  # kept across a store restart

@@ -1,4 +1,5 @@
-"""The pure parts of the delivery metrics (buckets, escaping, number format). What is read from
+"""The pure parts of the delivery metrics (buckets, the cumulative series) and the collector's
+families as prometheus_client writes them. What is read from
 and written to Redis is tested against the real one in tests/integration/test_queue_cli.py."""
 
 from __future__ import annotations
@@ -60,23 +61,6 @@ def test_no_observations_give_zero_in_every_bucket():
     assert all(v == 0 for _, v in metrics.cumulative({}))
 
 
-def test_label_values_escape_backslash_quote_and_newline():
-    assert metrics.escape_label('a\\b"c\nd') == 'a\\\\b\\"c\\nd'
-    assert metrics.labels(partner='X"1', le="+Inf") == '{partner="X\\"1",le="+Inf"}'
-
-
-def test_help_text_escapes_backslash_and_newline_but_not_quotes():
-    assert metrics.escape_help('say "hi"\\\nnow') == 'say "hi"\\\\\\nnow'
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [(3, "3"), (3.0, "3"), (0.25, "0.25"), (math.inf, "+Inf"), (-math.inf, "-Inf"), (math.nan, "NaN")],
-)
-def test_sample_values(value, text):
-    assert metrics.format_value(value) == text
-
-
 def test_record_delivered_files_one_observation_in_one_bucket():
     calls = []
 
@@ -97,3 +81,52 @@ def test_record_delivered_files_one_observation_in_one_bucket():
         ("hincrby", ("fhirplug:metrics:latency:FA001", "count", 1)),
     ]
     assert calls[-1] == ("execute", ())
+
+
+class _Redis:
+    """Just what the collector reads: the partners set and their two hashes."""
+
+    def __init__(self, hashes):
+        self.hashes = hashes
+
+    def smembers(self, key):
+        prefix = "fhirplug:metrics:counters:"
+        return {k.removeprefix(prefix).encode() for k in self.hashes if k.startswith(prefix)}
+
+    def pipeline(self, transaction=True):
+        outer = self
+
+        class Pipe:
+            keys: list[str] = []
+
+            def hgetall(self, key):
+                self.keys.append(key)
+
+            def execute(self):
+                return [outer.hashes.get(k, {}) for k in self.keys]
+
+        return Pipe()
+
+
+def test_the_collector_writes_counters_and_a_cumulative_histogram_through_prometheus_client(monkeypatch):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    monkeypatch.setattr(metrics, "queue_snapshot", lambda redis, name: metrics.QueueSnapshot())
+    redis = _Redis(
+        {
+            "fhirplug:metrics:counters:FA001": {b"queued": b"3", b"delivered": b"2"},
+            "fhirplug:metrics:latency:FA001": {b"0.05": b"1", b"1.0": b"1", b"count": b"2", b"sum": b"0.73"},
+        }
+    )
+    families = {f.name: f for f in text_string_to_metric_families(metrics.prometheus_text(redis))}
+    assert families["fhirplug_deliveries_queued"].type == "counter"
+    (queued,) = families["fhirplug_deliveries_queued"].samples
+    assert queued.name == "fhirplug_deliveries_queued_total" and queued.value == 3
+    assert queued.labels == {"partner": "FA001"}
+    buckets = {
+        s.labels["le"]: s.value
+        for s in families["fhirplug_delivery_latency_seconds"].samples
+        if s.name.endswith("_bucket")
+    }
+    assert buckets["0.05"] == 1 and buckets["0.5"] == 1 and buckets["1.0"] == 2 and buckets["+Inf"] == 2
+    assert families["fhirplug_queue_depth"].type == "gauge"

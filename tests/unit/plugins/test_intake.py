@@ -216,3 +216,49 @@ def test_a_resend_while_the_first_is_unsettled_is_a_503_with_retry_after(monkeyp
     with pytest.raises(FhirError) as raised:
         Intake(redis, own_ods="FA565", role="hub").fhirplug_before_bundle(ctx=context(), bundle=bundle)
     assert raised.value.status == 503 and raised.value.headers["Retry-After"]
+
+
+# ---- the Patient and Organization of a message: conditional on NHS Number and ODS code ---------
+
+
+def test_the_seeds_plain_creates_of_patient_and_organization_become_conditional():
+    bundle = message()
+    for e in bundle["entry"]:
+        e["request"].pop("ifNoneExist", None)  # as the seed builds them
+    Intake(FakeRedis(), own_ods="FA565", role="hub").fhirplug_before_bundle(ctx=context(), bundle=bundle)
+    criteria = {e["resource"]["resourceType"]: e["request"].get("ifNoneExist") for e in bundle["entry"]}
+    assert criteria["Patient"] == "identifier=https://fhir.nhs.uk/Id/nhs-number|9449304130"
+    assert criteria["Organization"] == f"identifier={ODS_SYSTEM}|VNE51"
+    assert criteria["Task"] is None and criteria["MedicationRequest"] is None
+
+
+def test_several_matching_records_are_a_412_naming_the_entry_and_identifier():
+    redis = FakeRedis()
+    intake = Intake(redis, own_ods="FA565", role="hub")
+    ctx, bundle = context(), message()
+    for e in bundle["entry"]:
+        e["request"].pop("ifNoneExist", None)
+    intake.fhirplug_before_bundle(ctx=ctx, bundle=bundle)
+    store_said = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": "processing",
+                "diagnostics": "HAPI-0958: Failed to CREATE "
+                'resource with match URL "Patient?identifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number'
+                '%7C9449304130" because this search matched 2 resources',
+            }
+        ],
+    }
+    response = ProxyResponse.from_resource(412, store_said)
+    intake.fhirplug_response(ctx=ctx, response=response)
+    assert response.status == 412
+    [issue] = response.resource["issue"]
+    assert issue["code"] == "duplicate"
+    assert "9449304130" in issue["diagnostics"] and "nothing was stored" in issue["diagnostics"]
+    patient_index = next(
+        i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == "Patient"
+    )
+    assert issue["expression"] == [f"Bundle.entry[{patient_index}].resource.identifier"]
+    assert redis.get(key_of(bundle)) is None  # released: a corrected resend is processed afresh
