@@ -50,7 +50,7 @@ log = logging.getLogger("fhirplug.read_cache")
 GENERATION = "fhirplug:readcache:generation"
 IN_FLIGHT = "fhirplug:readcache:writes"  # sorted set: write id -> when its marker expires
 ENTRY = "fhirplug:readcache:entry:"
-NOT_WRITES = ("_search", "$validate")  # POSTs that read: they need no fence
+NOT_WRITES = ("_search", "$validate", "$fhirplug-convert")  # POSTs that store nothing: no fence
 NEVER_CACHED = ("Subscription",)  # HAPI changes these itself
 
 # KEYS: generation, in-flight set; ARGV: write id, seconds the marker lives
