@@ -48,7 +48,16 @@ class XmlConverter:
 
     def _convert(self, data: bytes, content_type: str, accept: str) -> bytes:
         headers = {"content-type": content_type, "accept": accept, CALLER_KEY: "admin;"}
-        answer = self.store.send("POST", CONVERT_PATH, [], headers, data)
+        try:
+            answer = self.store.send("POST", CONVERT_PATH, [], headers, data)
+        except FhirError as exc:
+            if exc.status != 503:
+                raise
+            # the store's usual words ("a write may have been applied") would mislead: nothing was
+            # written, the body was only being read
+            raise FhirError.unavailable(
+                "The FHIR store did not read the XML body in time; nothing was stored, retry shortly"
+            ) from exc
         try:
             body = answer.read()
         finally:

@@ -95,3 +95,16 @@ def test_json_to_xml_asks_for_xml():
     store = ConvertingStore(200, b"<Patient/>")
     assert XmlConverter(store).to_xml(b'{"resourceType":"Patient"}') == b"<Patient/>"
     assert store.calls[0][3]["accept"] == "application/fhir+xml"
+
+
+def test_a_store_that_does_not_answer_in_time_is_503_saying_nothing_was_stored():
+    class Slow(ConvertingStore):
+        def send(self, *args):
+            raise FhirError.unavailable(
+                "The FHIR store did not answer in time; a write may have been applied"
+            )
+
+    with pytest.raises(FhirError) as e:
+        XmlConverter(Slow(200, b"")).to_json(b"<Patient/>", None)
+    assert e.value.status == 503 and "nothing was stored" in e.value.diagnostics
+    assert e.value.headers.get("Retry-After")
