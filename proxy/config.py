@@ -23,6 +23,7 @@ DEFAULT_PLUGINS = (
     "gp_notify",
     "tenancy",
     "one_copy",
+    "profile_checks",
     "validate_operation",
     "delivery_dedup",
     "message_checks",
