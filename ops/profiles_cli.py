@@ -30,6 +30,9 @@ class LoadSummary:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    json_files: int = 0
+    xml_files: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, resourceType) not loaded
 
     def line(self) -> str:
         return (
@@ -37,20 +40,54 @@ class LoadSummary:
             f"in {self.seconds:.1f} s"
         )
 
+    def files_line(self) -> str:
+        """What was read: every file counted, in its syntax, and what was passed over and why."""
+        loaded = len(self.created) + len(self.updated) + len(self.unchanged)
+        out = f"{self.json_files} JSON and {self.xml_files} XML files read: {loaded} conformance resources"
+        if self.skipped:
+            kinds = sorted({t or "no resourceType" for _, t in self.skipped})
+            out += (
+                f", {len(self.skipped)} other files passed over ({', '.join(kinds)}: "
+                f"only {', '.join(sorted(conformance.LOADABLE_TYPES))} are loaded)"
+            )
+        return out
 
-def read(path: str | Path, on_file=None) -> list[tuple[str, dict]]:
+
+class NothingToLoad(Exception):
+    """A path that holds no conformance resource: loading it would do nothing, which is an error."""
+
+
+def xml_reader(store_url: str):
+    """FHIR XML read by the store's HAPI parser (``proxy.xml_convert``): bytes to a resource (dict)."""
+    from proxy.response import loads
+    from proxy.store_caller import CallerSigner
+    from proxy.upstream import StoreClient
+    from proxy.xml_convert import XmlConverter
+
+    converter = XmlConverter(StoreClient(store_url, 10.0, 120.0, 1, signer=CallerSigner.from_env()))
+
+    def read_xml(data: bytes) -> dict:
+        return loads(converter.to_json(data, "application/fhir+xml"))
+
+    return read_xml
+
+
+def read(path: str | Path, on_file=None, store_url: str | None = None) -> conformance.FolderContent:
+    """What ``path`` (a folder of JSON and XML files, or a package) holds to load; XML files are
+    read by the store at ``store_url``."""
     p = Path(path)
     if p.is_dir():
-        return conformance.resources_from_folder(p, on_file)
+        return conformance.read_folder(p, on_file, xml_reader(store_url) if store_url else None)
     if p.is_file():
-        return conformance.resources_from_package(p.read_bytes())
+        return conformance.FolderContent(resources=conformance.resources_from_package(p.read_bytes()))
     raise FileNotFoundError(f"{p}: no such folder or package")
 
 
 def load(
     path: str | Path, store_url: str, redis_url: str | None = None, progress: bool = False
 ) -> LoadSummary:
-    """Load every conformance resource under ``path`` into the store; raises FhirError on refusal."""
+    """Load every conformance resource under ``path`` into the store; raises FhirError on refusal
+    (nothing is loaded then) and NothingToLoad when ``path`` holds none."""
     redis = Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3) if redis_url else None
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -59,19 +96,36 @@ def load(
         files = len(conformance.resource_files(p)) if p.is_dir() else 1
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()) as bar:
             checking = bar.add_task("checking files", total=files)
-            resources = read(path, lambda: bar.advance(checking))
+            content = read(path, lambda: bar.advance(checking), store_url)
             bar.update(checking, completed=files)
-            loading = bar.add_task(f"loading {len(resources)} resources (one transaction)", total=1)
-            summary = _post(resources, store_url, redis)
+            _require_some(path, content)
+            loading = bar.add_task(f"loading {len(content.resources)} resources (one transaction)", total=1)
+            summary = _post(content.resources, store_url, redis)
             bar.advance(loading)
     else:
-        summary = _post(read(path), store_url, redis)
+        content = read(path, None, store_url)
+        _require_some(path, content)
+        summary = _post(content.resources, store_url, redis)
+    summary.json_files, summary.xml_files, summary.skipped = (
+        content.json_files,
+        content.xml_files,
+        content.skipped,
+    )
     if redis is not None:
         try:  # cached validations were made against the old content
             conformance.bump_generation(redis)
         except RedisError as exc:
             print(f"fhirplug: warning: could not clear cached validations ({exc})", file=sys.stderr)
     return summary
+
+
+def _require_some(path: str | Path, content: conformance.FolderContent) -> None:
+    if not content.resources:
+        read_files = content.json_files + content.xml_files
+        raise NothingToLoad(
+            f"{path}: no conformance resource to load ({read_files} JSON or XML files read, "
+            f"{len(content.skipped)} of other types)"
+        )
 
 
 def _post(resources: list[tuple[str, dict]], store_url: str, redis: Redis | None) -> LoadSummary:
@@ -128,7 +182,9 @@ def add_parser(sub) -> None:
         choices=["load", "dedupe"],
         help="load: PATH into the store; dedupe: keep one copy (the newest) of each url and version",
     )
-    p.add_argument("path", nargs="?", help="load: a folder of JSON resources, or a FHIR NPM package (.tgz)")
+    p.add_argument(
+        "path", nargs="?", help="load: a folder of JSON and XML resources, or a FHIR NPM package (.tgz)"
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="dedupe: report what would be deleted, delete nothing"
     )
@@ -146,16 +202,20 @@ def run(args) -> int:
         print("fhirplug: profiles load needs a PATH", file=sys.stderr)
         return 2
     try:
-        summary = load(args.path, args.store, redis_url_from_env(), True)
+        summary = load(args.path, args.store, redis_url_from_env(), sys.stderr.isatty())
     except FileNotFoundError as exc:
         print(f"fhirplug: {exc}", file=sys.stderr)
         return 2
+    except NothingToLoad as exc:
+        print(f"fhirplug: {exc}", file=sys.stderr)
+        return 1
     except FhirError as exc:
         print(f"fhirplug: {exc.diagnostics}", file=sys.stderr)
         return 1
     except requests.RequestException as exc:
         print(f"fhirplug: the store did not answer: {exc}", file=sys.stderr)
         return 1
+    print(f"{args.path}: {summary.files_line()}")
     print(f"{args.path}: {summary.line()}")
     for name in summary.created + summary.updated:
         print(f"  {'created' if name in summary.created else 'updated'}  {name}")

@@ -29,6 +29,8 @@ from proxy.response import ProxyResponse
 from proxy.store_caller import CallerSigner
 from proxy.store_reader import StoreReader
 from proxy.upstream import StoreClient
+from proxy.xml_convert import XmlConverter
+from proxy.xml_intake import XmlIntake
 
 log = logging.getLogger("fhirplug.app")
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -65,12 +67,16 @@ def create_app(
         tenant_scoping="tenancy" in settings.plugins,
     )
     capabilities = CapabilityStatement(settings.public_base_url or None)
-    pm = build_plugin_manager(
-        settings.plugins, list(extra_plugins), builtins=[("auth", enforcer), ("capabilities", capabilities)]
-    )
-    pm.hook.fhirplug_configure(settings=settings, redis=redis)  # once, before serving
     if store is None:  # an injected store (unit tests) is used as it is
         store = _store(settings, redis)
+    # XML bodies become JSON right after authentication, before any configured plugin reads them
+    xml = XmlIntake(XmlConverter(store))
+    pm = build_plugin_manager(
+        settings.plugins,
+        list(extra_plugins),
+        builtins=[("auth", enforcer), ("xml", xml), ("capabilities", capabilities)],
+    )
+    pm.hook.fhirplug_configure(settings=settings, redis=redis)  # once, before serving
     fhir = FhirPassthrough(pm, store, settings.max_body_bytes)
     app.extensions["fhirplug"] = {"settings": settings, "plugins": pm, "store": store, "auth": auth}
 

@@ -15,7 +15,7 @@ from proxy.interactions import parse_entry
 JSON_TYPES = {"application/fhir+json", "application/json"}
 MERGE_PATCH = "application/merge-patch+json"  # RFC 7386: turned into JSON Patch on arrival
 XML_TYPES = {"application/fhir+xml", "application/xml", "text/xml"}
-# operations that store nothing: their bodies pass to the store as sent, XML included
+# operations that store nothing: their bodies pass to the store as sent
 PASS_THROUGH_OPERATIONS = {"$validate"}
 JSON_PATCH = "application/json-patch+json"
 FORM = "application/x-www-form-urlencoded"
@@ -73,8 +73,9 @@ def parse_json(raw: bytes):
 
 
 def check_body_media_type(interaction: Interaction, content_type: str | None, has_body: bool) -> str:
-    """Which media types each interaction takes. XML writes are refused: every write passes the
-    plugins, and the plugins read JSON (the README says so)."""
+    """Which media types each interaction takes. FHIR XML arrives here already converted to JSON
+    (``proxy.xml_intake``, before any plugin); the one XML body left is a ``$validate`` of XML
+    that FHIR cannot hold, which goes to the store's validator as it came."""
     mt = media_type(content_type)
     kind = interaction.kind
     if kind in ("search-type", "search-system"):
@@ -90,10 +91,12 @@ def check_body_media_type(interaction: Interaction, content_type: str | None, ha
     if mt in JSON_TYPES:
         return mt
     if not mt:
-        raise FhirError(415, "A body was sent without a Content-Type; use application/fhir+json")
+        raise FhirError(
+            415, "A body was sent without a Content-Type; use application/fhir+json or application/fhir+xml"
+        )
     raise FhirError(
         415,
-        f"Content-Type {mt} is not accepted here; use application/fhir+json"
+        f"Content-Type {mt} is not accepted here; use application/fhir+json or application/fhir+xml"
         + (" or application/json-patch+json" if kind == "patch" else ""),
     )
 

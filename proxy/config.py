@@ -28,6 +28,7 @@ DEFAULT_PLUGINS = (
     "tenancy",
     "patch_resolution",
     "one_copy",
+    "profile_checks",
     "validate_operation",
     "delivery_dedup",
     "message_checks",

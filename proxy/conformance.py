@@ -14,6 +14,7 @@ import io
 import json
 import tarfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -61,32 +62,75 @@ def check_resource(name: str, resource: object) -> dict | None:
     return resource
 
 
+RESOURCE_SUFFIXES = (".json", ".xml")
+
+
 def resource_files(folder: str | Path) -> list[Path]:
+    """The FHIR files below ``folder``: JSON and XML (a package's manifests and hidden files left out)."""
     return [
         p
-        for p in sorted(Path(folder).rglob("*.json"))
-        if p.name not in ("package.json", ".index.json") and not p.name.startswith(".")
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
+        and p.suffix.lower() in RESOURCE_SUFFIXES
+        and p.name not in ("package.json", ".index.json")
+        and not p.name.startswith(".")
     ]
 
 
-def resources_from_folder(
-    folder: str | Path, on_file: Callable[[], object] | None = None
-) -> list[tuple[str, dict]]:
-    """Every loadable resource in the JSON files below ``folder``, with the file it came from;
-    ``on_file`` is called after each file (a progress bar)."""
+@dataclass
+class FolderContent:
+    """What a folder holds: the resources to load (with their files), and what was passed over."""
+
+    resources: list[tuple[str, dict]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, resourceType) of other types
+    json_files: int = 0
+    xml_files: int = 0
+
+
+def read_folder(
+    folder: str | Path,
+    on_file: Callable[[], object] | None = None,
+    from_xml: Callable[[bytes], dict] | None = None,
+) -> FolderContent:
+    """Every loadable resource in the JSON and XML files below ``folder``, with the file it came
+    from; ``on_file`` is called after each file (a progress bar). ``from_xml`` reads a FHIR XML
+    file (the store's HAPI parser: ``proxy.xml_convert``) and raises FhirError where it cannot;
+    without one, an XML file is refused, never passed over."""
     root = Path(folder)
-    out = []
+    out = FolderContent()
     for path in resource_files(root):
+        name = str(path.relative_to(root))
+        if path.suffix.lower() == ".xml":
+            out.xml_files += 1
+            if from_xml is None:
+                raise refuse(name, "FHIR XML, and nothing here reads XML")
+            try:
+                doc: object = from_xml(path.read_bytes())
+            except FhirError as exc:
+                where = " ".join(exc.location + exc.expression)
+                raise refuse(name, f"{exc.diagnostics}" + (f" ({where})" if where else "")) from exc
+        else:
+            out.json_files += 1
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeError) as exc:
+                raise refuse(name, f"does not parse as JSON ({exc})") from exc
         if on_file:
             on_file()
-        name = str(path.relative_to(root))
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeError) as exc:
-            raise refuse(name, f"does not parse as JSON ({exc})") from exc
         if (res := check_resource(name, doc)) is not None:
-            out.append((name, res))
+            out.resources.append((name, res))
+        else:
+            out.skipped.append((name, str(doc.get("resourceType") if isinstance(doc, dict) else "")))
     return out
+
+
+def resources_from_folder(
+    folder: str | Path,
+    on_file: Callable[[], object] | None = None,
+    from_xml: Callable[[bytes], dict] | None = None,
+) -> list[tuple[str, dict]]:
+    """The loadable resources of :func:`read_folder`."""
+    return read_folder(folder, on_file, from_xml).resources
 
 
 def resources_from_package(data: bytes) -> list[tuple[str, dict]]:

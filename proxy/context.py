@@ -10,6 +10,7 @@ What a plugin remembers between its own hooks goes in ``notes(<its dataclass>)``
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -145,6 +146,9 @@ class RequestContext:
     # reads the request body (set by the app); use ``request_body()``, which reads it once
     body_source: Callable[[], bytes] | None = field(default=None, repr=False)
     _raw_body: bytes | None = field(default=None, repr=False)
+    # the body as the caller sent it, and its Content-Type, when the proxy read it in another
+    # syntax (FHIR XML, converted to JSON before any plugin runs: ``proxy.xml_intake``)
+    sent_body: tuple[bytes, str] | None = field(default=None, repr=False)
 
     def request_body(self) -> bytes:
         """The request body as sent, gzip undone, within FHIRPLUG_MAX_BODY_BYTES (413 past it,
@@ -154,6 +158,18 @@ class RequestContext:
         if self._raw_body is None:
             self._raw_body = self.body_source() if self.body_source is not None else b""
         return self._raw_body
+
+    def replace_body(self, data: bytes, content_type: str) -> None:
+        """From now on the body is ``data`` of ``content_type`` for every reader (the request view's
+        Content-Type included); what the caller sent is kept in ``sent_body``. For the proxy's XML
+        intake, before any plugin has read the body."""
+        if self.sent_body is None:
+            self.sent_body = (self.request_body(), self.request.content_type or "")
+        headers = {**self.request.headers, "content-type": content_type}
+        self.request = dataclasses.replace(
+            self.request, content_type=content_type, headers=MappingProxyType(headers)
+        )
+        self._raw_body = data
 
     def notes(self, kind: type[T]) -> T:
         """This request's notes of type ``kind`` (a plugin's own dataclass, all fields defaulted),

@@ -55,6 +55,9 @@ class FhirError(Exception):
     # further problems found in the same check, each {"diagnostics": ..., "expression": [...]}:
     # a caller fixing a message wants every problem at once, not one per round trip
     more: list[dict] = field(default_factory=list)
+    # where in the document as the caller sent it ("Line[3] Col[7]"): R4's issue.location, for
+    # syntax problems (an XML body that is not well-formed) that a FHIRPath alone cannot place
+    location: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.diagnostics)
@@ -64,6 +67,8 @@ class FhirError(Exception):
     def to_resource(self) -> dict:
         code = self.code or _CODE_FOR_STATUS.get(self.status, "processing")
         outcome = operation_outcome(self.diagnostics, code=code, expression=self.expression)
+        if self.location:
+            outcome["issue"][0]["location"] = list(self.location)
         for extra in self.more:
             issue = {
                 "severity": "error",
@@ -72,6 +77,8 @@ class FhirError(Exception):
             }
             if extra.get("expression"):
                 issue["expression"] = list(extra["expression"])
+            if extra.get("location"):
+                issue["location"] = list(extra["location"])
             outcome["issue"].append(issue)
         return outcome
 
@@ -100,6 +107,7 @@ class FhirError(Exception):
                 {**m, "expression": [rebase_expression(e, prefix) for e in m.get("expression") or []]}
                 for m in self.more
             ],
+            list(self.location),
         )
 
 

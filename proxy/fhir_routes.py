@@ -215,10 +215,12 @@ class FhirPassthrough:
         out = outgoing(plan, req.method, req.path, list(req.query))
         data = out.data
         verbatim = ctx.interaction.operation in bodies.PASS_THROUGH_OPERATIONS and not plan.entries
+        sent_xml = ctx.sent_body if verbatim and plan.has_body and ctx.upstream_body is None else None
         if verbatim and plan.has_body:
             # the caller's bytes as they came: the store's Line[n] Col[m] then point into the
-            # caller's own document, not into our one-line re-serialisation
-            data = plan.raw
+            # caller's own document, not into our one-line re-serialisation (an XML body's
+            # plugins read its JSON, the same content: proxy.xml_intake)
+            data = sent_xml[0] if sent_xml is not None else plan.raw
         if verbatim and ctx.upstream_body is not None:
             data = ctx.upstream_body[0]
         if data:
@@ -233,6 +235,8 @@ class FhirPassthrough:
             ) + "; charset=utf-8"
         if verbatim and ctx.upstream_body is not None:
             headers["content-type"] = ctx.upstream_body[1]
+        if sent_xml is not None:
+            headers["content-type"] = sent_xml[1]
         if plan.kind == "create" and entries and entries[0].if_none_exist:
             headers["if-none-exist"] = entries[0].if_none_exist
         if entries and entries[0].index is None and entries[0].if_match and not req.header("if-match"):

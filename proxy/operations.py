@@ -21,8 +21,8 @@ def require_post(ctx: RequestContext, name: str) -> None:
 def json_body(ctx: RequestContext, root: str, missing: str) -> Any:
     """The posted JSON, parsed and shape-checked as every JSON body the proxy reads. ``root`` is
     the element a refusal points at (the whole body: ``Bundle``, ``Parameters``, ``Task``);
-    ``missing`` says what an empty body should have held. FHIR XML is refused (415): the proxy
-    renders XML but has no XML parser."""
+    ``missing`` says what an empty body should have held. A FHIR XML body has already been
+    converted to JSON (``proxy.xml_intake``) before any plugin runs."""
     raw = ctx.request_body()
     has_body = bool(raw.strip())
     media_type = bodies.check_body_media_type(ctx.interaction, ctx.request.content_type, has_body)

@@ -60,7 +60,7 @@ UNTYPED = "*"  # the "type" of writes whose types are not known: every typed rea
 TYPED_GENERATION = "fhirplug:readcache:generation:"  # + type (or UNTYPED)
 TYPED_IN_FLIGHT = "fhirplug:readcache:writes:"  # + type (or UNTYPED)
 ENTRY = "fhirplug:readcache:entry:"
-NOT_WRITES = ("_search", "$validate")  # POSTs that read: they need no fence
+NOT_WRITES = ("_search", "$validate", "$fhirplug-convert")  # POSTs that store nothing: no fence
 NEVER_CACHED = ("Subscription",)  # HAPI changes these itself
 _TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 # search parameters whose answer involves other types than the one searched

@@ -44,10 +44,11 @@ def test_response_hooks_run_in_configured_order(probe_proxy, ph):
 def test_resolved_order_is_logged_at_start(probe_proxy):
     lines = [json.loads(x) for x in probe_proxy[1].read_text().splitlines() if x.startswith("{")]
     resolved = next(x for x in lines if x.get("event") == "plugins_resolved")
-    # the built-ins (the bearer check, the CapabilityStatement) always run first, then the
-    # configured ones in their order
+    # the built-ins (the bearer check, the XML intake, the CapabilityStatement) always run first,
+    # then the configured ones in their order
     assert resolved["order"] == [
         "auth",
+        "xml",
         "capabilities",
         "request_id",
         f"{PROBE}:probe_b",

@@ -36,7 +36,8 @@ def test_decimals_keep_their_precision():
     assert dumps(bodies.parse_json(b'{"v":1.50}')) == b'{"v":1.50}'
 
 
-def test_xml_write_is_415():
+def test_xml_that_reached_the_pass_through_unconverted_is_415():
+    # the XML intake converts every XML body before this check (tests/unit/test_xml_intake.py)
     with pytest.raises(FhirError) as e:
         bodies.check_body_media_type(Interaction("create", "POST", "Patient"), "application/fhir+xml", True)
     assert e.value.status == 415

@@ -35,6 +35,7 @@ import jakarta.persistence.EntityManagerFactory;
 import java.util.HashMap;
 import java.util.Map;
 import javax.sql.DataSource;
+import org.fhirplug.store.syntax.SyntaxConversionInterceptor;
 import org.fhirplug.store.tenancy.CallerAssertion;
 import org.fhirplug.store.tenancy.TenancyInterceptor;
 import org.hibernate.dialect.Dialect;
@@ -247,8 +248,12 @@ public class StoreConfig {
 		if ("off".equalsIgnoreCase(tenancy)) {
 			org.slf4j.LoggerFactory.getLogger(StoreConfig.class)
 					.warn("fhirplug.store.tenancy=off: the store answers anyone; for benchmarks only");
+			interceptors.registerInterceptor(new SyntaxConversionInterceptor(fhirContext, null));
 		} else {
-			interceptors.registerInterceptor(new TenancyInterceptor(new CallerAssertion(secret)));
+			CallerAssertion assertion = new CallerAssertion(secret);
+			interceptors.registerInterceptor(new TenancyInterceptor(assertion));
+			// XML to JSON (and back) for the proxy, by HAPI's parsers, for the proxy's signed requests only
+			interceptors.registerInterceptor(new SyntaxConversionInterceptor(fhirContext, assertion));
 		}
 		server.registerProviders(resourceProviders.createProviders());
 		server.registerProvider(systemProvider);
