@@ -20,7 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("--client-id", required=True)
     tok.add_argument("--key", required=True, help="the private JWK file from `fhirplug keys generate`")
     tok.add_argument("--scope", help="ask for fewer scopes than registered")
-    from ops import backup_cli, eps_cli, ig_cli, partners_cli, profiles_cli, queue_cli, users_cli, validate_cli
+    from ops import (
+        backup_cli,
+        eps_cli,
+        ig_cli,
+        partners_cli,
+        profiles_cli,
+        queue_cli,
+        users_cli,
+        validate_cli,
+    )
 
     validate_cli.add_parser(sub)
     profiles_cli.add_parser(sub)
