@@ -22,7 +22,11 @@ log = logging.getLogger("fhirplug.upstream")
 UNIQUE_RACE_ATTEMPTS = 3
 # HAPI's words when two writes raced for one row of a unique index (two conditional creates of
 # the same Organization, two creates of the same new tag): its transaction was rolled back, whole
-_UNIQUE_RACE = (b"Unique index or primary key violation", b"duplicate key value violates unique constraint")
+_UNIQUE_RACE = (
+    b"Unique index or primary key violation",  # H2
+    b"duplicate key value violates unique constraint",  # PostgreSQL
+    b"conditional constraint failure",  # HAPI's own words for two conditional creates of one
+)
 
 
 def _lost_a_unique_race(body: bytes) -> bool:

@@ -25,6 +25,7 @@ from forwarding.delivery import QUEUE
 from proxy.auth.registry import ClientRegistry
 from tests.integration.test_queue_cli import kill, put
 from tests.support import browser as browser_support
+from tests.support import oauth
 
 pytestmark = pytest.mark.integration
 PASSWORD = "correct horse battery staple"
@@ -37,13 +38,24 @@ SHOTS.mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(scope="module")
-def origin(stack) -> str:
-    return stack.proxy
+def console_redis(stack) -> str:
+    """The console's proxy keeps its people, clients and queue in a Redis database of its own, on
+    which no worker listens: a dead letter planted for the operator pages stays where the test put
+    it (on the run's database, a worker of an earlier module could take it)."""
+    url = stack.redis_url.rsplit("/", 1)[0] + "/6"
+    Redis.from_url(url).flushdb()
+    return url
 
 
 @pytest.fixture(scope="module")
-def accounts(stack) -> AccountStore:
-    return AccountStore(Redis.from_url(stack.redis_url))
+def origin(stack, console_redis) -> str:
+    base, _ = stack.start_proxy({"REDIS_URL": console_redis})
+    return base.removesuffix("/fhir")
+
+
+@pytest.fixture(scope="module")
+def accounts(console_redis) -> AccountStore:
+    return AccountStore(Redis.from_url(console_redis))
 
 
 @pytest.fixture(scope="module")
@@ -269,8 +281,10 @@ def test_a_validator_cannot_reach_the_operator_pages(browser, origin, people):
     assert "role" in wait_for(browser, "#error").text
 
 
-def test_an_operator_sees_a_dead_letter_and_replays_it_after_confirming(stack, browser, origin, people):
-    queue = Queue(QUEUE, connection=Redis.from_url(stack.redis_url))
+def test_an_operator_sees_a_dead_letter_and_replays_it_after_confirming(
+    stack, browser, origin, people, console_redis
+):
+    queue = Queue(QUEUE, connection=Redis.from_url(console_redis))
     partner = "FC" + uuid.uuid4().hex[:3].upper()
     job = kill(queue, put(queue, partner), reason="422: the partner refused <b>it</b>")
     try:
@@ -293,16 +307,18 @@ def test_an_operator_sees_a_dead_letter_and_replays_it_after_confirming(stack, b
         Job.fetch(job.id, connection=queue.connection).delete()
 
 
-def test_an_administrator_disables_and_enables_an_oauth_client(stack, browser, origin, people):
-    client = stack.client(f"console-switch-{uuid.uuid4().hex[:6]}", "reader")
+def test_an_administrator_disables_and_enables_an_oauth_client(stack, browser, origin, people, console_redis):
+    client = oauth.make_client(
+        console_redis, stack.keys_dir, f"console-switch-{uuid.uuid4().hex[:6]}", "reader"
+    )
     sign_in(browser, origin, people["admin"], start="/console/clients")
     wait_for(browser, "#clients")
     browser.find_element(By.ID, f"switch-{client.client_id}").click()
     assert "disabled" in wait_for(browser, "#result-title").text
-    assert ClientRegistry(Redis.from_url(stack.redis_url)).get(client.client_id).enabled is False
+    assert ClientRegistry(Redis.from_url(console_redis)).get(client.client_id).enabled is False
     browser.find_element(By.ID, f"switch-{client.client_id}").click()
     assert "enabled" in wait_for(browser, "#result-title").text
-    assert ClientRegistry(Redis.from_url(stack.redis_url)).get(client.client_id).enabled is True
+    assert ClientRegistry(Redis.from_url(console_redis)).get(client.client_id).enabled is True
     assert audited(stack, people["admin"], "client-disable")
 
 
@@ -393,7 +409,7 @@ def test_an_operator_follows_a_tasks_hand_offs_from_its_audit_records(stack, bro
 
 
 @pytest.fixture(scope="module")
-def oidc_origin(stack):
+def oidc_origin(stack, console_redis):
     """A second proxy on the same store whose console signs people in through an OpenID provider
     (oidc-provider-mock: a real provider over HTTP, whose sign-in form takes any subject)."""
     from oidc_provider_mock import run_server_in_thread
@@ -403,6 +419,7 @@ def oidc_origin(stack):
             "FHIRPLUG_CONSOLE_OIDC_ISSUER": f"http://localhost:{server.server_port}",
             "FHIRPLUG_CONSOLE_OIDC_CLIENT_ID": "fhirplug-console-test",
             "FHIRPLUG_CONSOLE_OIDC_CLIENT_SECRET": "a test secret",
+            "REDIS_URL": console_redis,  # the accounts the tests add
         }
         base, _ = stack.start_proxy(env)
         yield base.removesuffix("/fhir")
