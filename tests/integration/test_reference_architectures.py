@@ -737,6 +737,8 @@ def test_3_prescribing_system_as_the_fhir_server(sites, subscribers):
     [notified_rx] = sent["identifier"]
     found = one(pharmacy, p.fhir, "MedicationRequest", notified_rx["system"], notified_rx["value"])
     assert found is not None and found["id"] == ours["id"] and found["status"] == "active"
+    read = pharmacy.get(f"{p.fhir}/MedicationRequest/{ours['id']}")
+    assert read.json() == sent, "the notification carried the request as the pharmacy reads it"
     assert pharmacy.get(f"{p.fhir}/{found['subject']['reference']}").status_code == 200
     assert one(other, p.fhir, "MedicationRequest", RX, rx) is None
     assert other.get(f"{p.fhir}/MedicationRequest/{ours['id']}").status_code == 404
@@ -756,6 +758,8 @@ def test_3_prescribing_system_as_the_fhir_server(sites, subscribers):
     # (4) on receipt the MedicationRequest is completed, in the dispense's own write, audited
     assert gp.get(f"{p.fhir}/MedicationRequest/{ours['id']}").json()["status"] == "completed"
     assert completion_audited(gp, p.fhir, ours["id"])
+    # the pharmacy's GET "at any time" shows the end state too: completion kept its reader label
+    assert pharmacy.get(f"{p.fhir}/MedicationRequest/{ours['id']}").json()["status"] == "completed"
     # one notification per event: the completion is no "became active", and nothing came twice
     assert settled(to_pharmacy, pharmacy, p, sid) == [1]
     assert settled(to_other, other, p, other_sid) == [1]
@@ -895,6 +899,7 @@ def test_5_message_broker_as_the_fhir_and_events_server(sites, subscribers):
     # write, audited
     assert gp.get(f"{b.fhir}/MedicationRequest/{at_broker['id']}").json()["status"] == "completed"
     assert completion_audited(gp, b.fhir, at_broker["id"])
+    assert pharmacy.get(f"{b.fhir}/MedicationRequest/{at_broker['id']}").json()["status"] == "completed"
     # one notification per event, to its subscriber only
     assert settled(to_pharmacy, pharmacy, b, pharmacy_sid) == [1]
     assert settled(to_gp, gp, b, gp_sid) == [1]
