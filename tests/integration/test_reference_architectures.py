@@ -10,24 +10,31 @@ directory, and where it sends, its own ``python -m worker``:
 - two dispensing deployments on a second store (the two-deployment pair's): FCG71, which sends
   its completed dispenses back (``dispense-to-prescriber``), and FEW44, a FHIR server that sends
   nothing;
-- a message broker (X26, no rules) on the test run's store, its prescribing (B82005) and
-  dispensing (FH542) systems its clients.
+- a prescribing system's own FHIR server (A81002, no rules) on the test run's store, with a worker
+  for its event notifications: its prescribing system and two pharmacies are its clients, the
+  pharmacies subscribers (architecture 3);
+- a message broker (X26, no rules) on the test run's store, with a worker for its event
+  notifications: its prescribing (B82005, B85001) and dispensing (FH542, FL501, FL502) systems
+  its clients, some of them subscribers (architectures 4 and 5).
 
 Why two stores: the prescribing and dispensing deployments each hold a copy of the same request
 under the same identifier, and on one store their copies would carry the same tenant labels (the
-sender's), so neither deployment could tell its copy from the other's. The broker is one
-deployment and needs no second store.
+sender's), so neither deployment could tell its copy from the other's. The prescribing server and
+the broker each hold the only copy, and need no second store.
 
-Architectures 3 (prescribing system as server, with an event notification to the pharmacy) and 5
-(broker as events server) need event notifications (FHIR Subscriptions), which are not in this
-module: see the README, "Medicines reference architectures: roles".
+Where the guide has an event notification (architectures 3 and 5) the subscribing system is a
+loopback HTTP endpoint in this process (:class:`Subscriber`), subscribed by the Subscriptions
+Backport IG (README, "Event notifications (Subscriptions)") to one of fhirplug's topics.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -39,7 +46,7 @@ from ops import stack as stackmod
 from ops.processes import spawn, stop_process
 from p2p.outgoing import transaction
 from proxy.auth import partner_keys
-from proxy.auth.registry import ClientRecord, ClientRegistry
+from proxy.auth.registry import DEFAULT_SCOPES, ClientRecord, ClientRegistry
 from proxy.partners import Partner, PartnerDirectory
 from tests.support import oauth
 from tests.support.polling import eventually
@@ -49,6 +56,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 PRESCRIBER, DISPENSER_1, DISPENSER_2 = "A83008", "FCG71", "FEW44"
 BROKER, BROKER_PRESCRIBER, BROKER_DISPENSER = "X26", "B82005", "FH542"
+# architecture 3: the prescribing system's server, and two pharmacies that are its clients
+RX_SERVER, RX_SERVER_PHARMACY, RX_SERVER_OTHER_PHARMACY = "A81002", "FA565", "FA566"
+# architecture 5: the broker's subscribing systems (not architecture 4's: they hear of nothing of its)
+EVENTS_PRESCRIBER, EVENTS_OTHER_PRESCRIBER = "B85001", "B85002"
+EVENTS_DISPENSER, EVENTS_OTHER_DISPENSER = "FL501", "FL502"
 NHS = "https://fhir.nhs.uk/Id/nhs-number"
 RX = "https://fhir.example-gp.nhs.uk/Id/prescription"  # the prescribing system's identifiers
 DISPENSE_ID = "https://fhir.example-pharmacy.nhs.uk/Id/dispense"  # the dispensing system's
@@ -60,6 +72,18 @@ SYSTEM_SCOPES = " ".join(
 # what one deployment may do at the other: create what it sends, read what it is sent back
 PRESCRIBING_PEER = "system/MedicationRequest.cruds system/MedicationDispense.rs"
 DISPENSING_PEER = "system/MedicationDispense.cruds system/MedicationRequest.rs"
+# a subscribing system: the prescriber and dispenser roles' default scopes have no Subscription
+# (EPS's systems read only); a deployment that notifies them grants it, as here
+SUBSCRIBE = "system/Subscription.cruds"
+PRESCRIBING_SUBSCRIBER = f"{SYSTEM_SCOPES} {SUBSCRIBE}"
+DISPENSING_SUBSCRIBER = (
+    f"system/MedicationDispense.cruds system/MedicationRequest.rs system/Patient.rs {SUBSCRIBE}"
+)
+# the Subscriptions Backport IG, and fhirplug's topics for the guide's two events
+IG = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
+TOPIC = "https://fhirplug.org/fhir/SubscriptionTopic/"
+MR_ACTIVE = TOPIC + "medication-request-active"
+DISPENSED = TOPIC + "medication-dispense-completed"
 
 
 class Site:
@@ -154,6 +178,8 @@ def sites(stack, pair, tmp_path_factory):
     prescribing = Site(stack.cfg, var, "prescribing", PRESCRIBER, 11, "request-to-dispenser")
     dispensing = Site(pair.spoke.cfg, var, "dispensing", DISPENSER_1, 12, "dispense-to-prescriber")
     dispensing_server = Site(pair.spoke.cfg, var, "dispensing-server", DISPENSER_2, 13)
+    # Redis database 14 is test_read_cache's too: each empties it before use, and files run one by one
+    prescribing_server = Site(stack.cfg, var, "prescribing-server", RX_SERVER, 14)
     broker = Site(stack.cfg, var, "broker", BROKER, 15)
     started = []
     try:
@@ -161,7 +187,8 @@ def sites(stack, pair, tmp_path_factory):
             (prescribing, True),
             (dispensing, True),
             (dispensing_server, False),
-            (broker, False),
+            (prescribing_server, True),  # its worker sends its event notifications
+            (broker, True),
         ):
             site.start(worker)
             started.append(site)
@@ -180,6 +207,7 @@ def sites(stack, pair, tmp_path_factory):
             "prescribing": prescribing,
             "dispensing": dispensing,
             "dispensing-server": dispensing_server,
+            "prescribing-server": prescribing_server,
             "broker": broker,
             "peers": peers,
         }
@@ -280,6 +308,157 @@ def repeat(peer, site: Site, resource: dict, value: str, system: str):
     sent = {k: v for k, v in resource.items() if k not in ("id", "meta")}
     body = transaction(sent, {"system": system, "value": value})
     return peer.post(site.fhir, json=body, headers={**FHIR_JSON, "X-Delivery-ID": uuid.uuid4().hex})
+
+
+# ------------------------------------------------------------ a subscribing system's endpoint
+
+
+class Subscriber:
+    """A subscribing system's notification endpoint on loopback: keeps every notification it
+    accepted (with our header secret; anything else is refused 401)."""
+
+    def __init__(self):
+        self.secret = uuid.uuid4().hex
+        self.accepted: list[dict] = []
+        self.refused = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Authorization") == f"Bearer {owner.secret}":
+                    owner.accepted.append(json.loads(body))
+                    self.send_response(200)
+                else:
+                    owner.refused += 1
+                    self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [b for b in self.accepted if status_param(b, "type") == kind]
+
+    def events(self) -> list[tuple[int, str, dict]]:
+        """Every event notified: (event number, its focus, its entry), in the order received."""
+        found = []
+        for bundle in self.of_type("event-notification"):
+            entries = {e["fullUrl"]: e for e in bundle["entry"][1:]}
+            for p in status_of(bundle)["parameter"]:
+                if p["name"] != "notification-event":
+                    continue
+                parts = {part["name"]: part for part in p["part"]}
+                focus = parts["focus"]["valueReference"]["reference"]
+                found.append((int(parts["event-number"]["valueString"]), focus, entries[focus]))
+        return found
+
+    def numbers(self) -> list[int]:
+        return [n for n, _, _ in self.events()]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def subscribers():
+    made: list[Subscriber] = []
+
+    def make() -> Subscriber:
+        made.append(Subscriber())
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def status_of(bundle: dict) -> dict:
+    """The SubscriptionStatus (R4: Parameters) a notification Bundle opens with."""
+    assert bundle["resourceType"] == "Bundle" and bundle["type"] == "history", bundle
+    first = bundle["entry"][0]["resource"]
+    assert first["resourceType"] == "Parameters", first
+    return first
+
+
+def status_param(bundle: dict, name: str):
+    for p in status_of(bundle)["parameter"]:
+        if p["name"] == name:
+            return next(v for k, v in p.items() if k.startswith("value"))
+    return None
+
+
+def subscription(url: str, secret: str, topic: str, content: str) -> dict:
+    """A Backport IG Subscription of the endpoint at ``url`` to ``topic``, without filters (the
+    subscriber hears of what it may read), authenticated by its header ``secret``."""
+    return {
+        "resourceType": "Subscription",
+        "meta": {"profile": [IG + "backport-subscription"]},
+        "status": "requested",
+        "reason": "the medicines reference architectures",
+        "criteria": topic,
+        "channel": {
+            "type": "rest-hook",
+            "endpoint": url,
+            "payload": "application/fhir+json",
+            "_payload": {"extension": [{"url": IG + "backport-payload-content", "valueCode": content}]},
+            "header": [f"Authorization: Bearer {secret}"],
+        },
+    }
+
+
+def subscribe(site: Site, session, endpoint: Subscriber, topic: str, content: str) -> str:
+    """Subscribe ``endpoint`` to ``topic`` at ``site``; its id, once the handshake made it active."""
+    body = subscription(endpoint.url, endpoint.secret, topic, content)
+    made = session.post(f"{site.fhir}/Subscription", json=body, headers=FHIR_JSON)
+    assert made.status_code == 201, made.text
+    sid = made.json()["id"]
+    active = eventually(
+        lambda: session.get(f"{site.fhir}/Subscription/{sid}").json()["status"] == "active", 30, 0.1
+    )
+    assert active, f"Subscription/{sid} never became active; see {site.var}/{site.name}-worker.log"
+    [handshake] = endpoint.of_type("handshake")
+    assert status_param(handshake, "subscription")["reference"] == f"{site.fhir}/Subscription/{sid}"
+    assert status_param(handshake, "topic") == topic
+    return sid
+
+
+def notified(endpoint: Subscriber, site: Site, sid: str, topic: str) -> tuple[int, str, dict]:
+    """The one event ``endpoint`` was notified of (it waits for it), checked as the IG shapes it."""
+    assert eventually(endpoint.events, 30, 0.1), (
+        f"no notification to Subscription/{sid}; see {site.var}/{site.name}-worker.log"
+    )
+    [bundle] = endpoint.of_type("event-notification")
+    assert status_param(bundle, "subscription")["reference"] == f"{site.fhir}/Subscription/{sid}"
+    assert status_param(bundle, "topic") == topic
+    assert status_param(bundle, "events-since-subscription-start") == "1"
+    [event] = endpoint.events()
+    return event
+
+
+def settled(endpoint: Subscriber, session, site: Site, sid: str) -> list[int]:
+    """The event numbers ``endpoint`` was notified of, once nothing more is on its way: every event
+    the subscription recorded (its ``$status``) has arrived, and a short wait brought no repeat."""
+
+    def recorded() -> int:
+        r = session.get(f"{site.fhir}/Subscription/{sid}/$status")
+        assert r.status_code == 200, r.text
+        params = {p["name"]: p for p in r.json()["entry"][0]["resource"]["parameter"]}
+        assert params["status"]["valueCode"] == "active"
+        return int(params["events-since-subscription-start"]["valueString"])
+
+    assert eventually(lambda: recorded() == len(endpoint.events()), 30, 0.1), (
+        recorded(),
+        endpoint.numbers(),
+    )
+    time.sleep(1)  # a repeat would follow its original within a second here
+    return endpoint.numbers()
 
 
 # ------------------------------------------------------------ 1. both systems are FHIR servers
@@ -478,6 +657,115 @@ def test_2_dispensing_system_as_the_fhir_server(sites):
     assert count(gp, p.fhir, "MedicationDispense", DISPENSE_ID, md_id) == 0
 
 
+# ------------------------------------------------------------ 3. the prescribing system is the FHIR server
+
+
+def completion_audited(session, base: str, request_id: str) -> bool:
+    """The AuditEvent of ``MedicationRequest/<request_id>`` completed by a dispense is on record."""
+    audit = session.get(f"{base}/AuditEvent", params={"subtype": f"{HANDOFF_SYSTEM}|completed-by-dispense"})
+    assert audit.status_code == 200, audit.text
+    return any(
+        {"what": {"reference": f"MedicationRequest/{request_id}"}} in e["resource"]["entity"]
+        for e in audit.json().get("entry") or []
+    )
+
+
+def test_3_prescribing_system_as_the_fhir_server(sites, subscribers):
+    p = sites["prescribing-server"]
+    gp = p.system("arch3-gp-system", "prescriber", RX_SERVER)
+    pharmacy = p.system("arch3-pharmacy-system", "dispenser", RX_SERVER_PHARMACY, DISPENSING_SUBSCRIBER)
+    other = p.system("arch3-other-pharmacy", "dispenser", RX_SERVER_OTHER_PHARMACY, DISPENSING_SUBSCRIBER)
+    nhs, rx, md_id = nhs_number(), f"RX-{uuid.uuid4().hex[:12]}", f"MD-{uuid.uuid4().hex[:12]}"
+
+    # a dispensing system with its role's default scopes (EPS's: read only) may not subscribe: the
+    # deployment grants it system/Subscription.cruds
+    eps_pharmacy = p.system(
+        "arch3-eps-pharmacy", "dispenser", RX_SERVER_PHARMACY, DEFAULT_SCOPES["dispenser"]
+    )
+    refused = eps_pharmacy.post(
+        f"{p.fhir}/Subscription",
+        json=subscription("http://127.0.0.1:9/notify", "s3cret", MR_ACTIVE, "full-resource"),
+        headers=FHIR_JSON,
+    )
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["resourceType"] == "OperationOutcome"
+
+    # the pharmacies subscribe to "MedicationRequest became active", full-resource: a notification
+    # carries the request, and so its identifier; no filter: each hears of what it may read
+    to_pharmacy, to_other = subscribers(), subscribers()
+    sid = subscribe(p, pharmacy, to_pharmacy, MR_ACTIVE, "full-resource")
+    other_sid = subscribe(p, other, to_other, MR_ACTIVE, "full-resource")
+
+    patient = gp.post(
+        f"{p.fhir}/Patient",
+        json={"resourceType": "Patient", "identifier": [{"system": NHS, "value": nhs}]},
+        headers=FHIR_JSON,
+    )
+    assert patient.status_code == 201, patient.text
+    subject = {"reference": f"Patient/{patient.json()['id']}"}
+
+    # (1) the prescribing system's new request, active, with its identifier: the server assigns the
+    # logical id and notifies the pharmacy the request names, with the identifier
+    created = gp.post(
+        f"{p.fhir}/MedicationRequest",
+        json=medication_request(rx, subject, RX_SERVER, RX_SERVER_PHARMACY),
+        headers=FHIR_JSON,
+    )
+    assert created.status_code == 201, created.text
+    ours = created.json()
+    assert ours["id"] and ours["identifier"] == [{"system": RX, "value": rx}]
+    # and one for the other pharmacy: each pharmacy hears of its own request only
+    rx_other = f"RX-{uuid.uuid4().hex[:12]}"
+    theirs = gp.post(
+        f"{p.fhir}/MedicationRequest",
+        json=medication_request(rx_other, subject, RX_SERVER, RX_SERVER_OTHER_PHARMACY),
+        headers=FHIR_JSON,
+    )
+    assert theirs.status_code == 201, theirs.text
+
+    number, focus, entry = notified(to_pharmacy, p, sid, MR_ACTIVE)
+    assert number == 1 and focus == f"{p.fhir}/MedicationRequest/{ours['id']}"
+    sent = entry["resource"]
+    assert sent["id"] == ours["id"] and sent["status"] == "active"
+    assert sent["identifier"] == [{"system": RX, "value": rx}], "the notification has the identifier"
+    number, focus, entry = notified(to_other, p, other_sid, MR_ACTIVE)
+    assert number == 1 and focus == f"{p.fhir}/MedicationRequest/{theirs.json()['id']}"
+    assert entry["resource"]["identifier"] == [{"system": RX, "value": rx_other}]
+
+    # (2) the pharmacy GETs the request by the identifier it was notified of: it reads it as the
+    # nominated pharmacy, and its patient; the other pharmacy reads neither
+    [notified_rx] = sent["identifier"]
+    found = one(pharmacy, p.fhir, "MedicationRequest", notified_rx["system"], notified_rx["value"])
+    assert found is not None and found["id"] == ours["id"] and found["status"] == "active"
+    read = pharmacy.get(f"{p.fhir}/MedicationRequest/{ours['id']}")
+    assert read.json() == sent, "the notification carried the request as the pharmacy reads it"
+    assert pharmacy.get(f"{p.fhir}/{found['subject']['reference']}").status_code == 200
+    assert one(other, p.fhir, "MedicationRequest", RX, rx) is None
+    assert other.get(f"{p.fhir}/MedicationRequest/{ours['id']}").status_code == 404
+
+    # (3) the pharmacy POSTs the completed MedicationDispense, with its identifier, to the
+    # prescribing system's server, which adds the logical id
+    dispense = medication_dispense(
+        md_id, {"reference": f"MedicationRequest/{found['id']}"}, nhs, RX_SERVER_PHARMACY
+    )
+    made = pharmacy.post(f"{p.fhir}/MedicationDispense", json=dispense, headers=FHIR_JSON)
+    assert made.status_code == 201, made.text
+    assert made.json()["id"] and made.json()["identifier"] == dispense["identifier"]
+    received = one(gp, p.fhir, "MedicationDispense", DISPENSE_ID, md_id)  # the prescriber reads it
+    assert received is not None and received["id"] == made.json()["id"]
+    assert received["authorizingPrescription"][0]["reference"] == f"MedicationRequest/{ours['id']}"
+
+    # (4) on receipt the MedicationRequest is completed, in the dispense's own write, audited
+    assert gp.get(f"{p.fhir}/MedicationRequest/{ours['id']}").json()["status"] == "completed"
+    assert completion_audited(gp, p.fhir, ours["id"])
+    # the pharmacy's GET "at any time" shows the end state too: completion kept its reader label
+    assert pharmacy.get(f"{p.fhir}/MedicationRequest/{ours['id']}").json()["status"] == "completed"
+    # one notification per event: the completion is no "became active", and nothing came twice
+    assert settled(to_pharmacy, pharmacy, p, sid) == [1]
+    assert settled(to_other, other, p, other_sid) == [1]
+    assert to_pharmacy.refused == to_other.refused == 0
+
+
 # ------------------------------------------------------------ 4. a message broker is the FHIR server
 
 
@@ -532,3 +820,89 @@ def test_4_message_broker_as_the_fhir_server(sites):
         {"what": {"reference": f"MedicationRequest/{at_broker['id']}"}} in e["resource"]["entity"]
         for e in audit.get("entry") or []
     )
+
+
+# ------------------------------------------------------- 5. a message broker is the FHIR and events server
+
+
+def test_5_message_broker_as_the_fhir_and_events_server(sites, subscribers):
+    b = sites["broker"]
+    gp = b.system("arch5-gp-system", "prescriber", EVENTS_PRESCRIBER, PRESCRIBING_SUBSCRIBER)
+    pharmacy = b.system("arch5-pharmacy-system", "dispenser", EVENTS_DISPENSER, DISPENSING_SUBSCRIBER)
+    other_gp = b.system("arch5-other-gp", "prescriber", EVENTS_OTHER_PRESCRIBER, PRESCRIBING_SUBSCRIBER)
+    other_pharmacy = b.system(
+        "arch5-other-pharmacy", "dispenser", EVENTS_OTHER_DISPENSER, DISPENSING_SUBSCRIBER
+    )
+    nhs, rx, md_id = nhs_number(), f"RX-{uuid.uuid4().hex[:12]}", f"MD-{uuid.uuid4().hex[:12]}"
+
+    # the subscribing systems, id-only (the IG's default: a notification names the resource by its
+    # URL at the broker): the dispensing systems to "MedicationRequest became active", the
+    # prescribing systems to "MedicationDispense completed"; no filter: each hears of what it may read
+    to_pharmacy, to_other_pharmacy, to_gp, to_other_gp = (subscribers() for _ in range(4))
+    pharmacy_sid = subscribe(b, pharmacy, to_pharmacy, MR_ACTIVE, "id-only")
+    other_pharmacy_sid = subscribe(b, other_pharmacy, to_other_pharmacy, MR_ACTIVE, "id-only")
+    gp_sid = subscribe(b, gp, to_gp, DISPENSED, "id-only")
+    other_gp_sid = subscribe(b, other_gp, to_other_gp, DISPENSED, "id-only")
+
+    # (1) the prescribing system POSTs the active MedicationRequest to the broker, which adds the logical id
+    request = medication_request(
+        rx, {"identifier": {"system": NHS, "value": nhs}}, EVENTS_PRESCRIBER, EVENTS_DISPENSER
+    )
+    created = gp.post(f"{b.fhir}/MedicationRequest", json=request, headers=FHIR_JSON)
+    assert created.status_code == 201, created.text
+    at_broker = created.json()
+    assert at_broker["id"] and at_broker["identifier"] == request["identifier"]
+
+    # (2) the broker notifies the subscribing dispensing system of the new MedicationRequest
+    number, focus, entry = notified(to_pharmacy, b, pharmacy_sid, MR_ACTIVE)
+    assert number == 1 and focus == f"{b.fhir}/MedicationRequest/{at_broker['id']}"
+    assert "resource" not in entry, "id-only: the dispensing system reads it itself"
+
+    # (3) the dispensing system GETs the MedicationRequest from the broker: at the URL it was
+    # notified of, and by the identifier found there
+    read = pharmacy.get(focus)
+    assert read.status_code == 200, read.text
+    assert read.json()["status"] == "active"
+    [identifier] = read.json()["identifier"]
+    assert identifier == {"system": RX, "value": rx}
+    found = one(pharmacy, b.fhir, "MedicationRequest", identifier["system"], identifier["value"])
+    assert found is not None and found["id"] == at_broker["id"]
+    assert other_pharmacy.get(focus).status_code == 404, "a pharmacy not named reads nothing"
+
+    # (4) the dispensing system POSTs the completed MedicationDispense, naming the prescription by
+    # its identifier; the broker adds the logical id
+    dispense = medication_dispense(md_id, {"identifier": identifier}, nhs, EVENTS_DISPENSER)
+    made = pharmacy.post(f"{b.fhir}/MedicationDispense", json=dispense, headers=FHIR_JSON)
+    assert made.status_code == 201, made.text
+    md_at_broker = made.json()["id"]
+    assert md_at_broker
+
+    # (5) the broker notifies the subscribing prescribing system of the new MedicationDispense
+    number, focus, entry = notified(to_gp, b, gp_sid, DISPENSED)
+    assert number == 1 and focus == f"{b.fhir}/MedicationDispense/{md_at_broker}"
+    assert "resource" not in entry
+
+    # (6) the prescribing system GETs the MedicationDispense from the broker: at the URL it was
+    # notified of, and by the dispense's identifier
+    received = gp.get(focus)
+    assert received.status_code == 200, received.text
+    assert received.json()["status"] == "completed"
+    assert received.json()["identifier"] == [{"system": DISPENSE_ID, "value": md_id}]
+    assert (
+        received.json()["authorizingPrescription"][0]["reference"] == f"MedicationRequest/{at_broker['id']}"
+    )
+    again = one(gp, b.fhir, "MedicationDispense", DISPENSE_ID, md_id)
+    assert again is not None and again["id"] == md_at_broker
+    assert other_gp.get(focus).status_code == 404, "another prescriber reads nothing"
+
+    # (7) on receipt the MedicationRequest is completed: the broker did it in the dispense's own
+    # write, audited
+    assert gp.get(f"{b.fhir}/MedicationRequest/{at_broker['id']}").json()["status"] == "completed"
+    assert completion_audited(gp, b.fhir, at_broker["id"])
+    assert pharmacy.get(f"{b.fhir}/MedicationRequest/{at_broker['id']}").json()["status"] == "completed"
+    # one notification per event, to its subscriber only
+    assert settled(to_pharmacy, pharmacy, b, pharmacy_sid) == [1]
+    assert settled(to_gp, gp, b, gp_sid) == [1]
+    assert settled(to_other_pharmacy, other_pharmacy, b, other_pharmacy_sid) == []
+    assert settled(to_other_gp, other_gp, b, other_gp_sid) == []
+    assert not any(s.refused for s in (to_pharmacy, to_other_pharmacy, to_gp, to_other_gp))
