@@ -2,8 +2,9 @@
 
     python -m bench.hub_day --rate 2 --seconds 60 --write bench/RESULTS.md   # needs `make up`
 
-Each *journey* is one prescription through the hub, as the seed describes it: a spoke (one of
-``--spokes``, 20 by default) posts its spoke-to-hub message; the hub's system polls its queue
+Each *journey* is one prescription through the hub, as the seed describes it, for a patient of
+its own (a random valid NHS Number): a spoke (one of ``--spokes``, 20 by default) posts its
+spoke-to-hub message; the hub's system polls its queue
 (a Task search) and reads the Task; it accepts the Task (PATCH), reads it again, starts it
 (PATCH to in-progress with a business status) and sends the dispense back (the hub-to-spoke
 message, which completes the Task and the prescription). Journeys start at ``--rate`` per
@@ -13,7 +14,8 @@ one's steps run in order, and every step's latency is recorded by its kind.
 The two sides take turns in slices of ``--slice`` seconds so that the store's growth and the
 machine's drift fall on both alike:
 
-- **fhirplug**: a hub deployment's proxy (FA565) on the `make up` store, started for the run on a
+- **fhirplug**: a hub deployment's proxy (its ODS code, like the spokes', made up anew each run)
+  on the `make up` store, started for the run on a
   Redis database of its own with no worker, every spoke and the hub a registered client with its
   own signed-JWT token, every spoke a registered partner (so the hub's moves and dispense
   returns are queued for it, as at a real hub; no worker sends them): tenancy, message checks,
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import statistics
 import sys
 import tempfile
@@ -59,7 +62,12 @@ from proxy.partners import Partner, PartnerDirectory
 from proxy.store_caller import store_auth
 from tests.support.messages import RFC4122, Case
 
-HUB, EXAMPLE_SPOKE = "FA565", "VNE51"
+EXAMPLE_HUB, EXAMPLE_SPOKE, EXAMPLE_NHS_NUMBER = "FA565", "VNE51", "9449304130"
+# this run's organisations: fresh codes, so that the conditional creates fhirplug makes of each
+# message's Organization and Patient (hubspoke.business_identifiers) meet no copies an earlier run
+# or test left in a long-lived store
+RUN = secrets.token_hex(2).upper()
+HUB = f"H{RUN}"
 FHIR_JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
 JSON_PATCH = {"Content-Type": "application/json-patch+json", "Accept": "application/fhir+json"}
 STEPS = ("message", "poll", "read", "accept", "reread", "start", "dispense")
@@ -67,15 +75,32 @@ SCOPES = "system/*.cruds"
 
 
 def spoke_codes(n: int) -> list[str]:
-    """The example's spoke first, then made-up ODS codes of the same shape."""
-    return [EXAMPLE_SPOKE] + [f"VB{i:03d}" for i in range(1, n)]
+    """Made-up ODS codes of the example's shape, new each run."""
+    return [f"S{RUN[:2]}{i:02d}" for i in range(n)]
+
+
+def nhs_number() -> str:
+    """A random NHS Number that passes the Modulus 11 check (every journey its own patient)."""
+    while True:
+        digits = [secrets.randbelow(10) for _ in range(9)]
+        check = 11 - sum(d * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
+        if check == 11:
+            check = 0
+        if check != 10:
+            return "".join(map(str, digits)) + str(check)
+
+
+def _as(text: str, spoke: str, patient: str) -> dict:
+    return json.loads(
+        text.replace(EXAMPLE_SPOKE, spoke).replace(EXAMPLE_HUB, HUB).replace(EXAMPLE_NHS_NUMBER, patient)
+    )
 
 
 def messages_for(spoke: str) -> tuple[dict, dict, str]:
     """One journey's spoke-to-hub and hub-to-spoke messages (fresh identities), for ``spoke``."""
-    case = Case()
-    outbound = json.loads(json.dumps(case.load("valid-spoke-to-hub.json")).replace(EXAMPLE_SPOKE, spoke))
-    back = json.loads(json.dumps(case.load("valid-hub-to-spoke.json")).replace(EXAMPLE_SPOKE, spoke))
+    case, patient = Case(), nhs_number()
+    outbound = _as(json.dumps(case.load("valid-spoke-to-hub.json")), spoke, patient)
+    back = _as(json.dumps(case.load("valid-hub-to-spoke.json")), spoke, patient)
     for e in outbound["entry"] + back["entry"]:
         e["request"].pop("ifNoneExist", None)
     return outbound, back, case.task_identifier
