@@ -47,6 +47,9 @@ log = logging.getLogger("fhirplug.intake")
 PENDING_TTL_S = 120  # a claim no result followed (a crash) expires; the store check still guards
 RESULT_TTL_S = 30 * 24 * 3600
 WAIT_S = 30.0
+# how long a copy waits for a first copy still under way before the store is asked whether it
+# stored the message: copies sent together get the first copy's own answer, word for word
+SETTLE_S = 0.5
 
 
 def message_key(sender: str, identifier: dict) -> str:
@@ -114,8 +117,15 @@ class Intake(UsesRedis):
             ) from exc
         if not claimed:
             if self._pending_same(key, digest):
-                # the store is asked first: a first copy that stored the message (whatever became
-                # of its claim: Redis crashed before its answer was kept) is answered at once
+                # a first copy under way settles within moments of the store's answer: its own
+                # answer is the one every copy gets. If it does not settle, the store is asked: a
+                # first copy that stored the message (whatever became of its claim: Redis crashed
+                # before its answer was kept) is answered from there at once
+                try:
+                    return self._earlier_answer(key, digest, SETTLE_S)
+                except FhirError as exc:
+                    if exc.status != 503:
+                        raise
                 earlier = self._stored_earlier(ctx, message_identifier_value(sender, identifier))
                 if earlier is not None:
                     self._remember(key, digest, earlier)
@@ -188,7 +198,7 @@ class Intake(UsesRedis):
             isinstance(record, dict) and record.get("state") == "pending" and record.get("digest") == digest
         )
 
-    def _earlier_answer(self, key: str, digest: str) -> ProxyResponse:
+    def _earlier_answer(self, key: str, digest: str, wait_s: float | None = None) -> ProxyResponse:
         def same_content(record):
             if record.get("digest") != digest:
                 raise FhirError(
@@ -198,7 +208,8 @@ class Intake(UsesRedis):
                     code="conflict",
                 )
 
-        record = first_result(self.redis, key, "message", WAIT_S, same_content)
+        wait = WAIT_S if wait_s is None else wait_s
+        record = first_result(self.redis, key, "message", wait, same_content)
         log.info("resend answered with the first result", extra={"fields": {"event": "resend"}})
         return ProxyResponse.from_resource(record["status"], record["body"])
 
